@@ -1,0 +1,1 @@
+//! Labelled data in, public datasets fetched.
