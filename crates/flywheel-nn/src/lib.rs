@@ -1,1 +1,33 @@
-//! The numeric engine.
+//! The numeric engine: row-major `f32`/`f64` buffers, one GEMM wrapper, layers with explicit
+//! forward and backward passes, losses, optimisers and finite-difference gradient checks.
+//!
+//! No I/O, no text, no file formats. Every layer and loss is generic over [`Real`], so the
+//! gradient checks run the very code that trains, in `f64`.
+
+pub mod gradcheck;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod math;
+pub mod net;
+pub mod optim;
+pub mod real;
+pub mod rng;
+pub mod simd;
+pub mod tensor;
+
+pub use layers::{Dense, Embedding, Lstm};
+pub use loss::{Loss, Targets};
+pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
+pub use optim::{Optimizer, OptimizerKind};
+pub use real::Real;
+pub use rng::Rng;
+pub use tensor::{Parameters, Tensor};
+
+/// Errors from the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// Shapes or sizes do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}

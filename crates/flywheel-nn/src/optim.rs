@@ -1,0 +1,180 @@
+//! Optimisers in Keras's exact update form.
+
+use crate::{NnError, Real, Tensor};
+
+/// Which update rule, with its hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent, optionally with (heavy-ball) momentum:
+    /// `v = momentum·v - lr·g; w += v` (plain `w -= lr·g` when momentum is 0).
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum coefficient (0 = none).
+        momentum: f64,
+    },
+    /// Adam as Keras writes it: `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
+    /// `w -= m·α_t / (√v + ε)` with `α_t = lr·√(1 - β2^t) / (1 - β1^t)`.
+    Adam {
+        /// Learning rate (Keras: 1e-3).
+        lr: f64,
+        /// β1 (0.9).
+        beta1: f64,
+        /// β2 (0.999).
+        beta2: f64,
+        /// ε (1e-7).
+        epsilon: f64,
+    },
+}
+
+impl OptimizerKind {
+    /// Keras's `adam` defaults.
+    pub fn adam() -> Self {
+        OptimizerKind::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+
+    /// The learning rate.
+    pub fn learning_rate(&self) -> f64 {
+        match *self {
+            OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => lr,
+        }
+    }
+}
+
+/// An optimiser with its per-parameter state.
+#[derive(Debug, Clone)]
+pub struct Optimizer<T> {
+    kind: OptimizerKind,
+    /// First-moment (Adam) or velocity (SGD momentum) buffers, one per parameter tensor.
+    m: Vec<Vec<T>>,
+    /// Second-moment buffers (Adam).
+    v: Vec<Vec<T>>,
+    steps: u64,
+}
+
+impl<T: Real> Optimizer<T> {
+    /// A fresh optimiser.
+    pub fn new(kind: OptimizerKind) -> Self {
+        Optimizer {
+            kind,
+            m: Vec::new(),
+            v: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// The update rule.
+    pub fn kind(&self) -> OptimizerKind {
+        self.kind
+    }
+
+    /// Number of updates applied.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Applies one update. `params[i]` and `grads[i]` must have the same shapes on every call.
+    pub fn step(
+        &mut self,
+        params: &mut [&mut Tensor<T>],
+        grads: &[&Tensor<T>],
+    ) -> Result<(), NnError> {
+        if params.len() != grads.len() {
+            return Err(NnError::Shape(format!(
+                "{} parameter tensors but {} gradients",
+                params.len(),
+                grads.len()
+            )));
+        }
+        if self.m.is_empty() {
+            self.m = params.iter().map(|p| vec![T::ZERO; p.len()]).collect();
+            if matches!(self.kind, OptimizerKind::Adam { .. }) {
+                self.v = params.iter().map(|p| vec![T::ZERO; p.len()]).collect();
+            }
+        }
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
+            if p.len() != g.len() || p.len() != self.m[i].len() {
+                return Err(NnError::Shape(format!(
+                    "parameter {i}: {} values, gradient {}, state {}",
+                    p.len(),
+                    g.len(),
+                    self.m[i].len()
+                )));
+            }
+        }
+        self.steps += 1;
+        match self.kind {
+            OptimizerKind::Sgd { lr, momentum } => {
+                let lr = T::from_f64(lr);
+                let mom = T::from_f64(momentum);
+                for ((p, g), m) in params.iter_mut().zip(grads).zip(self.m.iter_mut()) {
+                    sgd_update(p.data_mut(), g.data(), m, lr, mom, momentum != 0.0);
+                }
+            }
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                // Keras computes the bias corrections in float32.
+                let t = T::from_f64(self.steps as f64);
+                let b1 = T::from_f64(beta1);
+                let b2 = T::from_f64(beta2);
+                let b1p = T::from_f64(b1.to_f64().powf(t.to_f64()));
+                let b2p = T::from_f64(b2.to_f64().powf(t.to_f64()));
+                let alpha = T::from_f64(lr) * (T::ONE - b2p).sqrt() / (T::ONE - b1p);
+                let c = AdamConsts {
+                    one_minus_b1: T::ONE - b1,
+                    one_minus_b2: T::ONE - b2,
+                    alpha,
+                    eps: T::from_f64(epsilon),
+                };
+                for (((p, g), m), v) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(self.m.iter_mut())
+                    .zip(self.v.iter_mut())
+                {
+                    adam_update(p.data_mut(), g.data(), m, v, &c);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn sgd_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], lr: T, mom: T, use_momentum: bool) {
+    if use_momentum {
+        for ((w, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
+            *m = *m * mom - g * lr;
+            *w += *m;
+        }
+    } else {
+        for (w, &g) in p.iter_mut().zip(g) {
+            *w -= lr * g;
+        }
+    }
+}
+
+struct AdamConsts<T> {
+    one_minus_b1: T,
+    one_minus_b2: T,
+    alpha: T,
+    eps: T,
+}
+
+#[inline(always)]
+fn adam_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>) {
+    for (((w, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        *m += (g - *m) * c.one_minus_b1;
+        *v += (g * g - *v) * c.one_minus_b2;
+        *w -= *m * c.alpha / (v.sqrt() + c.eps);
+    }
+}

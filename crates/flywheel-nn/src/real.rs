@@ -1,0 +1,243 @@
+//! The scalar types the engine computes in: `f32` for training and serving, `f64` for gradient
+//! checks. Both run the same layer code.
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use crate::math;
+
+/// A floating-point scalar with the operations the layers need.
+pub trait Real:
+    Copy
+    + Debug
+    + Default
+    + PartialOrd
+    + Send
+    + Sync
+    + Sum
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + 'static
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Converts from `f64` (rounding for `f32`).
+    fn from_f64(x: f64) -> Self;
+    /// Converts to `f64`.
+    fn to_f64(self) -> f64;
+    /// `e^x`.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// `1 / (1 + e^-x)`.
+    fn sigmoid(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// The larger of two values.
+    fn max(self, other: Self) -> Self;
+    /// `C = alpha * op(A) * op(B) + beta * C` on row-major matrices: `op(A)` is `[m, k]`,
+    /// `op(B)` is `[k, n]`, `C` is `[m, n]`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        a_trans: bool,
+        b: &[Self],
+        b_trans: bool,
+        beta: Self,
+        c: &mut [Self],
+    );
+}
+
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        math::exp_f32(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        math::sigmoid_f32(self)
+    }
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        math::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        f32::max(self, other)
+    }
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        a_trans: bool,
+        b: &[Self],
+        b_trans: bool,
+        beta: Self,
+        c: &mut [Self],
+    ) {
+        let (rsa, csa) = strides(m, k, a_trans);
+        let (rsb, csb) = strides(k, n, b_trans);
+        check_sizes(m, k, n, a.len(), b.len(), c.len());
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: the slices hold at least m*k, k*n and m*n elements (checked above) and the
+        // strides describe row-major (or transposed row-major) matrices of exactly those shapes.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    }
+}
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + f64::exp(-self))
+    }
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        f64::max(self, other)
+    }
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        a_trans: bool,
+        b: &[Self],
+        b_trans: bool,
+        beta: Self,
+        c: &mut [Self],
+    ) {
+        let (rsa, csa) = strides(m, k, a_trans);
+        let (rsb, csb) = strides(k, n, b_trans);
+        check_sizes(m, k, n, a.len(), b.len(), c.len());
+        if m == 0 || n == 0 {
+            return;
+        }
+        // SAFETY: as for f32 above.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    }
+}
+
+/// Row and column strides of an `[rows, cols]` operand stored row-major, or stored as its
+/// transpose (`[cols, rows]` row-major) when `trans`.
+fn strides(rows: usize, cols: usize, trans: bool) -> (isize, isize) {
+    if trans {
+        (1, rows as isize)
+    } else {
+        (cols as isize, 1)
+    }
+}
+
+/// GEMM operand sizes are an internal invariant of the layers; a mismatch is a bug, never input.
+fn check_sizes(m: usize, k: usize, n: usize, a: usize, b: usize, c: usize) {
+    assert!(
+        a >= m * k && b >= k * n && c >= m * n,
+        "gemm operand too small: m={m} k={k} n={n}, |a|={a} |b|={b} |c|={c}"
+    );
+}
