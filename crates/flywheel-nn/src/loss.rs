@@ -36,7 +36,7 @@ impl Loss {
         scale: T,
         grad: &mut [T],
     ) -> Result<T, NnError> {
-        let batch = if k == 0 { 0 } else { logits.len() / k };
+        let batch = logits.len().checked_div(k).unwrap_or(0);
         let kt = T::from_f64(k as f64);
         let mut total = T::ZERO;
         match (self, targets) {

@@ -14,8 +14,9 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// `e^x`, clamped to the finite, normal `f32` range.
 #[inline(always)]
+#[allow(clippy::excessive_precision)]
 pub fn exp_f32(x: f32) -> f32 {
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let shifted = x * LOG2E + ROUND_MAGIC;
     let k = shifted - ROUND_MAGIC;
     let ki = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits()) as i32;
@@ -39,9 +40,10 @@ pub fn sigmoid_f32(x: f32) -> f32 {
 
 /// Hyperbolic tangent (odd rational approximation on `[-7.9, 7.9]`, ±1 outside).
 #[inline(always)]
+#[allow(clippy::excessive_precision)]
 pub fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
-    let x = x.max(-CLAMP).min(CLAMP);
+    let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
     let mut p = -2.760_768_5e-16_f32;
     p = p * x2 + 2.000_187_9e-13;

@@ -3,7 +3,7 @@
 
 use crate::layers::dropout;
 use crate::layers::{Dense, Embedding, Lstm, LstmCache, LstmState};
-use crate::{simd, Loss, NnError, Parameters, Real, Rng, Targets, Tensor};
+use crate::{multiversion, Loss, NnError, Parameters, Real, Rng, Targets, Tensor};
 
 /// `Embedding(vocab, embed) → LSTM(hidden) → Dense(outputs)` with an output loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +176,18 @@ impl<T: Real> TextRnn<T> {
             )));
         }
         self.embedding.check_ids(batch.ids)?;
-        simd::dispatch(|| self.train_batch_inner(batch, ws, grads))
+        multiversion!(self.train_batch_inner(batch, ws, grads) as train_batch_avx2)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn train_batch_avx2(
+        &self,
+        batch: &TrainBatch<'_, T>,
+        ws: &mut Workspace<T>,
+        grads: &mut RnnGrads<T>,
+    ) -> Result<f64, NnError> {
+        self.train_batch_inner(batch, ws, grads)
     }
 
     #[inline(always)]
@@ -239,7 +250,7 @@ impl<T: Real> TextRnn<T> {
         let e = self.embedding.dim();
         let mut x = vec![T::ZERO; e];
         self.embedding.forward(&[pad_id], &mut x);
-        let (h, c) = simd::dispatch(|| self.lstm.constant_input_states(&x, steps));
+        let (h, c) = self.lstm.constant_input_states(&x, steps);
         Ok(PadStates { steps, h, c })
     }
 
@@ -272,8 +283,20 @@ impl<T: Real> TextRnn<T> {
             }
             self.embedding.check_ids(s)?;
         }
-        simd::dispatch(|| self.predict_inner(seqs, pads, ws, out));
+        multiversion!(self.predict_inner(seqs, pads, ws, out) as predict_avx2);
         Ok(())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn predict_avx2(
+        &self,
+        seqs: &[&[u32]],
+        pads: &PadStates<T>,
+        ws: &mut Workspace<T>,
+        out: &mut [T],
+    ) {
+        self.predict_inner(seqs, pads, ws, out)
     }
 
     #[inline(always)]
@@ -343,11 +366,7 @@ impl<T: Real> TextRnn<T> {
         ws: &mut Workspace<T>,
         out: &mut [T],
     ) -> Result<(), NnError> {
-        let (e, h, k) = (
-            self.embedding.dim(),
-            self.lstm.hidden(),
-            self.dense.outputs(),
-        );
+        let k = self.dense.outputs();
         if ids.len() != steps * batch || out.len() != batch * k {
             return Err(NnError::Shape(format!(
                 "{} ids / {} outputs for {steps} steps x {batch} sequences",
@@ -356,20 +375,44 @@ impl<T: Real> TextRnn<T> {
             )));
         }
         self.embedding.check_ids(ids)?;
-        simd::dispatch(|| {
-            resize(&mut ws.x, steps * batch * e, T::ZERO);
-            self.embedding.forward(ids, &mut ws.x);
-            ws.active.clear();
-            ws.active.resize(steps, batch);
-            ws.state.h.clear();
-            ws.state.h.resize(batch * h, T::ZERO);
-            ws.state.c.clear();
-            ws.state.c.resize(batch * h, T::ZERO);
-            self.lstm
-                .forward_packed(&ws.x, &ws.active, &mut ws.state, &mut ws.gates);
-            self.dense.forward(&ws.state.h, batch, out);
-        });
+        multiversion!(self.predict_padded_inner(ids, steps, batch, ws, out) as predict_padded_avx2);
         Ok(())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn predict_padded_avx2(
+        &self,
+        ids: &[u32],
+        steps: usize,
+        batch: usize,
+        ws: &mut Workspace<T>,
+        out: &mut [T],
+    ) {
+        self.predict_padded_inner(ids, steps, batch, ws, out)
+    }
+
+    #[inline(always)]
+    fn predict_padded_inner(
+        &self,
+        ids: &[u32],
+        steps: usize,
+        batch: usize,
+        ws: &mut Workspace<T>,
+        out: &mut [T],
+    ) {
+        let (e, h) = (self.embedding.dim(), self.lstm.hidden());
+        resize(&mut ws.x, steps * batch * e, T::ZERO);
+        self.embedding.forward(ids, &mut ws.x);
+        ws.active.clear();
+        ws.active.resize(steps, batch);
+        ws.state.h.clear();
+        ws.state.h.resize(batch * h, T::ZERO);
+        ws.state.c.clear();
+        ws.state.c.resize(batch * h, T::ZERO);
+        self.lstm
+            .forward_packed(&ws.x, &ws.active, &mut ws.state, &mut ws.gates);
+        self.dense.forward(&ws.state.h, batch, out);
     }
 
     /// The same network in another precision.

@@ -48,6 +48,7 @@ pub trait Real:
     fn tanh(self) -> Self;
     /// The larger of two values.
     fn max(self, other: Self) -> Self;
+
     /// `C = alpha * op(A) * op(B) + beta * C` on row-major matrices: `op(A)` is `[m, k]`,
     /// `op(B)` is `[k, n]`, `C` is `[m, n]`.
     #[allow(clippy::too_many_arguments)]

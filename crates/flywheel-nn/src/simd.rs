@@ -1,25 +1,41 @@
-//! Runtime CPU dispatch: run a closure compiled with AVX2 where the CPU has it.
+//! Runtime CPU dispatch: hot entry points run in a copy compiled for AVX2 where the CPU has it.
 //!
-//! The hot loops are generic `#[inline(always)]` code; calling them through [`dispatch`]
-//! instantiates them inside a function compiled for AVX2, so the same source is vectorised
-//! eight lanes wide on CPUs that support it and stays portable elsewhere. Fused multiply-add is
-//! deliberately not enabled, so both paths round identically and results do not depend on the CPU.
+//! The hot loops are generic `#[inline(always)]` code. [`multiversion!`](crate::multiversion)
+//! wraps an entry point in a function compiled with `#[target_feature(enable = "avx2")]`, so the
+//! same source is vectorised eight lanes wide on CPUs that support it and stays portable
+//! elsewhere. Closures do not inherit target features, hence a macro rather than a function.
 
-/// Runs `f`, compiled for AVX2 when the CPU supports it.
-#[inline(always)]
-pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+/// True when the AVX2 copy of the kernels can run on this CPU.
+#[inline]
+pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { with_avx2(f) };
-        }
+        std::is_x86_feature_detected!("avx2")
     }
-    f()
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+/// Calls `$inner(args...)` (an `#[inline(always)]` method of `self`) through a copy of it
+/// compiled for AVX2 when the CPU supports it.
+#[macro_export]
+#[allow(clippy::macro_metavars_in_unsafe)] // only identifiers are accepted
+macro_rules! multiversion {
+    ($self:ident . $inner:ident ( $($arg:ident),* $(,)? ) as $avx:ident) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if $crate::simd::has_avx2() {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { $self.$avx($($arg),*) }
+            } else {
+                $self.$inner($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $self.$inner($($arg),*)
+        }
+    }};
 }

@@ -211,13 +211,7 @@ impl<T: Real> Lstm<T> {
             if t > 0 {
                 for b in 0..batch {
                     let dhr = &mut cache.dh[b * h..(b + 1) * h];
-                    dhr.fill(T::ZERO);
-                    for (&s, ut_row) in z[b * g..(b + 1) * g].iter().zip(cache.u_t.chunks_exact(h))
-                    {
-                        for (d, &w) in dhr.iter_mut().zip(ut_row) {
-                            *d += s * w;
-                        }
-                    }
+                    backprop_hidden(&z[b * g..(b + 1) * g], &cache.u_t, dhr, h);
                     if let Some(m) = rec_mask {
                         for (d, &m) in dhr.iter_mut().zip(&m[b * h..(b + 1) * h]) {
                             *d *= m;
@@ -353,14 +347,70 @@ fn project_inputs<T: Real>(lstm: &Lstm<T>, x: &[T], rows: usize, gates: &mut [T]
 /// `z[b] += h_in[b] · U` for every row `b` (U is `[H, 4H]`).
 #[inline(always)]
 fn recurrent_product<T: Real>(z: &mut [T], h_in: &[T], u: &[T], batch: usize, h: usize) {
-    let g = 4 * h;
-    for (zr, hr) in z.chunks_exact_mut(g).zip(h_in.chunks_exact(h)).take(batch) {
-        for (&s, ur) in hr.iter().zip(u.chunks_exact(g)) {
-            for (a, &w) in zr.iter_mut().zip(ur) {
-                *a += s * w;
+    match h {
+        4 => recurrent_product_fixed::<T, 4, 16>(z, h_in, u, batch),
+        8 => recurrent_product_fixed::<T, 8, 32>(z, h_in, u, batch),
+        16 => recurrent_product_fixed::<T, 16, 64>(z, h_in, u, batch),
+        _ => {
+            let g = 4 * h;
+            for (zr, hr) in z.chunks_exact_mut(g).zip(h_in.chunks_exact(h)).take(batch) {
+                for (&s, ur) in hr.iter().zip(u.chunks_exact(g)) {
+                    for (a, &w) in zr.iter_mut().zip(ur) {
+                        *a += s * w;
+                    }
+                }
             }
         }
     }
+}
+
+/// [`recurrent_product`] for a fixed width: a row of `z` stays in registers over the product.
+#[inline(always)]
+fn recurrent_product_fixed<T: Real, const H: usize, const G: usize>(
+    z: &mut [T],
+    h_in: &[T],
+    u: &[T],
+    batch: usize,
+) {
+    for (zr, hr) in z.chunks_exact_mut(G).zip(h_in.chunks_exact(H)).take(batch) {
+        let mut acc = [T::ZERO; G];
+        acc.copy_from_slice(zr);
+        for (&s, ur) in hr.iter().zip(u.chunks_exact(G)) {
+            for (a, &w) in acc.iter_mut().zip(ur) {
+                *a += s * w;
+            }
+        }
+        zr.copy_from_slice(&acc);
+    }
+}
+
+/// `dh = dz · Uᵀ` for one row (`u_t` is the transposed recurrent kernel, `[4H, H]`).
+#[inline(always)]
+fn backprop_hidden<T: Real>(dz: &[T], u_t: &[T], dh: &mut [T], h: usize) {
+    match h {
+        4 => backprop_hidden_fixed::<T, 4>(dz, u_t, dh),
+        8 => backprop_hidden_fixed::<T, 8>(dz, u_t, dh),
+        16 => backprop_hidden_fixed::<T, 16>(dz, u_t, dh),
+        _ => {
+            dh.fill(T::ZERO);
+            for (&s, ut_row) in dz.iter().zip(u_t.chunks_exact(h)) {
+                for (d, &w) in dh.iter_mut().zip(ut_row) {
+                    *d += s * w;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn backprop_hidden_fixed<T: Real, const H: usize>(dz: &[T], u_t: &[T], dh: &mut [T]) {
+    let mut acc = [T::ZERO; H];
+    for (&s, ut_row) in dz.iter().zip(u_t.chunks_exact(H)) {
+        for (d, &w) in acc.iter_mut().zip(ut_row) {
+            *d += s * w;
+        }
+    }
+    dh[..H].copy_from_slice(&acc);
 }
 
 /// Applies sigmoid to i, f, o and tanh to the candidate, in place, for one row `[4H]`.
