@@ -5,10 +5,7 @@
 use std::time::Instant;
 
 use flywheel_nn::layers::dropout::fill_mask;
-use flywheel_nn::{
-    Loss, Optimizer, OptimizerKind, Parameters, Rng, Targets, Tensor, TextRnn, TrainBatch,
-    Workspace,
-};
+use flywheel_nn::{Loss, Optimizer, OptimizerKind, Rng, Targets, TextRnn, TrainBatch, Workspace};
 
 fn main() {
     let (vocab, e, h, steps, batch, n) = (10_000usize, 16, 16, 100, 32, 20_000);
@@ -19,7 +16,7 @@ fn main() {
     let mut opt = Optimizer::new(OptimizerKind::adam());
     let mut ws = Workspace::default();
     let mut grads = net.zero_grads();
-    let mut emb_grad: Tensor<f32> = Tensor::zeros(net.embedding.weight.shape());
+    let mut emb_grad = net.embedding_grad();
     let mut ids = vec![0u32; steps * batch];
     let mut in_mask = vec![0f32; batch * e];
     let mut rec_mask = vec![0f32; batch * h];
@@ -49,17 +46,10 @@ fn main() {
             grads.clear();
             total += net.train_batch(&tb, &mut ws, &mut grads).unwrap();
             let (gids, rows) = ws.embedding_grad();
-            net.embedding.backward(gids, rows, &mut emb_grad);
+            emb_grad.accumulate(gids, rows);
             let t1 = Instant::now();
-            {
-                let mut g: Vec<&Tensor<f32>> = vec![&emb_grad];
-                g.extend(grads.lstm.tensors().into_iter().map(|t| t.1));
-                g.extend(grads.dense.tensors().into_iter().map(|t| t.1));
-                let mut params = net.tensors_mut();
-                opt.step(&mut params, &g).unwrap();
-            }
-            let gids = ws.embedding_grad().0.to_vec();
-            net.embedding.clear_rows(&gids, &mut emb_grad);
+            net.apply_update(&mut opt, &grads, &emb_grad).unwrap();
+            emb_grad.clear();
             t_fb += (t1 - t0).as_secs_f64();
             t_opt += t1.elapsed().as_secs_f64();
         }

@@ -16,7 +16,7 @@ pub mod rng;
 pub mod simd;
 pub mod tensor;
 
-pub use layers::{Dense, Embedding, Lstm};
+pub use layers::{Dense, Embedding, EmbeddingGrad, Lstm};
 pub use loss::{Loss, Targets};
 pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
 pub use optim::{Optimizer, OptimizerKind};

@@ -2,8 +2,8 @@
 //! training pass over one (sub-)batch and a fast inference pass.
 
 use crate::layers::dropout;
-use crate::layers::{Dense, Embedding, Lstm, LstmCache, LstmState};
-use crate::{multiversion, Loss, NnError, Parameters, Real, Rng, Targets, Tensor};
+use crate::layers::{Dense, Embedding, EmbeddingGrad, Lstm, LstmCache, LstmState};
+use crate::{multiversion, Loss, NnError, Optimizer, Parameters, Real, Rng, Targets, Tensor};
 
 /// `Embedding(vocab, embed) → LSTM(hidden) → Dense(outputs)` with an output loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +99,7 @@ pub struct Workspace<T> {
 
 impl<T: Real> Workspace<T> {
     /// The embedding gradient of the latest training pass, as rows: `(ids, d loss / d rows)`,
-    /// `rows` being `[ids.len(), embed]`. Add it with [`Embedding::backward`].
+    /// `rows` being `[ids.len(), embed]`. Add it with [`EmbeddingGrad::accumulate`].
     pub fn embedding_grad(&self) -> (&[u32], &[T]) {
         (&self.ids, &self.dx)
     }
@@ -157,6 +157,28 @@ impl<T: Real> TextRnn<T> {
     /// Number of outputs.
     pub fn outputs(&self) -> usize {
         self.dense.outputs()
+    }
+
+    /// An empty sparse gradient for the embedding table.
+    pub fn embedding_grad(&self) -> EmbeddingGrad<T> {
+        EmbeddingGrad::new(self.embedding.vocab(), self.embedding.dim())
+    }
+
+    /// One optimiser update from accumulated gradients (the embedding's in `emb`, whose
+    /// per-occurrence squares feed Adam's second moment as in Keras).
+    pub fn apply_update(
+        &mut self,
+        opt: &mut Optimizer<T>,
+        grads: &RnnGrads<T>,
+        emb: &EmbeddingGrad<T>,
+    ) -> Result<(), NnError> {
+        let mut g: Vec<&Tensor<T>> = vec![&emb.sum];
+        g.extend(grads.lstm.tensors().into_iter().map(|t| t.1));
+        g.extend(grads.dense.tensors().into_iter().map(|t| t.1));
+        let mut squares: Vec<Option<&Tensor<T>>> = vec![None; g.len()];
+        squares[0] = Some(&emb.squares);
+        let mut params = self.tensors_mut();
+        opt.step_with_squares(&mut params, &g, &squares)
     }
 
     /// Forward and backward pass over one (sub-)batch. Adds the LSTM and dense gradients to

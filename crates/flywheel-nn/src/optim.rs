@@ -84,7 +84,21 @@ impl<T: Real> Optimizer<T> {
         params: &mut [&mut Tensor<T>],
         grads: &[&Tensor<T>],
     ) -> Result<(), NnError> {
-        if params.len() != grads.len() {
+        let squares = vec![None; grads.len()];
+        self.step_with_squares(params, grads, &squares)
+    }
+
+    /// Like [`Optimizer::step`], but a parameter may come with the sum of its *squared
+    /// per-occurrence* gradients (`squares[i]`), used by Adam's second moment instead of the
+    /// square of the summed gradient. That is what Keras does for embeddings, whose gradient is
+    /// a list of rows (one per token occurrence) squared before duplicates are added up.
+    pub fn step_with_squares(
+        &mut self,
+        params: &mut [&mut Tensor<T>],
+        grads: &[&Tensor<T>],
+        squares: &[Option<&Tensor<T>>],
+    ) -> Result<(), NnError> {
+        if params.len() != grads.len() || squares.len() != grads.len() {
             return Err(NnError::Shape(format!(
                 "{} parameter tensors but {} gradients",
                 params.len(),
@@ -98,7 +112,8 @@ impl<T: Real> Optimizer<T> {
             }
         }
         for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-            if p.len() != g.len() || p.len() != self.m[i].len() {
+            let sq_ok = squares[i].is_none_or(|s| s.len() == g.len());
+            if p.len() != g.len() || p.len() != self.m[i].len() || !sq_ok {
                 return Err(NnError::Shape(format!(
                     "parameter {i}: {} values, gradient {}, state {}",
                     p.len(),
@@ -135,13 +150,17 @@ impl<T: Real> Optimizer<T> {
                     alpha,
                     eps: T::from_f64(epsilon),
                 };
-                for (((p, g), m), v) in params
+                for ((((p, g), sq), m), v) in params
                     .iter_mut()
                     .zip(grads)
+                    .zip(squares)
                     .zip(self.m.iter_mut())
                     .zip(self.v.iter_mut())
                 {
-                    adam_update(p.data_mut(), g.data(), m, v, &c);
+                    match sq {
+                        Some(sq) => adam_update_sq(p.data_mut(), g.data(), sq.data(), m, v, &c),
+                        None => adam_update(p.data_mut(), g.data(), m, v, &c),
+                    }
                 }
             }
         }
@@ -160,6 +179,28 @@ fn sgd_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], lr: T, mom: T, use_mom
         for (w, &g) in p.iter_mut().zip(g) {
             *w -= lr * g;
         }
+    }
+}
+
+#[inline(always)]
+fn adam_update_sq<T: Real>(
+    p: &mut [T],
+    g: &[T],
+    sq: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    c: &AdamConsts<T>,
+) {
+    for ((((w, &g), &sq), m), v) in p
+        .iter_mut()
+        .zip(g)
+        .zip(sq)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        *m += (g - *m) * c.one_minus_b1;
+        *v += (sq - *v) * c.one_minus_b2;
+        *w -= *m * c.alpha / (v.sqrt() + c.eps);
     }
 }
 

@@ -69,15 +69,54 @@ impl<T: Real> Embedding<T> {
             }
         }
     }
+}
 
-    /// Zeroes the rows of `grad` named by `ids` (cheaper than clearing the whole table).
-    pub fn clear_rows(&self, ids: &[u32], grad: &mut Tensor<T>) {
-        let dim = self.dim();
-        let g = grad.data_mut();
-        for &id in ids {
-            let id = id as usize;
-            g[id * dim..(id + 1) * dim].fill(T::ZERO);
+/// The gradient of an embedding table, kept sparse: the sum of the rows' gradients and the sum
+/// of their squares per occurrence (for Adam's second moment, as Keras computes it), plus the
+/// rows touched since the last [`EmbeddingGrad::clear`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingGrad<T> {
+    /// `[vocab, dim]` summed gradient (zero outside touched rows).
+    pub sum: Tensor<T>,
+    /// `[vocab, dim]` sum of squared per-occurrence gradients.
+    pub squares: Tensor<T>,
+    touched: Vec<u32>,
+}
+
+impl<T: Real> EmbeddingGrad<T> {
+    /// An empty gradient for a table of `vocab` rows of width `dim`.
+    pub fn new(vocab: usize, dim: usize) -> Self {
+        EmbeddingGrad {
+            sum: Tensor::zeros(&[vocab, dim]),
+            squares: Tensor::zeros(&[vocab, dim]),
+            touched: Vec::new(),
         }
+    }
+
+    /// Adds per-occurrence gradients `rows` (`[ids.len(), dim]`) of the rows `ids`.
+    pub fn accumulate(&mut self, ids: &[u32], rows: &[T]) {
+        let dim = self.sum.shape()[1];
+        let (s, q) = (self.sum.data_mut(), self.squares.data_mut());
+        for (row, &id) in rows.chunks_exact(dim).zip(ids) {
+            let r = id as usize * dim..(id as usize + 1) * dim;
+            for ((a, b), &g) in s[r.clone()].iter_mut().zip(q[r].iter_mut()).zip(row) {
+                *a += g;
+                *b += g * g;
+            }
+        }
+        self.touched.extend_from_slice(ids);
+    }
+
+    /// Zeroes the touched rows.
+    pub fn clear(&mut self) {
+        let dim = self.sum.shape()[1];
+        let (s, q) = (self.sum.data_mut(), self.squares.data_mut());
+        for &id in &self.touched {
+            let r = id as usize * dim..(id as usize + 1) * dim;
+            s[r.clone()].fill(T::ZERO);
+            q[r].fill(T::ZERO);
+        }
+        self.touched.clear();
     }
 }
 

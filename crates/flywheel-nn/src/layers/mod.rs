@@ -6,5 +6,5 @@ pub mod embedding;
 pub mod lstm;
 
 pub use dense::Dense;
-pub use embedding::Embedding;
+pub use embedding::{Embedding, EmbeddingGrad};
 pub use lstm::{Lstm, LstmCache, LstmState};
