@@ -41,6 +41,10 @@ pub struct LstmCache<T> {
     dc: Vec<T>,
     /// `[4H, H]`: transposed recurrent kernel.
     u_t: Vec<T>,
+    /// `[T·B, E + H]`: inputs and recurrent inputs side by side (backward scratch).
+    xh: Vec<T>,
+    /// `[E + H, 4H]`: their weight gradients (backward scratch).
+    dwu: Vec<T>,
 }
 
 impl<T: Real> LstmCache<T> {
@@ -222,30 +226,38 @@ impl<T: Real> Lstm<T> {
         }
         let rows = steps * batch;
         let dz = &cache.gates[..rows * g];
+        // d[W; U] = [x, h_in]ᵀ · dZ as one GEMM (dZ is packed once, not twice).
+        let w = e + h;
+        resize(&mut cache.xh, rows * w);
+        for ((xh, xr), hr) in cache
+            .xh
+            .chunks_exact_mut(w)
+            .zip(x.chunks_exact(e))
+            .zip(cache.h_in.chunks_exact(h))
+        {
+            xh[..e].copy_from_slice(xr);
+            xh[e..].copy_from_slice(hr);
+        }
+        resize(&mut cache.dwu, w * g);
         T::gemm(
-            h,
+            w,
             rows,
             g,
             T::ONE,
-            &cache.h_in,
+            &cache.xh,
             true,
             dz,
             false,
-            T::ONE,
-            grads.recurrent.data_mut(),
+            T::ZERO,
+            &mut cache.dwu,
         );
-        T::gemm(
-            e,
-            rows,
-            g,
-            T::ONE,
-            x,
-            true,
-            dz,
-            false,
-            T::ONE,
-            grads.kernel.data_mut(),
-        );
+        let (dw, du) = cache.dwu.split_at(e * g);
+        for (a, &b) in grads.kernel.data_mut().iter_mut().zip(dw) {
+            *a += b;
+        }
+        for (a, &b) in grads.recurrent.data_mut().iter_mut().zip(du) {
+            *a += b;
+        }
         let gb = grads.bias.data_mut();
         for row in dz.chunks_exact(g) {
             for (a, &b) in gb.iter_mut().zip(row) {
