@@ -1,1 +1,63 @@
-//! What a model is.
+//! What a model *is*: its spec, the [`Pipeline`] from text to prediction (the one code path
+//! shared by train, eval, predict and serve), the training loop, metrics and the artifact file.
+
+pub mod artifact;
+pub mod evaluate;
+pub mod metrics;
+pub mod pipeline;
+pub mod spec;
+pub mod task;
+pub mod train;
+
+pub use artifact::{Artifact, ArtifactMeta, TrainingInfo};
+pub use evaluate::{evaluate, Report};
+pub use pipeline::{Pipeline, Prediction};
+pub use spec::{ModelSpec, OptimizerChoice, TrainConfig};
+pub use task::{LabelSet, Task};
+pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
+
+/// Errors from building, training, evaluating or loading models.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading data failed.
+    #[error(transparent)]
+    Data(#[from] flywheel_data::DataError),
+    /// A tokenizer setting is invalid.
+    #[error(transparent)]
+    Text(#[from] flywheel_text::TextError),
+    /// The engine rejected shapes (a bug or a corrupt model).
+    #[error(transparent)]
+    Engine(#[from] flywheel_nn::NnError),
+    /// Metrics could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// A record's label is unusable.
+    #[error("{file}:{line}: {message}")]
+    Label {
+        /// The data file.
+        file: String,
+        /// 1-based line.
+        line: u64,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The request does not make sense (bad settings, too little data, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A model file is unreadable, corrupt or not a flywheel model.
+    #[error("model file {path}: {message}")]
+    Artifact {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

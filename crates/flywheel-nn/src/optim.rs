@@ -1,5 +1,7 @@
 //! Optimisers in Keras's exact update form.
 
+use rayon::prelude::*;
+
 use crate::{NnError, Real, Tensor};
 
 /// Which update rule, with its hyper-parameters.
@@ -157,10 +159,7 @@ impl<T: Real> Optimizer<T> {
                     .zip(self.m.iter_mut())
                     .zip(self.v.iter_mut())
                 {
-                    match sq {
-                        Some(sq) => adam_update_sq(p.data_mut(), g.data(), sq.data(), m, v, &c),
-                        None => adam_update(p.data_mut(), g.data(), m, v, &c),
-                    }
+                    adam_tensor(p.data_mut(), g.data(), sq.map(|s| s.data()), m, v, &c);
                 }
             }
         }
@@ -180,6 +179,42 @@ fn sgd_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], lr: T, mom: T, use_mom
             *w -= lr * g;
         }
     }
+}
+
+/// Tensors at least this large are updated in parallel on the current rayon pool.
+const PARALLEL_MIN: usize = 1 << 16;
+const PARALLEL_CHUNK: usize = 1 << 14;
+
+/// Adam on one tensor, split across the current rayon pool when it is large (element-wise, so
+/// the result does not depend on the split).
+fn adam_tensor<T: Real>(
+    p: &mut [T],
+    g: &[T],
+    sq: Option<&[T]>,
+    m: &mut [T],
+    v: &mut [T],
+    c: &AdamConsts<T>,
+) {
+    if p.len() < PARALLEL_MIN || rayon::current_num_threads() < 2 {
+        match sq {
+            Some(sq) => adam_update_sq(p, g, sq, m, v, c),
+            None => adam_update(p, g, m, v, c),
+        }
+        return;
+    }
+    let parts = p
+        .par_chunks_mut(PARALLEL_CHUNK)
+        .zip(g.par_chunks(PARALLEL_CHUNK))
+        .zip(m.par_chunks_mut(PARALLEL_CHUNK))
+        .zip(v.par_chunks_mut(PARALLEL_CHUNK))
+        .enumerate();
+    parts.for_each(|(i, (((p, g), m), v))| match sq {
+        Some(sq) => {
+            let lo = i * PARALLEL_CHUNK;
+            adam_update_sq(p, g, &sq[lo..lo + p.len()], m, v, c)
+        }
+        None => adam_update(p, g, m, v, c),
+    });
 }
 
 #[inline(always)]

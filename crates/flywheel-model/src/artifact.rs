@@ -1,0 +1,384 @@
+//! The model file: safetensors (readable from Python) whose metadata key `flywheel` holds one
+//! JSON document — format version, spec, tokenizer state, labels, training history, metrics,
+//! SHA-256 of the training data and of the tensors, creation time, program version.
+//!
+//! Writing goes to a temporary file that is renamed into place, so a crash never leaves a
+//! half-written model. Loading checks the container, the format tag and version, every tensor's
+//! name, type and shape, and the tensors' checksum, so a truncated, edited or foreign file is
+//! rejected with a clear message.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use flywheel_nn::{Dense, Embedding, Lstm, Parameters, Tensor, TextRnn};
+use flywheel_text::{KerasTokenizer, TokenizerState};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::evaluate::Report;
+use crate::spec::{ModelSpec, TrainConfig};
+use crate::task::{LabelSet, Task};
+use crate::train::{EpochRecord, TrainOutcome};
+use crate::{ModelError, Pipeline};
+
+/// The format tag in every model file.
+pub const FORMAT: &str = "flywheel.model";
+/// The current format version; files with a newer one are refused.
+pub const FORMAT_VERSION: u32 = 1;
+const META_KEY: &str = "flywheel";
+
+/// How the model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    /// The training settings.
+    pub config: TrainConfig,
+    /// One row per epoch.
+    pub history: Vec<EpochRecord>,
+    /// Epoch whose weights were kept, when early stopping restored the best one.
+    pub best_epoch: Option<usize>,
+    /// Whether early stopping ended training.
+    pub stopped_early: bool,
+    /// The training data file's name.
+    pub data_file: String,
+    /// SHA-256 of the training data file's bytes.
+    pub data_sha256: String,
+    /// Rows trained on.
+    pub train_rows: usize,
+    /// Rows used for validation.
+    pub validation_rows: usize,
+}
+
+/// Everything in a model file besides the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The format version.
+    pub format_version: u32,
+    /// Version of the program that wrote the file.
+    pub flywheel_version: String,
+    /// Creation time, RFC 3339 UTC (from `SOURCE_DATE_EPOCH` when set, for reproducible files).
+    pub created_at: String,
+    /// The network and preprocessing settings.
+    pub spec: ModelSpec,
+    /// The task.
+    pub task: Task,
+    /// Label names in output order.
+    pub labels: Vec<String>,
+    /// Separator of several labels in one field (multi-label).
+    pub label_sep: String,
+    /// The fitted tokenizer.
+    pub tokenizer: TokenizerState,
+    /// Training details and history.
+    pub training: Option<TrainingInfo>,
+    /// Metrics on the validation rows at the end of training.
+    pub validation_metrics: Option<Report>,
+    /// Version this model was derived from, if any.
+    pub parent: Option<String>,
+    /// SHA-256 over the tensors' names, shapes and bytes.
+    pub tensors_sha256: String,
+}
+
+/// A model with its metadata: what is saved and loaded.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Metadata.
+    pub meta: ArtifactMeta,
+    /// The model.
+    pub pipeline: Pipeline,
+}
+
+impl Artifact {
+    /// Wraps a training outcome.
+    pub fn from_training(
+        outcome: TrainOutcome,
+        config: TrainConfig,
+        data_file: &str,
+        data_sha256: &str,
+    ) -> Self {
+        let p = &outcome.pipeline;
+        let meta = ArtifactMeta {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: now_rfc3339(),
+            spec: p.spec.clone(),
+            task: p.labels.task,
+            labels: p.labels.labels.clone(),
+            label_sep: p.labels.label_sep.clone(),
+            tokenizer: p.tokenizer().state(),
+            training: Some(TrainingInfo {
+                config,
+                history: outcome.history,
+                best_epoch: outcome.best_epoch,
+                stopped_early: outcome.stopped_early,
+                data_file: data_file.to_string(),
+                data_sha256: data_sha256.to_string(),
+                train_rows: outcome.train_rows,
+                validation_rows: outcome.val_rows,
+            }),
+            validation_metrics: outcome.validation,
+            parent: None,
+            tensors_sha256: String::new(),
+        };
+        Artifact {
+            meta,
+            pipeline: outcome.pipeline,
+        }
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let net = self.pipeline.net();
+        let tensors = net.tensors();
+        let mut meta = self.meta.clone();
+        meta.tensors_sha256 = tensors_digest(
+            tensors
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
+        );
+        let json = serde_json::to_string(&meta)
+            .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))?;
+        let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape().to_vec(), bytes_of(t.data())))
+            .collect();
+        let views = buffers
+            .iter()
+            .map(|(n, shape, b)| {
+                TensorView::new(Dtype::F32, shape.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let info = HashMap::from([(META_KEY.to_string(), json)]);
+        safetensors::tensor::serialize(views, Some(info))
+            .map_err(|e| ModelError::Invalid(format!("cannot encode model: {e}")))
+    }
+
+    /// Writes the model atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let bytes = self.to_bytes()?;
+        let io = |source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".to_string());
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads and validates a model file.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses and validates a model file's bytes (`name` is used in messages).
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self, ModelError> {
+        let bad = |message: String| ModelError::Artifact {
+            path: name.to_string(),
+            message,
+        };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+            bad(format!(
+                "not a readable safetensors file ({e}); is it truncated or not a flywheel model?"
+            ))
+        })?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("unreadable header: {e}")))?;
+        let json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| bad("no flywheel metadata: this is not a flywheel model".to_string()))?;
+        let meta: ArtifactMeta = serde_json::from_str(json)
+            .map_err(|e| bad(format!("metadata is not valid flywheel JSON: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!(
+                "format tag is '{}', not '{FORMAT}'",
+                meta.format
+            )));
+        }
+        if meta.format_version > FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {} is newer than this program supports ({FORMAT_VERSION}); upgrade flywheel",
+                meta.format_version
+            )));
+        }
+        meta.spec.validate().map_err(|e| bad(e.to_string()))?;
+        let read = |tname: &str, shape: &[usize]| -> Result<Tensor<f32>, ModelError> {
+            let view = st
+                .tensor(tname)
+                .map_err(|_| bad(format!("tensor '{tname}' is missing")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor '{tname}' is {:?}, expected F32",
+                    view.dtype()
+                )));
+            }
+            if view.shape() != shape {
+                return Err(bad(format!(
+                    "tensor '{tname}' has shape {:?}, expected {shape:?}",
+                    view.shape()
+                )));
+            }
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Tensor::from_vec(shape, data).map_err(|e| bad(e.to_string()))
+        };
+        let spec = &meta.spec;
+        let labels = LabelSet {
+            task: meta.task,
+            labels: meta.labels.clone(),
+            label_sep: meta.label_sep.clone(),
+        };
+        let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
+        let vocab = st
+            .tensor("embedding")
+            .map_err(|_| bad("tensor 'embedding' is missing".to_string()))?
+            .shape()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let net = TextRnn {
+            embedding: Embedding {
+                weight: read("embedding", &[vocab, e])?,
+            },
+            lstm: Lstm {
+                kernel: read("lstm.kernel", &[e, 4 * h])?,
+                recurrent: read("lstm.recurrent_kernel", &[h, 4 * h])?,
+                bias: read("lstm.bias", &[4 * h])?,
+            },
+            dense: Dense {
+                kernel: read("dense.kernel", &[h, k])?,
+                bias: read("dense.bias", &[k])?,
+            },
+            loss: meta.task.loss(),
+        };
+        let names: Vec<String> = net.tensors().into_iter().map(|(n, _)| n).collect();
+        if st.len() != names.len() {
+            let extra: Vec<String> = st
+                .names()
+                .into_iter()
+                .filter(|n| !names.iter().any(|m| m == n))
+                .map(str::to_string)
+                .collect();
+            return Err(bad(format!("unexpected tensors: {}", extra.join(", "))));
+        }
+        let digest = tensors_digest(
+            net.tensors()
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
+        );
+        if digest != meta.tensors_sha256 {
+            return Err(bad(
+                "the weights do not match their checksum: the file was modified or corrupted"
+                    .to_string(),
+            ));
+        }
+        let tokenizer =
+            KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
+        let pipeline =
+            Pipeline::new(spec.clone(), labels, tokenizer, net).map_err(|e| bad(e.to_string()))?;
+        Ok(Artifact { meta, pipeline })
+    }
+}
+
+fn bytes_of(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn tensors_digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], Vec<u8>)>) -> String {
+    let mut h = Sha256::new();
+    for (name, shape, bytes) in tensors {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            h.update((d as u64).to_le_bytes());
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    hex(&h.finalize())
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current time (or `SOURCE_DATE_EPOCH`) as RFC 3339 UTC.
+fn now_rfc3339() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+    rfc3339(secs)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+    }
+}

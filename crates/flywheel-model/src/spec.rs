@@ -1,0 +1,222 @@
+//! Model and training settings. The defaults are the reference Keras model
+//! (`--preset keras-lstm`).
+
+use flywheel_nn::OptimizerKind;
+use flywheel_text::{PadSpec, Side, TokenizerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// The network and its preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Network family (only `lstm` so far).
+    pub architecture: String,
+    /// Tokenizer settings (`num_words` also sizes the embedding table).
+    pub tokenizer: TokenizerConfig,
+    /// Sequence length after padding/truncation.
+    pub max_len: usize,
+    /// Where padding goes.
+    pub padding: Side,
+    /// Which end of long texts is cut.
+    pub truncating: Side,
+    /// Embedding width.
+    pub embed_dim: usize,
+    /// LSTM units.
+    pub hidden: usize,
+    /// Input dropout of the LSTM.
+    pub dropout: f32,
+    /// Recurrent dropout of the LSTM.
+    pub recurrent_dropout: f32,
+}
+
+impl Default for ModelSpec {
+    /// `Tokenizer(num_words=10000)`, `pad_sequences(maxlen=100)`, `Embedding(10000, 16)`,
+    /// `LSTM(16, dropout=0.2, recurrent_dropout=0.2)`.
+    fn default() -> Self {
+        ModelSpec {
+            architecture: "lstm".to_string(),
+            tokenizer: TokenizerConfig {
+                num_words: Some(10_000),
+                ..TokenizerConfig::default()
+            },
+            max_len: 100,
+            padding: Side::Pre,
+            truncating: Side::Pre,
+            embed_dim: 16,
+            hidden: 16,
+            dropout: 0.2,
+            recurrent_dropout: 0.2,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The padding rule.
+    pub fn pad(&self) -> PadSpec {
+        PadSpec {
+            maxlen: self.max_len,
+            padding: self.padding,
+            truncating: self.truncating,
+            value: 0,
+        }
+    }
+
+    /// Checks that the settings can build a model.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.architecture != "lstm" {
+            return Err(ModelError::Invalid(format!(
+                "unknown architecture '{}': this version builds 'lstm'",
+                self.architecture
+            )));
+        }
+        let positive = [
+            ("--max-len", self.max_len),
+            ("embedding width", self.embed_dim),
+            ("hidden units", self.hidden),
+        ];
+        for (what, v) in positive {
+            if v == 0 {
+                return Err(ModelError::Invalid(format!("{what} must be at least 1")));
+            }
+        }
+        if self.tokenizer.num_words.is_some_and(|n| n < 2) {
+            return Err(ModelError::Invalid(
+                "--num-words must be at least 2 (index 0 is padding)".to_string(),
+            ));
+        }
+        for (what, r) in [
+            ("dropout", self.dropout),
+            ("recurrent dropout", self.recurrent_dropout),
+        ] {
+            if !(0.0..1.0).contains(&r) {
+                return Err(ModelError::Invalid(format!(
+                    "{what} must be in [0, 1), got {r}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optimiser named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerChoice {
+    /// Adam (Keras defaults: lr 1e-3, β 0.9/0.999, ε 1e-7).
+    Adam,
+    /// Mini-batch SGD (lr 0.01 by default), with optional momentum.
+    Sgd,
+    /// Full-batch gradient descent: SGD on the whole training set at once.
+    Gd,
+}
+
+impl std::str::FromStr for OptimizerChoice {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "adam" => Ok(OptimizerChoice::Adam),
+            "sgd" => Ok(OptimizerChoice::Sgd),
+            "gd" => Ok(OptimizerChoice::Gd),
+            other => Err(ModelError::Invalid(format!(
+                "unknown optimizer '{other}': use adam, sgd or gd"
+            ))),
+        }
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Sequences per update (ignored by `gd`).
+    pub batch_size: usize,
+    /// The optimiser.
+    pub optimizer: OptimizerChoice,
+    /// Learning rate; `None` = the optimiser's Keras default (1e-3 Adam, 1e-2 SGD).
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Fraction of the data held out for validation: the *last* rows, before shuffling (Keras).
+    pub validation_split: f64,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Worker threads (data-parallel over the batch).
+    pub threads: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: Option<usize>,
+    /// With early stopping, keep the weights of the best epoch.
+    pub restore_best: bool,
+}
+
+impl Default for TrainConfig {
+    /// `model.fit(epochs=10, batch_size=32, validation_split=0.2)` with Adam.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 32,
+            optimizer: OptimizerChoice::Adam,
+            lr: None,
+            momentum: 0.0,
+            validation_split: 0.2,
+            seed: 42,
+            threads: 1,
+            patience: None,
+            restore_best: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The engine's optimiser.
+    pub fn optimizer_kind(&self) -> OptimizerKind {
+        match self.optimizer {
+            OptimizerChoice::Adam => OptimizerKind::Adam {
+                lr: self.lr.unwrap_or(1e-3),
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+            },
+            OptimizerChoice::Sgd | OptimizerChoice::Gd => OptimizerKind::Sgd {
+                lr: self.lr.unwrap_or(1e-2),
+                momentum: self.momentum,
+            },
+        }
+    }
+
+    /// Checks that the settings are usable.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.epochs == 0 {
+            return Err(ModelError::Invalid("--epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(ModelError::Invalid(
+                "--batch-size must be at least 1".into(),
+            ));
+        }
+        if self.threads == 0 {
+            return Err(ModelError::Invalid("--threads must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            return Err(ModelError::Invalid(format!(
+                "--validation-split must be in [0, 1), got {}",
+                self.validation_split
+            )));
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(ModelError::Invalid(format!(
+                    "--lr must be a positive number, got {lr}"
+                )));
+            }
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(ModelError::Invalid(format!(
+                "--momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+}

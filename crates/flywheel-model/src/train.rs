@@ -1,0 +1,494 @@
+//! The training loop: Keras's `fit` (validation split = the last rows before shuffling,
+//! per-epoch shuffling, mini-batches, Adam/SGD/GD, per-epoch validation, early stopping), run
+//! data-parallel over each batch on a fixed number of threads. The same seed and thread count
+//! give bit-identical weights.
+
+use std::time::Instant;
+
+use flywheel_data::Record;
+use flywheel_nn::layers::dropout::fill_mask;
+use flywheel_nn::simd::{flush_denormals_on_this_thread, FlushDenormals};
+use flywheel_nn::{
+    Optimizer, Parameters, Rng, RnnGrads, Targets as NnTargets, TextRnn, TrainBatch, Workspace,
+};
+use flywheel_text::{KerasTokenizer, Side};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{report_from_outputs, Report};
+use crate::pipeline::{argmax, Pipeline};
+use crate::spec::{ModelSpec, OptimizerChoice, TrainConfig};
+use crate::task::{LabelSet, Targets, Task};
+use crate::ModelError;
+
+/// One epoch of training history (Keras's `history.history` row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size, dropout on).
+    pub loss: f64,
+    /// Training accuracy (classification tasks).
+    pub accuracy: Option<f64>,
+    /// Validation loss.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+}
+
+/// Progress notifications for a front end.
+#[derive(Debug, Clone)]
+pub enum TrainEvent<'a> {
+    /// Training starts.
+    Start {
+        /// Rows trained on.
+        train_rows: usize,
+        /// Rows held out for validation.
+        val_rows: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// Planned epochs.
+        epochs: usize,
+        /// Trainable parameters.
+        parameters: usize,
+        /// The task.
+        task: Task,
+        /// Label names.
+        labels: &'a [String],
+        /// Vocabulary size used (ids emitted by the tokenizer, padding included).
+        vocab: usize,
+    },
+    /// A batch finished.
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Batches done in this epoch.
+        done: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// Running mean training loss of this epoch.
+        loss: f64,
+    },
+    /// An epoch finished.
+    Epoch {
+        /// Its history row.
+        record: &'a EpochRecord,
+        /// Wall seconds it took (validation included).
+        seconds: f64,
+    },
+    /// Early stopping ended training.
+    EarlyStop {
+        /// The last epoch run.
+        epoch: usize,
+        /// The epoch whose weights are kept.
+        best_epoch: usize,
+    },
+}
+
+/// A trained model with its history.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The model.
+    pub pipeline: Pipeline,
+    /// One row per epoch run.
+    pub history: Vec<EpochRecord>,
+    /// Epoch whose weights were kept (early stopping with restore), if any.
+    pub best_epoch: Option<usize>,
+    /// Whether early stopping ended training.
+    pub stopped_early: bool,
+    /// Rows trained on.
+    pub train_rows: usize,
+    /// Rows used for validation.
+    pub val_rows: usize,
+    /// Metrics on the validation rows with the final weights.
+    pub validation: Option<Report>,
+}
+
+/// Token ids of many texts, truncated to the model's length, stored flat.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    ids: Vec<u32>,
+    offsets: Vec<usize>,
+}
+
+impl Encoded {
+    /// Tokenizes and truncates every text with the pipeline's preprocessing.
+    pub fn new<'a>(pipeline: &Pipeline, texts: impl Iterator<Item = &'a str>) -> Self {
+        let mut e = Encoded {
+            ids: Vec::new(),
+            offsets: vec![0],
+        };
+        for t in texts {
+            pipeline.encode_into(t, &mut e.ids);
+            e.offsets.push(e.ids.len());
+        }
+        e
+    }
+
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// True when there are no sequences.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sequence `i`.
+    pub fn get(&self, i: usize) -> &[u32] {
+        &self.ids[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// Sequences `range` as slices.
+    pub fn slices(&self, range: std::ops::Range<usize>) -> Vec<&[u32]> {
+        range.map(|i| self.get(i)).collect()
+    }
+}
+
+/// Per-thread state of a data-parallel batch.
+#[derive(Default)]
+struct Chunk {
+    ids: Vec<u32>,
+    values: Vec<f32>,
+    classes: Vec<u32>,
+    ws: Workspace<f32>,
+    grads: Option<RnnGrads<f32>>,
+    loss: f64,
+    correct: f64,
+}
+
+/// Trains a model on labelled records (`source` names the data in error messages).
+pub fn train(
+    records: &[Record],
+    source: &str,
+    task: Option<Task>,
+    label_sep: &str,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    spec.validate()?;
+    cfg.validate()?;
+    if records.is_empty() {
+        return Err(ModelError::Invalid(format!("{source}: no training rows")));
+    }
+    let labels = LabelSet::infer(records, task, label_sep, source)?;
+    let targets = labels.encode(records, source)?;
+    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    tokenizer.fit(&texts);
+    let vocab = spec
+        .tokenizer
+        .num_words
+        .unwrap_or(0)
+        .max(tokenizer.vocab_size());
+    let mut init_rng = Rng::with_stream(cfg.seed, 0);
+    let net = TextRnn::new(
+        vocab,
+        spec.embed_dim,
+        spec.hidden,
+        labels.outputs(),
+        labels.task.loss(),
+        &mut init_rng,
+    );
+    let mut pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, net)?;
+    let encoded = Encoded::new(&pipeline, texts.iter().copied());
+    drop(texts);
+
+    let n = records.len();
+    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
+    if n_train == 0 {
+        return Err(ModelError::Invalid(format!(
+            "{source}: {n} rows leave nothing to train on with --validation-split {}",
+            cfg.validation_split
+        )));
+    }
+    let n_val = n - n_train;
+    let batch_size = match cfg.optimizer {
+        OptimizerChoice::Gd => n_train,
+        _ => cfg.batch_size.min(n_train),
+    };
+    let batches = n_train.div_ceil(batch_size);
+    let _flush = FlushDenormals::new();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .start_handler(|_| flush_denormals_on_this_thread())
+        .build()
+        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
+    on_event(TrainEvent::Start {
+        train_rows: n_train,
+        val_rows: n_val,
+        batches,
+        epochs: cfg.epochs,
+        parameters: pipeline.net().num_parameters(),
+        task: labels.task,
+        labels: &labels.labels,
+        vocab: pipeline.tokenizer().vocab_size(),
+    });
+
+    let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
+    let steps = spec.max_len;
+    let mut opt = Optimizer::new(cfg.optimizer_kind());
+    let mut shuffle_rng = Rng::with_stream(cfg.seed, 1);
+    let mut dropout_rng = Rng::with_stream(cfg.seed, 2);
+    let mut order: Vec<usize> = (0..n_train).collect();
+    let mut chunks: Vec<Chunk> = (0..cfg.threads).map(|_| Chunk::default()).collect();
+    let mut total = pipeline.net().zero_grads();
+    let mut emb_grad = pipeline.net().embedding_grad();
+    let mut in_mask = vec![0.0f32; batch_size * e];
+    let mut rec_mask = vec![0.0f32; batch_size * h];
+    let val_seqs = encoded.slices(n_train..n);
+    let val_targets = slice_targets(&targets, n_train..n, k);
+
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, Option<TextRnn<f32>>)> = None;
+    let mut since_best = 0usize;
+    let mut stopped_early = false;
+    for epoch in 1..=cfg.epochs {
+        let started = Instant::now();
+        shuffle_rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+        for (bi, idx) in order.chunks(batch_size).enumerate() {
+            let bs = idx.len();
+            let in_m = (spec.dropout > 0.0).then(|| {
+                fill_mask(&mut in_mask[..bs * e], spec.dropout, &mut dropout_rng);
+                &in_mask[..bs * e]
+            });
+            let rec_m = (spec.recurrent_dropout > 0.0).then(|| {
+                fill_mask(
+                    &mut rec_mask[..bs * h],
+                    spec.recurrent_dropout,
+                    &mut dropout_rng,
+                );
+                &rec_mask[..bs * h]
+            });
+            let parts = cfg.threads.min(bs);
+            let net = pipeline.net();
+            let job = |(c, ch): (usize, &mut Chunk)| -> Result<(), ModelError> {
+                let (lo, hi) = (c * bs / parts, (c + 1) * bs / parts);
+                run_chunk(
+                    net,
+                    ch,
+                    &encoded,
+                    &idx[lo..hi],
+                    &targets,
+                    k,
+                    steps,
+                    spec.padding,
+                    in_m.map(|m| &m[lo * e..hi * e]),
+                    rec_m.map(|m| &m[lo * h..hi * h]),
+                    1.0 / bs as f32,
+                    labels.task,
+                )
+            };
+            if parts == 1 {
+                job((0, &mut chunks[0]))?;
+            } else {
+                pool.install(|| chunks[..parts].par_iter_mut().enumerate().try_for_each(job))?;
+            }
+            total.clear();
+            for ch in &chunks[..parts] {
+                if let Some(g) = &ch.grads {
+                    total.add(g);
+                }
+                let (ids, rows) = ch.ws.embedding_grad();
+                emb_grad.accumulate(ids, rows);
+                loss_sum += ch.loss;
+                correct += ch.correct;
+            }
+            let net = pipeline.net_mut();
+            pool.install(|| net.apply_update(&mut opt, &total, &emb_grad))?;
+            emb_grad.clear();
+            seen += bs;
+            on_event(TrainEvent::Batch {
+                epoch,
+                done: bi + 1,
+                batches,
+                loss: loss_sum / seen as f64,
+            });
+        }
+        pipeline.refresh()?;
+        let accuracy = (labels.task != Task::Regression).then(|| correct / seen as f64);
+        let (val_loss, val_accuracy) = if n_val > 0 {
+            let logits = pool.install(|| pipeline.logits_par(&val_seqs))?;
+            let (l, a) = loss_and_accuracy(&pipeline, &logits, &val_targets, k)?;
+            (Some(l), a)
+        } else {
+            (None, None)
+        };
+        let record = EpochRecord {
+            epoch,
+            loss: loss_sum / seen as f64,
+            accuracy,
+            val_loss,
+            val_accuracy,
+        };
+        on_event(TrainEvent::Epoch {
+            record: &record,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        let monitored = record.val_loss.unwrap_or(record.loss);
+        history.push(record);
+        if let Some(patience) = cfg.patience {
+            let improved = best.as_ref().is_none_or(|b| monitored < b.0);
+            if improved {
+                let snapshot = cfg.restore_best.then(|| pipeline.net().clone());
+                best = Some((monitored, epoch, snapshot));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= patience {
+                    stopped_early = epoch < cfg.epochs;
+                    if stopped_early {
+                        on_event(TrainEvent::EarlyStop {
+                            epoch,
+                            best_epoch: best.as_ref().map_or(epoch, |b| b.1),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let mut best_epoch = None;
+    if cfg.restore_best {
+        if let Some((_, epoch, Some(net))) = best {
+            if epoch != history.len() {
+                *pipeline.net_mut() = net;
+                pipeline.refresh()?;
+            }
+            best_epoch = Some(epoch);
+        }
+    }
+    let validation = if n_val > 0 {
+        let mut outputs = pool.install(|| pipeline.logits_par(&val_seqs))?;
+        pipeline.net().loss.activate(&mut outputs, k);
+        Some(report_from_outputs(&labels, &outputs, &val_targets)?)
+    } else {
+        None
+    };
+    Ok(TrainOutcome {
+        pipeline,
+        history,
+        best_epoch,
+        stopped_early,
+        train_rows: n_train,
+        val_rows: n_val,
+        validation,
+    })
+}
+
+/// Forward/backward of one thread's share of a batch.
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(
+    net: &TextRnn<f32>,
+    ch: &mut Chunk,
+    encoded: &Encoded,
+    rows: &[usize],
+    targets: &Targets,
+    k: usize,
+    steps: usize,
+    padding: Side,
+    in_mask: Option<&[f32]>,
+    rec_mask: Option<&[f32]>,
+    scale: f32,
+    task: Task,
+) -> Result<(), ModelError> {
+    let cb = rows.len();
+    ch.ids.clear();
+    ch.ids.resize(steps * cb, 0);
+    for (j, &r) in rows.iter().enumerate() {
+        let s = encoded.get(r);
+        let start = match padding {
+            Side::Pre => steps - s.len(),
+            Side::Post => 0,
+        };
+        for (i, &id) in s.iter().enumerate() {
+            ch.ids[(start + i) * cb + j] = id;
+        }
+    }
+    let nn_targets = match targets {
+        Targets::Classes(all) => {
+            ch.classes.clear();
+            ch.classes.extend(rows.iter().map(|&r| all[r]));
+            NnTargets::Classes(&ch.classes)
+        }
+        Targets::Values(all) => {
+            ch.values.clear();
+            for &r in rows {
+                ch.values.extend_from_slice(&all[r * k..(r + 1) * k]);
+            }
+            NnTargets::Values(&ch.values)
+        }
+    };
+    let grads = ch.grads.get_or_insert_with(|| net.zero_grads());
+    grads.clear();
+    let batch = TrainBatch {
+        ids: &ch.ids,
+        steps,
+        batch: cb,
+        input_mask: in_mask,
+        recurrent_mask: rec_mask,
+        targets: nn_targets,
+        scale,
+    };
+    ch.loss = net.train_batch(&batch, &mut ch.ws, grads)?;
+    ch.correct = count_correct(ch.ws.logits(), nn_targets, k, task);
+    Ok(())
+}
+
+/// Correct predictions in a batch of logits (fractional for multi-label: per-label accuracy).
+fn count_correct(logits: &[f32], targets: NnTargets<'_>, k: usize, task: Task) -> f64 {
+    match (task, targets) {
+        (Task::Regression, _) => 0.0,
+        (Task::Multiclass, NnTargets::Classes(y)) => logits
+            .chunks_exact(k)
+            .zip(y)
+            .filter(|(row, &c)| argmax(row) == c as usize)
+            .count() as f64,
+        (_, NnTargets::Values(y)) => {
+            let hits = logits
+                .iter()
+                .zip(y)
+                .filter(|(&z, &t)| (z > 0.0) == (t > 0.5))
+                .count();
+            hits as f64 / k as f64
+        }
+        _ => 0.0,
+    }
+}
+
+/// Mean loss and accuracy of logits against targets.
+fn loss_and_accuracy(
+    pipeline: &Pipeline,
+    logits: &[f32],
+    targets: &Targets,
+    k: usize,
+) -> Result<(f64, Option<f64>), ModelError> {
+    let n = logits.len() / k.max(1);
+    if n == 0 {
+        return Ok((0.0, None));
+    }
+    let nn_targets = match targets {
+        Targets::Classes(c) => NnTargets::Classes(c),
+        Targets::Values(v) => NnTargets::Values(v),
+    };
+    let mut scratch = vec![0.0f32; logits.len()];
+    let loss = pipeline
+        .net()
+        .loss
+        .forward_backward(logits, k, nn_targets, 0.0, &mut scratch)?;
+    let task = pipeline.labels.task;
+    let acc =
+        (task != Task::Regression).then(|| count_correct(logits, nn_targets, k, task) / n as f64);
+    Ok((loss as f64 / n as f64, acc))
+}
+
+/// The targets of rows `range`.
+fn slice_targets(t: &Targets, range: std::ops::Range<usize>, k: usize) -> Targets {
+    match t {
+        Targets::Classes(c) => Targets::Classes(c[range].to_vec()),
+        Targets::Values(v) => Targets::Values(v[range.start * k..range.end * k].to_vec()),
+    }
+}
