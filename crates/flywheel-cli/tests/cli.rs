@@ -296,6 +296,18 @@ fn corrupt_and_foreign_model_files_are_rejected() {
     let err = fails(&["eval", &edited, &test]);
     assert!(err.contains("checksum"), "{err}");
 
+    // Rename a label inside the metadata (same length, so the container still parses).
+    let relabelled = f.p("relabelled.fw");
+    let mut r = bytes.clone();
+    let at = r
+        .windows(5)
+        .position(|w| w == b"\\\"pos")
+        .expect("label in header");
+    r[at + 2..at + 5].copy_from_slice(b"POS");
+    std::fs::write(&relabelled, &r).unwrap();
+    let err = fails(&["eval", &relabelled, &test]);
+    assert!(err.contains("checksum"), "{err}");
+
     let foreign = f.p("foreign.fw");
     std::fs::write(&foreign, b"this is not a model").unwrap();
     let err = fails(&["predict", &foreign, &test]);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
-    #[error("{}: cannot read the file: {source}; check that the path exists and is readable", .path.display())]
+    #[error("{}: cannot read the file (check that the path exists and is readable)", .path.display())]
     Io {
         /// The file.
         path: PathBuf,

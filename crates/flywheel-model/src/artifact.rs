@@ -78,8 +78,9 @@ pub struct ArtifactMeta {
     pub validation_metrics: Option<Report>,
     /// Version this model was derived from, if any.
     pub parent: Option<String>,
-    /// SHA-256 over the tensors' names, shapes and bytes.
-    pub tensors_sha256: String,
+    /// SHA-256 over this metadata (canonical JSON, with this field empty) and the tensors'
+    /// names, shapes and bytes: any edit of the file is detected.
+    pub sha256: String,
 }
 
 /// A model with its metadata: what is saved and loaded.
@@ -122,7 +123,7 @@ impl Artifact {
             }),
             validation_metrics: outcome.validation,
             parent: None,
-            tensors_sha256: String::new(),
+            sha256: String::new(),
         };
         Artifact {
             meta,
@@ -135,7 +136,10 @@ impl Artifact {
         let net = self.pipeline.net();
         let tensors = net.tensors();
         let mut meta = self.meta.clone();
-        meta.tensors_sha256 = tensors_digest(
+        meta.sha256 = String::new();
+        let canonical = canonical_json(&meta)?;
+        meta.sha256 = file_digest(
+            &canonical,
             tensors
                 .iter()
                 .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
@@ -292,14 +296,18 @@ impl Artifact {
                 .collect();
             return Err(bad(format!("unexpected tensors: {}", extra.join(", "))));
         }
-        let digest = tensors_digest(
+        let mut unsigned = meta.clone();
+        unsigned.sha256 = String::new();
+        let canonical = canonical_json(&unsigned).map_err(|e| bad(e.to_string()))?;
+        let digest = file_digest(
+            &canonical,
             net.tensors()
                 .iter()
                 .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
         );
-        if digest != meta.tensors_sha256 {
+        if digest != meta.sha256 {
             return Err(bad(
-                "the weights do not match their checksum: the file was modified or corrupted"
+                "the contents do not match their checksum: the file was modified or corrupted"
                     .to_string(),
             ));
         }
@@ -315,8 +323,21 @@ fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn tensors_digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], Vec<u8>)>) -> String {
+/// The metadata as canonical JSON: through `serde_json::Value`, so keys are sorted and numbers
+/// are written the same way on save and on load.
+fn canonical_json(meta: &ArtifactMeta) -> Result<String, ModelError> {
+    serde_json::to_value(meta)
+        .and_then(|v| serde_json::to_string(&v))
+        .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))
+}
+
+fn file_digest<'a>(
+    canonical_meta: &str,
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], Vec<u8>)>,
+) -> String {
     let mut h = Sha256::new();
+    h.update((canonical_meta.len() as u64).to_le_bytes());
+    h.update(canonical_meta.as_bytes());
     for (name, shape, bytes) in tensors {
         h.update((name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());

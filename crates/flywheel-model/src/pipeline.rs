@@ -103,6 +103,19 @@ impl Pipeline {
                 labels.outputs()
             )));
         }
+        let names = labels.labels.len();
+        let names_ok = match labels.task {
+            Task::Binary => names == 2,
+            Task::Multiclass => names >= 2,
+            Task::Multilabel => names >= 1,
+            Task::Regression => names == 0,
+        };
+        if !names_ok {
+            return Err(ModelError::Invalid(format!(
+                "a {} task cannot have {names} label names",
+                labels.task
+            )));
+        }
         if net.loss != labels.task.loss() {
             return Err(ModelError::Invalid(format!(
                 "the network's loss does not fit the {} task",
