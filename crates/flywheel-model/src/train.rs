@@ -236,8 +236,8 @@ pub fn train(
     let mut chunks: Vec<Chunk> = (0..cfg.threads).map(|_| Chunk::default()).collect();
     let mut total = pipeline.net().zero_grads();
     let mut emb_grad = pipeline.net().embedding_grad();
-    let mut in_mask = vec![0.0f32; batch_size * e];
-    let mut rec_mask = vec![0.0f32; batch_size * h];
+    let mut in_mask = vec![0.0f32; batch_size * 4 * e];
+    let mut rec_mask = vec![0.0f32; batch_size * 4 * h];
     let val_seqs = encoded.slices(n_train..n);
     let val_targets = slice_targets(&targets, n_train..n, k);
 
@@ -251,18 +251,24 @@ pub fn train(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
         for (bi, idx) in order.chunks(batch_size).enumerate() {
             let bs = idx.len();
-            let in_m = (spec.dropout > 0.0).then(|| {
-                fill_mask(&mut in_mask[..bs * e], spec.dropout, &mut dropout_rng);
-                &in_mask[..bs * e]
-            });
-            let rec_m = (spec.recurrent_dropout > 0.0).then(|| {
+            if spec.dropout > 0.0 {
+                fill_input_masks(
+                    &mut in_mask[..bs * 4 * e],
+                    e,
+                    spec.dropout,
+                    spec.recurrent_dropout > 0.0,
+                    &mut dropout_rng,
+                );
+            }
+            if spec.recurrent_dropout > 0.0 {
                 fill_mask(
-                    &mut rec_mask[..bs * h],
+                    &mut rec_mask[..bs * 4 * h],
                     spec.recurrent_dropout,
                     &mut dropout_rng,
                 );
-                &rec_mask[..bs * h]
-            });
+            }
+            let in_m = (spec.dropout > 0.0).then_some(&in_mask[..bs * 4 * e]);
+            let rec_m = (spec.recurrent_dropout > 0.0).then_some(&rec_mask[..bs * 4 * h]);
             let parts = cfg.threads.min(bs);
             let net = pipeline.net();
             let job = |(c, ch): (usize, &mut Chunk)| -> Result<(), ModelError> {
@@ -276,8 +282,8 @@ pub fn train(
                     k,
                     steps,
                     spec.padding,
-                    in_m.map(|m| &m[lo * e..hi * e]),
-                    rec_m.map(|m| &m[lo * h..hi * h]),
+                    in_m.map(|m| &m[lo * 4 * e..hi * 4 * e]),
+                    rec_m.map(|m| &m[lo * 4 * h..hi * 4 * h]),
                     1.0 / bs as f32,
                     labels.task,
                 )
@@ -377,6 +383,22 @@ pub fn train(
         val_rows: n_val,
         validation,
     })
+}
+
+/// Input dropout masks `[batch, 4, width]` as Keras 3's LSTM draws them: one per gate when
+/// recurrent dropout is on (its "implementation 1"), else one mask shared by the four gates.
+fn fill_input_masks(mask: &mut [f32], width: usize, rate: f32, per_gate: bool, rng: &mut Rng) {
+    if per_gate {
+        fill_mask(mask, rate, rng);
+        return;
+    }
+    for row in mask.chunks_exact_mut(4 * width) {
+        let (first, rest) = row.split_at_mut(width);
+        fill_mask(first, rate, rng);
+        for gate in rest.chunks_exact_mut(width) {
+            gate.copy_from_slice(first);
+        }
+    }
 }
 
 /// Forward/backward of one thread's share of a batch.

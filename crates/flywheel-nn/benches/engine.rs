@@ -18,8 +18,8 @@ fn main() {
     let mut grads = net.zero_grads();
     let mut emb_grad = net.embedding_grad();
     let mut ids = vec![0u32; steps * batch];
-    let mut in_mask = vec![0f32; batch * e];
-    let mut rec_mask = vec![0f32; batch * h];
+    let mut in_mask = vec![0f32; batch * 4 * e];
+    let mut rec_mask = vec![0f32; batch * 4 * h];
     for epoch in 0..3 {
         let start = Instant::now();
         let (mut t_fb, mut t_opt) = (0.0, 0.0);
@@ -31,14 +31,14 @@ fn main() {
                     ids[t * bs + j] = data[(b0 + j) * steps + t];
                 }
             }
-            fill_mask(&mut in_mask[..bs * e], 0.2, &mut rng);
-            fill_mask(&mut rec_mask[..bs * h], 0.2, &mut rng);
+            fill_mask(&mut in_mask[..bs * 4 * e], 0.2, &mut rng);
+            fill_mask(&mut rec_mask[..bs * 4 * h], 0.2, &mut rng);
             let tb = TrainBatch {
                 ids: &ids[..steps * bs],
                 steps,
                 batch: bs,
-                input_mask: Some(&in_mask[..bs * e]),
-                recurrent_mask: Some(&rec_mask[..bs * h]),
+                input_mask: Some(&in_mask[..bs * 4 * e]),
+                recurrent_mask: Some(&rec_mask[..bs * 4 * h]),
                 targets: Targets::Values(&labels[b0..b0 + bs]),
                 scale: 1.0 / bs as f32,
             };

@@ -1,7 +1,6 @@
 //! The recurrent text network: `Embedding → LSTM → Dense`, the reference Keras model, with a
 //! training pass over one (sub-)batch and a fast inference pass.
 
-use crate::layers::dropout;
 use crate::layers::{Dense, Embedding, EmbeddingGrad, Lstm, LstmCache, LstmState};
 use crate::{multiversion, Loss, NnError, Optimizer, Parameters, Real, Rng, Targets, Tensor};
 
@@ -69,9 +68,9 @@ pub struct TrainBatch<'a, T> {
     pub steps: usize,
     /// Number of sequences.
     pub batch: usize,
-    /// `[batch, embed]` input dropout mask.
+    /// `[batch, 4, embed]` input dropout masks, one per LSTM gate (i, f, c, o).
     pub input_mask: Option<&'a [T]>,
-    /// `[batch, hidden]` recurrent dropout mask.
+    /// `[batch, 4, hidden]` recurrent dropout masks, one per gate.
     pub recurrent_mask: Option<&'a [T]>,
     /// The targets.
     pub targets: Targets<'a>,
@@ -198,6 +197,20 @@ impl<T: Real> TextRnn<T> {
             )));
         }
         self.embedding.check_ids(batch.ids)?;
+        let (e, h) = (self.embedding.dim(), self.lstm.hidden());
+        for (what, mask, width) in [
+            ("input", batch.input_mask, e),
+            ("recurrent", batch.recurrent_mask, h),
+        ] {
+            if let Some(m) = mask {
+                if m.len() != n * 4 * width {
+                    return Err(NnError::Shape(format!(
+                        "{what} dropout mask has {} values, need {n} x 4 x {width}",
+                        m.len()
+                    )));
+                }
+            }
+        }
         multiversion!(self.train_batch_inner(batch, ws, grads) as train_batch_avx2)
     }
 
@@ -231,11 +244,14 @@ impl<T: Real> TextRnn<T> {
         ws.ids.clear();
         ws.ids.extend_from_slice(batch.ids);
         self.embedding.forward(batch.ids, &mut ws.x);
-        if let Some(mask) = batch.input_mask {
-            dropout::apply_sequence_mask(&mut ws.x, n, e, mask);
-        }
-        self.lstm
-            .forward_train(&ws.x, steps, n, batch.recurrent_mask, &mut ws.lstm);
+        self.lstm.forward_train(
+            &ws.x,
+            steps,
+            n,
+            batch.input_mask,
+            batch.recurrent_mask,
+            &mut ws.lstm,
+        );
         self.dense.forward(ws.lstm.last_hidden(), n, &mut ws.logits);
         let loss = self.loss.forward_backward(
             &ws.logits,
@@ -253,15 +269,13 @@ impl<T: Real> TextRnn<T> {
         );
         self.lstm.backward(
             &ws.x,
+            batch.input_mask,
             batch.recurrent_mask,
             &ws.dh,
             &mut ws.lstm,
             &mut grads.lstm,
             Some(&mut ws.dx),
         );
-        if let Some(mask) = batch.input_mask {
-            dropout::apply_sequence_mask(&mut ws.dx, n, e, mask);
-        }
         Ok(loss.to_f64())
     }
 

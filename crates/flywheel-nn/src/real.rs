@@ -49,6 +49,20 @@ pub trait Real:
     /// The larger of two values.
     fn max(self, other: Self) -> Self;
 
+    /// `C = alpha * A * B + beta * C` with explicit (non-negative) row/column strides:
+    /// `A[i, l] = a[i * rsa + l * csa]`, `B[l, j] = b[l * rsb + j * csb]`,
+    /// `C[i, j] = c[i * rsc + j * csc]`. Panics if a stride reaches outside a slice (a bug).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: (&[Self], usize, usize),
+        b: (&[Self], usize, usize),
+        beta: Self,
+        c: (&mut [Self], usize, usize),
+    );
     /// `C = alpha * op(A) * op(B) + beta * C` on row-major matrices: `op(A)` is `[m, k]`,
     /// `op(B)` is `[k, n]`, `C` is `[m, n]`.
     #[allow(clippy::too_many_arguments)]
@@ -104,6 +118,42 @@ impl Real for f32 {
     #[inline(always)]
     fn max(self, other: Self) -> Self {
         f32::max(self, other)
+    }
+    fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: (&[Self], usize, usize),
+        b: (&[Self], usize, usize),
+        beta: Self,
+        c: (&mut [Self], usize, usize),
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        check_extent(a.0.len(), m, k, a.1, a.2);
+        check_extent(b.0.len(), k, n, b.1, b.2);
+        check_extent(c.0.len(), m, n, c.1, c.2);
+        // SAFETY: every index reached through the strides is inside its slice (checked above).
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.0.as_ptr(),
+                a.1 as isize,
+                a.2 as isize,
+                b.0.as_ptr(),
+                b.1 as isize,
+                b.2 as isize,
+                beta,
+                c.0.as_mut_ptr(),
+                c.1 as isize,
+                c.2 as isize,
+            )
+        }
     }
     fn gemm(
         m: usize,
@@ -185,6 +235,42 @@ impl Real for f64 {
     fn max(self, other: Self) -> Self {
         f64::max(self, other)
     }
+    fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: (&[Self], usize, usize),
+        b: (&[Self], usize, usize),
+        beta: Self,
+        c: (&mut [Self], usize, usize),
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        check_extent(a.0.len(), m, k, a.1, a.2);
+        check_extent(b.0.len(), k, n, b.1, b.2);
+        check_extent(c.0.len(), m, n, c.1, c.2);
+        // SAFETY: every index reached through the strides is inside its slice (checked above).
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.0.as_ptr(),
+                a.1 as isize,
+                a.2 as isize,
+                b.0.as_ptr(),
+                b.1 as isize,
+                b.2 as isize,
+                beta,
+                c.0.as_mut_ptr(),
+                c.1 as isize,
+                c.2 as isize,
+            )
+        }
+    }
     fn gemm(
         m: usize,
         k: usize,
@@ -233,6 +319,19 @@ fn strides(rows: usize, cols: usize, trans: bool) -> (isize, isize) {
     } else {
         (cols as isize, 1)
     }
+}
+
+/// Checks that the last element of a strided `[rows, cols]` operand is inside a slice of `len`.
+fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    let last = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    };
+    assert!(
+        last <= len,
+        "strided gemm operand [{rows}, {cols}] (strides {rs}, {cs}) needs {last} values, has {len}"
+    );
 }
 
 /// GEMM operand sizes are an internal invariant of the layers; a mismatch is a bug, never input.

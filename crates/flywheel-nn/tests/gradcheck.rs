@@ -93,9 +93,9 @@ fn embedding_gradients() {
     assert_ok("embedding", r);
 }
 
-fn lstm_case(with_mask: bool) {
+fn lstm_case(e: usize, h: usize, with_mask: bool) {
     let mut rng = Rng::new(3);
-    let (steps, batch, e, h) = (5, 3, 4, 3);
+    let (steps, batch) = (5, 3);
     let mut layer: Lstm<f64> = Lstm::new(e, h, &mut rng);
     // Non-trivial biases and larger weights so every gate is exercised away from zero.
     layer.bias = Tensor::from_vec(&[4 * h], random(4 * h, &mut rng)).unwrap();
@@ -103,13 +103,23 @@ fn lstm_case(with_mask: bool) {
         *v *= 1.5;
     }
     let x = random(steps * batch * e, &mut rng);
-    let mut mask = vec![0.0; batch * h];
-    fill_mask(&mut mask, 0.3, &mut rng);
-    let mask = with_mask.then_some(mask);
+    let mut in_mask = vec![0.0; batch * 4 * e];
+    let mut rec_mask = vec![0.0; batch * 4 * h];
+    fill_mask(&mut in_mask, 0.3, &mut rng);
+    fill_mask(&mut rec_mask, 0.3, &mut rng);
+    let in_mask = with_mask.then_some(in_mask);
+    let rec_mask = with_mask.then_some(rec_mask);
     let w = random(batch * h, &mut rng);
     let objective = |layer: &Lstm<f64>, x: &[f64]| {
         let mut cache = LstmCache::default();
-        layer.forward_train(x, steps, batch, mask.as_deref(), &mut cache);
+        layer.forward_train(
+            x,
+            steps,
+            batch,
+            in_mask.as_deref(),
+            rec_mask.as_deref(),
+            &mut cache,
+        );
         cache
             .last_hidden()
             .iter()
@@ -118,12 +128,20 @@ fn lstm_case(with_mask: bool) {
             .sum::<f64>()
     };
     let mut cache = LstmCache::default();
-    layer.forward_train(&x, steps, batch, mask.as_deref(), &mut cache);
+    layer.forward_train(
+        &x,
+        steps,
+        batch,
+        in_mask.as_deref(),
+        rec_mask.as_deref(),
+        &mut cache,
+    );
     let mut grads = layer.zeros_like();
     let mut dx = vec![0.0; x.len()];
     layer.backward(
         &x,
-        mask.as_deref(),
+        in_mask.as_deref(),
+        rec_mask.as_deref(),
         &w,
         &mut cache,
         &mut grads,
@@ -142,19 +160,24 @@ fn lstm_case(with_mask: bool) {
             &analytic,
             EPS,
         );
-        assert_ok(&format!("lstm param {p} (mask {with_mask})"), r);
+        assert_ok(&format!("lstm E={e} H={h} param {p} (mask {with_mask})"), r);
     }
     assert_ok("lstm input", check(|v| objective(&layer, v), &x, &dx, EPS));
 }
 
 #[test]
 fn lstm_gradients() {
-    lstm_case(false);
+    // Width 3/4: the generic kernels; 8 and 16: the fixed-width ones.
+    for (e, h) in [(4, 3), (8, 8), (16, 16)] {
+        lstm_case(e, h, false);
+    }
 }
 
 #[test]
-fn lstm_gradients_with_recurrent_dropout() {
-    lstm_case(true);
+fn lstm_gradients_with_per_gate_dropout() {
+    for (e, h) in [(4, 3), (8, 8), (16, 16)] {
+        lstm_case(e, h, true);
+    }
 }
 
 fn loss_case(loss: Loss, targets: Targets<'_>, k: usize) {
@@ -204,8 +227,8 @@ fn whole_network_gradients_with_dropout() {
     let ids: Vec<u32> = (0..steps * batch)
         .map(|_| rng.below(vocab) as u32)
         .collect();
-    let mut in_mask = vec![0.0; batch * e];
-    let mut rec_mask = vec![0.0; batch * h];
+    let mut in_mask = vec![0.0; batch * 4 * e];
+    let mut rec_mask = vec![0.0; batch * 4 * h];
     fill_mask(&mut in_mask, 0.2, &mut rng);
     fill_mask(&mut rec_mask, 0.2, &mut rng);
     let classes = [0u32, 2, 1, 1];

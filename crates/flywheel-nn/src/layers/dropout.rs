@@ -1,5 +1,5 @@
-//! Dropout masks with Keras's semantics for recurrent networks: one mask per sequence, drawn once
-//! and reused at every time step; kept units are scaled by `1 / (1 - rate)`.
+//! Dropout masks with Keras's semantics for recurrent networks: drawn once per sequence and
+//! reused at every time step; kept units are scaled by `1 / (1 - rate)`.
 
 use crate::{Real, Rng};
 
@@ -8,17 +8,5 @@ pub fn fill_mask<T: Real>(mask: &mut [T], rate: f32, rng: &mut Rng) {
     let keep = T::from_f64(1.0 / (1.0 - rate as f64));
     for m in mask.iter_mut() {
         *m = if rng.unit_f32() < rate { T::ZERO } else { keep };
-    }
-}
-
-/// Multiplies a time-major `[steps, batch, width]` buffer by a `[batch, width]` mask, the same
-/// mask at every step.
-#[inline]
-pub fn apply_sequence_mask<T: Real>(x: &mut [T], batch: usize, width: usize, mask: &[T]) {
-    let stride = batch * width;
-    for step in x.chunks_exact_mut(stride) {
-        for (v, &m) in step.iter_mut().zip(&mask[..stride]) {
-            *v *= m;
-        }
     }
 }

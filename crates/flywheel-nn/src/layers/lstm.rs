@@ -32,8 +32,13 @@ pub struct LstmCache<T> {
     cells: Vec<T>,
     /// `[T, B, H]`: `tanh(c_t)`.
     tanh_cells: Vec<T>,
-    /// `[T, B, H]`: the (masked) previous hidden state fed to the recurrent product at step t.
+    /// `[T, B, H]` (no recurrent mask) or `[T, B, 4H]` (one masked copy per gate): the previous
+    /// hidden state fed to the recurrent product at step t.
     h_in: Vec<T>,
+    /// `[T·B, 4E]`: each row's input under the four gates' dropout masks.
+    xm: Vec<T>,
+    /// `[4H, E]`: transposed input kernel (backward with input masks).
+    w_t: Vec<T>,
     /// `[B, H]`: the last hidden state.
     h: Vec<T>,
     /// `[B, H]` scratch: gradient w.r.t. h and c.
@@ -41,21 +46,17 @@ pub struct LstmCache<T> {
     dc: Vec<T>,
     /// `[4H, H]`: transposed recurrent kernel.
     u_t: Vec<T>,
-    /// `[T·B, E + H]`: inputs and recurrent inputs side by side (backward scratch).
-    xh: Vec<T>,
-    /// `[E + H, 4H]`: their weight gradients (backward scratch).
-    dwu: Vec<T>,
 }
 
 impl<T: Real> LstmCache<T> {
-    fn ensure(&mut self, steps: usize, batch: usize, hidden: usize) {
+    fn ensure(&mut self, steps: usize, batch: usize, hidden: usize, h_in_width: usize) {
         let g = 4 * hidden;
         self.steps = steps;
         self.batch = batch;
         resize(&mut self.gates, steps * batch * g);
         resize(&mut self.cells, (steps + 1) * batch * hidden);
         resize(&mut self.tanh_cells, steps * batch * hidden);
-        resize(&mut self.h_in, steps * batch * hidden);
+        resize(&mut self.h_in, steps * batch * h_in_width);
         resize(&mut self.h, batch * hidden);
         resize(&mut self.dh, batch * hidden);
         resize(&mut self.dc, batch * hidden);
@@ -117,39 +118,82 @@ impl<T: Real> Lstm<T> {
         self.recurrent.shape()[0]
     }
 
-    /// Training forward pass over a time-major `[steps, batch, inputs]` input (already
-    /// dropped-out). `rec_mask` (`[batch, hidden]`) is the recurrent dropout mask. The last
-    /// hidden state is in `cache.last_hidden()`.
+    /// Training forward pass over a time-major `[steps, batch, inputs]` input.
+    ///
+    /// Dropout follows Keras 3's LSTM cell with `recurrent_dropout > 0` (its "implementation 1"):
+    /// one input mask and one recurrent mask *per gate*, each `[batch, 4, width]` (sequence-major,
+    /// gates i, f, c, o), drawn once per sequence and reused at every step. For Keras's
+    /// dropout-only case (one shared input mask) pass the same mask four times. The last hidden
+    /// state is in `cache.last_hidden()`.
     #[inline(always)]
     pub fn forward_train(
         &self,
         x: &[T],
         steps: usize,
         batch: usize,
+        in_mask: Option<&[T]>,
         rec_mask: Option<&[T]>,
         cache: &mut LstmCache<T>,
     ) {
         let (e, h) = (self.inputs(), self.hidden());
         let g = 4 * h;
         let bh = batch * h;
-        cache.ensure(steps, batch, h);
-        project_inputs(self, x, steps * batch, &mut cache.gates);
+        let rows = steps * batch;
+        let hw = if rec_mask.is_some() { g } else { h };
+        cache.ensure(steps, batch, h, hw);
+        match in_mask {
+            None => project_inputs(self, x, rows, &mut cache.gates),
+            Some(m) => {
+                // Row r holds its input under each gate's mask: [x⊙m_i | x⊙m_f | x⊙m_c | x⊙m_o].
+                resize(&mut cache.xm, rows * 4 * e);
+                for (r, (xr, xo)) in x
+                    .chunks_exact(e)
+                    .zip(cache.xm.chunks_exact_mut(4 * e))
+                    .enumerate()
+                {
+                    let mr = &m[(r % batch) * 4 * e..][..4 * e];
+                    for (xo, mg) in xo.chunks_exact_mut(e).zip(mr.chunks_exact(e)) {
+                        for ((o, &v), &mv) in xo.iter_mut().zip(xr).zip(mg) {
+                            *o = v * mv;
+                        }
+                    }
+                }
+                let bias = self.bias.data();
+                for row in cache.gates[..rows * g].chunks_exact_mut(g) {
+                    row.copy_from_slice(bias);
+                }
+                gated_product(&mut cache.gates, &cache.xm, self.kernel.data(), rows, e, h);
+            }
+        }
         cache.cells[..bh].fill(T::ZERO);
         cache.h.fill(T::ZERO);
         let u = self.recurrent.data();
         for t in 0..steps {
             let z = &mut cache.gates[t * batch * g..(t + 1) * batch * g];
-            let h_in = &mut cache.h_in[t * bh..(t + 1) * bh];
+            let h_in = &mut cache.h_in[t * batch * hw..(t + 1) * batch * hw];
             match rec_mask {
                 Some(m) => {
-                    for ((a, &b), &m) in h_in.iter_mut().zip(&cache.h).zip(m) {
-                        *a = b * m;
+                    for (b, hr) in h_in.chunks_exact_mut(g).enumerate() {
+                        let hb = &cache.h[b * h..(b + 1) * h];
+                        for (o, mr) in hr
+                            .chunks_exact_mut(h)
+                            .zip(m[b * g..(b + 1) * g].chunks_exact(h))
+                        {
+                            for ((o, &v), &mv) in o.iter_mut().zip(hb).zip(mr) {
+                                *o = v * mv;
+                            }
+                        }
+                    }
+                    if t > 0 {
+                        gated_product(z, h_in, u, batch, h, h);
                     }
                 }
-                None => h_in.copy_from_slice(&cache.h),
-            }
-            if t > 0 {
-                recurrent_product(z, h_in, u, batch, h);
+                None => {
+                    h_in.copy_from_slice(&cache.h);
+                    if t > 0 {
+                        recurrent_product(z, h_in, u, batch, h);
+                    }
+                }
             }
             let (before, after) = cache.cells.split_at_mut((t + 1) * bh);
             let c_prev = &before[t * bh..];
@@ -169,16 +213,17 @@ impl<T: Real> Lstm<T> {
                 );
             }
         }
-        let _ = e;
     }
 
-    /// Backward pass for the latest [`Lstm::forward_train`]: `dh_last` is `d loss / d h_T`
-    /// (`[batch, hidden]`). Parameter gradients are added to `grads`; `dx` (if given) receives
-    /// `d loss / d x` (`[steps, batch, inputs]`, before the input dropout mask).
+    /// Backward pass for the latest [`Lstm::forward_train`] (same masks): `dh_last` is
+    /// `d loss / d h_T` (`[batch, hidden]`). Parameter gradients are added to `grads`; `dx` (if
+    /// given) receives `d loss / d x` (`[steps, batch, inputs]`, the input masks included).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         x: &[T],
+        in_mask: Option<&[T]>,
         rec_mask: Option<&[T]>,
         dh_last: &[T],
         cache: &mut LstmCache<T>,
@@ -189,6 +234,7 @@ impl<T: Real> Lstm<T> {
         let g = 4 * h;
         let (steps, batch) = (cache.steps, cache.batch);
         let bh = batch * h;
+        let rows = steps * batch;
         let u = self.recurrent.data();
         for k in 0..h {
             for j in 0..g {
@@ -215,48 +261,72 @@ impl<T: Real> Lstm<T> {
             if t > 0 {
                 for b in 0..batch {
                     let dhr = &mut cache.dh[b * h..(b + 1) * h];
-                    backprop_hidden(&z[b * g..(b + 1) * g], &cache.u_t, dhr, h);
-                    if let Some(m) = rec_mask {
-                        for (d, &m) in dhr.iter_mut().zip(&m[b * h..(b + 1) * h]) {
-                            *d *= m;
+                    let dz = &z[b * g..(b + 1) * g];
+                    match rec_mask {
+                        Some(m) => {
+                            gated_backprop(dz, &cache.u_t, &m[b * g..(b + 1) * g], dhr, h, h)
                         }
+                        None => backprop_hidden(dz, &cache.u_t, dhr, h),
                     }
                 }
             }
         }
-        let rows = steps * batch;
         let dz = &cache.gates[..rows * g];
-        // d[W; U] = [x, h_in]ᵀ · dZ as one GEMM (dZ is packed once, not twice).
-        let w = e + h;
-        resize(&mut cache.xh, rows * w);
-        for ((xh, xr), hr) in cache
-            .xh
-            .chunks_exact_mut(w)
-            .zip(x.chunks_exact(e))
-            .zip(cache.h_in.chunks_exact(h))
-        {
-            xh[..e].copy_from_slice(xr);
-            xh[e..].copy_from_slice(hr);
+        match rec_mask {
+            Some(_) => {
+                for gate in 0..4 {
+                    T::gemm_strided(
+                        h,
+                        rows,
+                        h,
+                        T::ONE,
+                        (&cache.h_in[gate * h..], 1, g),
+                        (&dz[gate * h..], g, 1),
+                        T::ONE,
+                        (&mut grads.recurrent.data_mut()[gate * h..], g, 1),
+                    );
+                }
+            }
+            None => T::gemm(
+                h,
+                rows,
+                g,
+                T::ONE,
+                &cache.h_in,
+                true,
+                dz,
+                false,
+                T::ONE,
+                grads.recurrent.data_mut(),
+            ),
         }
-        resize(&mut cache.dwu, w * g);
-        T::gemm(
-            w,
-            rows,
-            g,
-            T::ONE,
-            &cache.xh,
-            true,
-            dz,
-            false,
-            T::ZERO,
-            &mut cache.dwu,
-        );
-        let (dw, du) = cache.dwu.split_at(e * g);
-        for (a, &b) in grads.kernel.data_mut().iter_mut().zip(dw) {
-            *a += b;
-        }
-        for (a, &b) in grads.recurrent.data_mut().iter_mut().zip(du) {
-            *a += b;
+        match in_mask {
+            Some(_) => {
+                for gate in 0..4 {
+                    T::gemm_strided(
+                        e,
+                        rows,
+                        h,
+                        T::ONE,
+                        (&cache.xm[gate * e..], 1, 4 * e),
+                        (&dz[gate * h..], g, 1),
+                        T::ONE,
+                        (&mut grads.kernel.data_mut()[gate * h..], g, 1),
+                    );
+                }
+            }
+            None => T::gemm(
+                e,
+                rows,
+                g,
+                T::ONE,
+                x,
+                true,
+                dz,
+                false,
+                T::ONE,
+                grads.kernel.data_mut(),
+            ),
         }
         let gb = grads.bias.data_mut();
         for row in dz.chunks_exact(g) {
@@ -264,19 +334,27 @@ impl<T: Real> Lstm<T> {
                 *a += b;
             }
         }
-        if let Some(dx) = dx {
-            T::gemm(
-                rows,
-                g,
-                e,
-                T::ONE,
-                dz,
-                false,
-                self.kernel.data(),
-                true,
-                T::ZERO,
-                dx,
-            );
+        let Some(dx) = dx else { return };
+        let w = self.kernel.data();
+        match in_mask {
+            None => T::gemm(rows, g, e, T::ONE, dz, false, w, true, T::ZERO, dx),
+            Some(m) => {
+                resize(&mut cache.w_t, g * e);
+                for k in 0..e {
+                    for j in 0..g {
+                        cache.w_t[j * e + k] = w[k * g + j];
+                    }
+                }
+                for (r, (dxr, dzr)) in dx
+                    .chunks_exact_mut(e)
+                    .zip(dz.chunks_exact(g))
+                    .take(rows)
+                    .enumerate()
+                {
+                    let mr = &m[(r % batch) * 4 * e..][..4 * e];
+                    gated_backprop(dzr, &cache.w_t, mr, dxr, e, h);
+                }
+            }
         }
     }
 
@@ -394,6 +472,109 @@ fn recurrent_product_fixed<T: Real, const H: usize, const G: usize>(
         }
         zr.copy_from_slice(&acc);
     }
+}
+
+/// `z[r] += Σ_g xin[r, g] · w[:, g]` for `rows` rows, where `xin` is `[rows, 4k]` (one input
+/// block per gate, e.g. the input or hidden state under that gate's dropout mask), `w` is
+/// `[k, 4h]` and `g` ranges over the four gate blocks.
+#[inline(always)]
+fn gated_product<T: Real>(z: &mut [T], xin: &[T], w: &[T], rows: usize, k: usize, h: usize) {
+    match h {
+        8 => gated_product_fixed::<T, 8, 32>(z, xin, w, rows, k),
+        16 => gated_product_fixed::<T, 16, 64>(z, xin, w, rows, k),
+        _ => {
+            let g = 4 * h;
+            for (zr, xr) in z
+                .chunks_exact_mut(g)
+                .zip(xin.chunks_exact(4 * k))
+                .take(rows)
+            {
+                for (l, wr) in w.chunks_exact(g).take(k).enumerate() {
+                    for (gate, (zg, wg)) in
+                        zr.chunks_exact_mut(h).zip(wr.chunks_exact(h)).enumerate()
+                    {
+                        let s = xr[gate * k + l];
+                        for (a, &v) in zg.iter_mut().zip(wg) {
+                            *a += s * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`gated_product`] for a fixed width: a row of `z` stays in registers.
+#[inline(always)]
+fn gated_product_fixed<T: Real, const H: usize, const G: usize>(
+    z: &mut [T],
+    xin: &[T],
+    w: &[T],
+    rows: usize,
+    k: usize,
+) {
+    for (zr, xr) in z
+        .chunks_exact_mut(G)
+        .zip(xin.chunks_exact(4 * k))
+        .take(rows)
+    {
+        let mut acc = [T::ZERO; G];
+        acc.copy_from_slice(zr);
+        for (l, wr) in w.chunks_exact(G).take(k).enumerate() {
+            for gate in 0..4 {
+                let s = xr[gate * k + l];
+                for j in 0..H {
+                    acc[gate * H + j] += s * wr[gate * H + j];
+                }
+            }
+        }
+        zr.copy_from_slice(&acc);
+    }
+}
+
+/// The gradient through [`gated_product`] for one row: `out = Σ_g m_g ⊙ (dz_g · w_gᵀ)` where
+/// `w_t` is `wᵀ` (`[4h, k]`), `m` this row's `[4, k]` masks and `out` has width `k`.
+#[inline(always)]
+fn gated_backprop<T: Real>(dz: &[T], w_t: &[T], m: &[T], out: &mut [T], k: usize, h: usize) {
+    match k {
+        8 => gated_backprop_fixed::<T, 8>(dz, w_t, m, out, h),
+        16 => gated_backprop_fixed::<T, 16>(dz, w_t, m, out, h),
+        _ => {
+            out[..k].fill(T::ZERO);
+            for (j, (&s, row)) in dz.iter().zip(w_t.chunks_exact(k)).enumerate() {
+                let mg = &m[(j / h) * k..(j / h + 1) * k];
+                for ((d, &v), &mv) in out.iter_mut().zip(row).zip(mg) {
+                    *d += s * v * mv;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn gated_backprop_fixed<T: Real, const K: usize>(
+    dz: &[T],
+    w_t: &[T],
+    m: &[T],
+    out: &mut [T],
+    h: usize,
+) {
+    let mut total = [T::ZERO; K];
+    for gate in 0..4 {
+        let mut acc = [T::ZERO; K];
+        for (&s, row) in dz[gate * h..(gate + 1) * h]
+            .iter()
+            .zip(w_t[gate * h * K..(gate + 1) * h * K].chunks_exact(K))
+        {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += s * v;
+            }
+        }
+        for ((o, &a), &mv) in total.iter_mut().zip(&acc).zip(&m[gate * K..(gate + 1) * K]) {
+            *o += a * mv;
+        }
+    }
+    out[..K].copy_from_slice(&total);
 }
 
 /// `dh = dz · Uᵀ` for one row (`u_t` is the transposed recurrent kernel, `[4H, H]`).
