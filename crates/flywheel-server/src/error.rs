@@ -1,0 +1,120 @@
+//! Errors: [`ServerError`] for starting the server, [`ApiError`] for what a client is told.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A model file could not be loaded.
+    #[error("model '{name}': {source}")]
+    Load {
+        /// The model's name.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<flywheel_model::ModelError>,
+    },
+    /// A setting is unusable.
+    #[error("invalid server setting: {0}")]
+    Config(String),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The inference thread pool could not be started.
+    #[error("cannot start the inference threads: {0}")]
+    Pool(#[from] rayon::ThreadPoolBuildError),
+    /// Serving failed (I/O on the listening socket, runtime start-up).
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An error answered to a client as `{"error": {"type", "message", "param"}}` with its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable, machine-readable kind (`invalid_json`, `model_not_found`, `overloaded`, ...).
+    pub kind: &'static str,
+    /// What was wrong and what to do, for a person.
+    pub message: String,
+    /// The request field at fault (`inputs[3]`, `model`, ...), when there is one.
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    /// An error with the given status, kind and message, and no parameter.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 422 with the given kind (a well-formed request over a limit or with unusable text).
+    pub fn unprocessable(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind, message)
+    }
+
+    /// 503 `overloaded` (the client should retry later).
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+    }
+
+    /// 500 `internal_error`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"type": self.kind, "message": self.message, "param": self.param}})
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = crate::http::json_response(self.status, &self.body());
+        let headers = response.headers_mut();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,371 @@
+//! The flywheel HTTP API: `POST /v1/classify` with micro-batched inference on a dedicated
+//! thread pool, hot model swap (admin endpoint and SIGHUP), Prometheus metrics, an OpenAPI
+//! document, hard limits with JSON errors, request ids and graceful shutdown.
+//!
+//! ```no_run
+//! use flywheel_server::{ServerConfig, ModelSource};
+//! let config = ServerConfig {
+//!     models: vec![ModelSource { name: "spam".into(), path: "spam.fw".into() }],
+//!     ..ServerConfig::default()
+//! };
+//! flywheel_server::run(config, "127.0.0.1:8080".parse().unwrap(), |addr| {
+//!     eprintln!("listening on http://{addr}")
+//! })
+//! .unwrap();
+//! ```
+
+mod error;
+mod http;
+mod metrics;
+mod models;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::{ApiError, ServerError};
+pub use http::OPENAPI;
+pub use metrics::{Metrics, ModelGauge};
+pub use models::LoadedModel;
+
+use http::{AppState, Limits};
+use models::Batching;
+
+/// A model to serve: its name in the API and its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSource {
+    /// The name clients use (`[A-Za-z0-9_.-]`, 1–64 characters).
+    pub name: String,
+    /// The model file.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for ModelSource {
+    type Err = ServerError;
+
+    /// Parses `NAME=PATH`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, path) = s
+            .split_once('=')
+            .ok_or_else(|| ServerError::Config(format!("--model takes NAME=PATH, got '{s}'")))?;
+        let source = ModelSource {
+            name: name.to_string(),
+            path: PathBuf::from(path),
+        };
+        source.validate()?;
+        Ok(source)
+    }
+}
+
+impl ModelSource {
+    fn validate(&self) -> Result<(), ServerError> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(ok_char) {
+            return Err(ServerError::Config(format!(
+                "model name '{}' must be 1-64 characters of A-Z, a-z, 0-9, '_', '-' or '.'",
+                self.name
+            )));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(ServerError::Config(format!(
+                "model '{}' has an empty path",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Server settings; [`ServerConfig::default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The models to serve (at least one; names unique).
+    pub models: Vec<ModelSource>,
+    /// Inference threads (a dedicated rayon pool) [default: all cores].
+    pub threads: usize,
+    /// Threads of the async runtime that handles connections (used by [`run`]) [default: 1].
+    pub io_threads: usize,
+    /// Most texts in one inference batch [default: 64].
+    pub max_batch: usize,
+    /// How long a batch waits for more requests after its first one [default: 500 µs].
+    pub max_wait: Duration,
+    /// Requests that may wait in each model's queue; more get 503 [default: 1024].
+    pub queue_capacity: usize,
+    /// Most texts in one request [default: 256].
+    pub max_inputs: usize,
+    /// Most characters in one text [default: 20000].
+    pub max_chars: usize,
+    /// Largest request body in bytes [default: 2 MiB].
+    pub max_body_bytes: usize,
+    /// Time limit of a classification request, queueing included [default: 10 s].
+    pub timeout: Duration,
+    /// Classification requests served at once; more get 503 at once [default: 256].
+    pub max_concurrency: usize,
+    /// Bearer token of the admin endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            models: Vec::new(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            io_threads: 1,
+            max_batch: 64,
+            max_wait: Duration::from_micros(500),
+            queue_capacity: 1024,
+            max_inputs: 256,
+            max_chars: 20_000,
+            max_body_bytes: 2 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+            max_concurrency: 256,
+            admin_token: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks that the settings are usable.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.models.is_empty() {
+            return Err(ServerError::Config(
+                "no model to serve: pass --model NAME=PATH".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &self.models {
+            m.validate()?;
+            if !seen.insert(&m.name) {
+                return Err(ServerError::Config(format!(
+                    "model name '{}' is given twice",
+                    m.name
+                )));
+            }
+        }
+        let positive = [
+            ("threads", self.threads),
+            ("io-threads", self.io_threads),
+            ("max-batch", self.max_batch),
+            ("queue-capacity", self.queue_capacity),
+            ("max-inputs", self.max_inputs),
+            ("max-chars", self.max_chars),
+            ("max-body-bytes", self.max_body_bytes),
+            ("max-concurrency", self.max_concurrency),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(ServerError::Config(format!("--{name} must be at least 1")));
+            }
+        }
+        if self.max_concurrency > Semaphore::MAX_PERMITS {
+            return Err(ServerError::Config("--max-concurrency is too large".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(ServerError::Config(
+                "--timeout-ms must be at least 1".into(),
+            ));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            return Err(ServerError::Config(
+                "the admin token must have at least 16 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A server with its models loaded, ready to serve.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Validates the settings, starts the inference threads and loads every model (the files
+    /// are read off the async threads). Must run inside a tokio runtime.
+    pub async fn load(config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::default());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("flywheel-infer-{i}"))
+            .panic_handler(|_| {
+                tracing::error!("an inference thread panicked; its requests get a 500")
+            })
+            .build()?;
+        let batching = Batching {
+            pool: Arc::new(pool),
+            permits: Arc::new(Semaphore::new(config.threads)),
+            max_batch: config.max_batch,
+            max_wait: config.max_wait,
+            queue_capacity: config.queue_capacity,
+            metrics: Arc::clone(&metrics),
+        };
+        let mut models = BTreeMap::new();
+        for source in &config.models {
+            let path = source.path.clone();
+            let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&path))
+                .await
+                .map_err(|e| {
+                    ServerError::Config(format!("loading model '{}' failed: {e}", source.name))
+                })?
+                .map_err(|e| ServerError::Load {
+                    name: source.name.clone(),
+                    source: Box::new(e),
+                })?;
+            let slot = batching.start_loaded(&source.name, &source.path, loaded);
+            tracing::info!(model = %source.name, version = %slot.current.load().version,
+                path = %source.path.display(), "model loaded");
+            models.insert(source.name.clone(), slot);
+        }
+        let state = Arc::new(AppState {
+            models,
+            limits: Limits {
+                max_inputs: config.max_inputs,
+                max_chars: config.max_chars,
+                max_body_bytes: config.max_body_bytes,
+                timeout: config.timeout,
+            },
+            metrics,
+            concurrency: Arc::new(Semaphore::new(config.max_concurrency)),
+            max_concurrency: config.max_concurrency,
+            admin_token_sha256: config
+                .admin_token
+                .as_deref()
+                .map(|t| http::sha256(t.trim())),
+            draining: AtomicBool::new(false),
+        });
+        Ok(Server { state })
+    }
+
+    /// The name and version of every model served.
+    pub fn models(&self) -> Vec<ModelGauge> {
+        self.state.gauges()
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes, then stops accepting connections
+    /// and waits for the requests in flight to finish. SIGHUP reloads every model from its
+    /// file (Unix).
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state;
+        let hup = spawn_sighup_reloader(Arc::clone(&state));
+        let app = http::router(Arc::clone(&state));
+        let draining = Arc::clone(&state);
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                draining.draining.store(true, Ordering::Relaxed);
+                tracing::info!("shutting down: draining requests in flight");
+            })
+            .await;
+        if let Some(task) = hup {
+            task.abort();
+        }
+        tracing::info!("server stopped");
+        result.map_err(ServerError::Io)
+    }
+}
+
+/// Loads the models ([`Server::load`]) and serves on `listener` until `shutdown` completes
+/// ([`Server::serve`]).
+pub async fn serve<F>(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: F,
+) -> Result<(), ServerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    Server::load(config).await?.serve(listener, shutdown).await
+}
+
+#[cfg(unix)]
+fn spawn_sighup_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload through the admin endpoint");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading every model");
+            for slot in state.models.values() {
+                // Failures are logged and counted; the old version keeps serving.
+                let _ = slot.reload(&state.metrics).await;
+            }
+        }
+    }))
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup_reloader(_state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    None
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Starts a runtime with `config.io_threads` threads, loads the models, listens on `addr`,
+/// calls `on_listening` with the bound address and serves until SIGINT or SIGTERM.
+pub fn run(
+    config: ServerConfig,
+    addr: SocketAddr,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads)
+        .thread_name("flywheel-io")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = Server::load(config).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        on_listening(listener.local_addr()?);
+        server.serve(listener, shutdown_signal()).await
+    })
+}

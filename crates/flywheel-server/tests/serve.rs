@@ -1,0 +1,622 @@
+//! The real server on a loopback port: every endpoint, every error, reload under load and
+//! graceful drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flywheel_model::Artifact;
+use flywheel_server::ServerConfig;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn texts(n: usize) -> Vec<String> {
+    let cues = ["awful", "okay", "great"];
+    (0..n)
+        .map(|i| format!("w{} w{} {}", i % 40, (i * 7) % 40, cues[i % 3]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_matches_the_pipeline_and_echoes_request_ids() {
+    let (a, _) = model_files();
+    let s = start(config(a)).await;
+    let inputs = texts(10);
+    let r = s
+        .post_json("/v1/classify", &json!({"model": "tiny", "inputs": inputs}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let id = r.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "generated request id: {id}");
+    let v = r.json();
+    assert_eq!(v["model"], "tiny");
+    let artifact = Artifact::load(a).unwrap();
+    assert_eq!(v["version"], artifact.meta.sha256[..12]);
+    let expected = artifact.pipeline.predict(&inputs).unwrap();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), inputs.len());
+    for (p, e) in preds.iter().zip(&expected) {
+        let e = e.to_json();
+        // The server writes the shortest f32 form; the CLI's JSON widens to f64 first.
+        let f = |v: &Value| v.as_f64().unwrap() as f32;
+        assert_eq!(p["label"], e["label"]);
+        assert_eq!(f(&p["score"]), f(&e["score"]));
+        let (ps, es) = (
+            p["scores"].as_object().unwrap(),
+            e["scores"].as_object().unwrap(),
+        );
+        assert_eq!(ps.len(), es.len());
+        for (label, v) in es {
+            assert_eq!(f(&ps[label]), f(v), "{label}");
+        }
+    }
+
+    // A client's request id is echoed; top_k keeps the k best, best first.
+    let r = s
+        .send(
+            Method::POST,
+            "/v1/classify",
+            &[
+                ("content-type", "application/json"),
+                ("x-request-id", "req-42"),
+            ],
+            json!({"model": "tiny", "inputs": ["w1 great"], "top_k": 2}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-request-id"], "req-42");
+    let v = r.json();
+    let scores = v["predictions"][0]["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 2);
+    // The best label comes first in the body (JSON objects keep the server's order there).
+    let label = v["predictions"][0]["label"].as_str().unwrap();
+    let raw = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(raw.contains(&format!("\"scores\":{{\"{label}\":")), "{raw}");
+    let best = v["predictions"][0]["score"].as_f64().unwrap();
+    assert!(scores.values().all(|x| x.as_f64().unwrap() <= best));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched() {
+    let (a, _) = model_files();
+    let s = std::sync::Arc::new(
+        start(ServerConfig {
+            max_wait: Duration::from_millis(20),
+            ..config(a)
+        })
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = std::sync::Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"model": "tiny", "inputs": [format!("w{i} okay")]});
+            s.post_json("/v1/classify", &body).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let metrics = String::from_utf8(s.get("/metrics").await.body.to_vec()).unwrap();
+    let count = metric(&metrics, "flywheel_batch_size_count{model=\"tiny\"}");
+    let sum = metric(&metrics, "flywheel_batch_size_sum{model=\"tiny\"}");
+    assert_eq!(sum, 16.0);
+    assert!(
+        count < 16.0,
+        "16 concurrent texts in {count} batches: not batched"
+    );
+}
+
+/// Sends a 1.6 MB body (or only its head, for a declared length) and reads the answer.
+async fn oversized_request(addr: std::net::SocketAddr, head: &str) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{head}\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    if head.starts_with("transfer-encoding") {
+        tokio::spawn(async move {
+            let chunk = vec![b' '; 100_000];
+            for _ in 0..16 {
+                let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                if write.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    read_half_response(&mut read).await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_endpoints() {
+    let (a, _) = model_files();
+    let s = start(config(a)).await;
+    let artifact = Artifact::load(a).unwrap();
+    let version = &artifact.meta.sha256[..12];
+
+    let r = s.get("/healthz").await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+
+    let r = s.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["models"][0],
+        json!({"name": "tiny", "version": version})
+    );
+
+    let r = s.get("/v1/models").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = &r.json()["models"][0];
+    assert_eq!(m["name"], "tiny");
+    assert_eq!(m["version"], version);
+    assert_eq!(m["sha256"], artifact.meta.sha256);
+    assert_eq!(m["task"], "multiclass");
+    assert_eq!(m["labels"], json!(["neg", "neu", "pos"]));
+    assert_eq!(m["created_at"], artifact.meta.created_at);
+
+    let r = s.get("/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/classify",
+        "/v1/explain",
+        "/v1/models",
+        "/v1/admin/models/{name}/reload",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+
+    let ok = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": ["okay"]}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let _ = s.get("/nope").await;
+    let r = s.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for needle in [
+        "flywheel_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"200\"} 1",
+        "flywheel_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+        "flywheel_http_request_duration_seconds_bucket{route=\"/v1/classify\",le=\"+Inf\"} 1",
+        "flywheel_batch_size_bucket{model=\"tiny\",le=\"1\"} 1",
+        "flywheel_queue_depth{model=\"tiny\"} 0",
+        "flywheel_texts_total{model=\"tiny\"} 1",
+        "flywheel_in_flight_requests 0",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+    assert!(text.contains(&format!(
+        "flywheel_model_info{{model=\"tiny\",version=\"{version}\",created_at=\"{}\"}} 1",
+        artifact.meta.created_at
+    )));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_with_the_right_status() {
+    let (a, _) = model_files();
+    let s = start(ServerConfig {
+        max_inputs: 4,
+        max_body_bytes: 1_500_000,
+        ..config(a)
+    })
+    .await;
+    let long = "a".repeat(1_000_000);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "invalid JSON",
+            b"{\"model\": ".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        ("not an object", b"[1]".to_vec(), 400, "invalid_request"),
+        (
+            "model not a string",
+            br#"{"model": 3, "inputs": ["x"]}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "inputs not a list",
+            br#"{"model": "tiny", "inputs": "x"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "input not a string",
+            br#"{"model": "tiny", "inputs": [1]}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "empty inputs",
+            br#"{"model": "tiny", "inputs": []}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad top_k",
+            br#"{"model": "tiny", "inputs": ["x"], "top_k": -1}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"model\": \"tiny\", \"inputs\": [\"\xc3\x28\"]}".to_vec(),
+            400,
+            "invalid_utf8",
+        ),
+        (
+            "unknown model",
+            br#"{"model": "nope", "inputs": ["x"]}"#.to_vec(),
+            404,
+            "model_not_found",
+        ),
+        (
+            "too many inputs",
+            br#"{"model": "tiny", "inputs": ["a","b","c","d","e"]}"#.to_vec(),
+            422,
+            "too_many_inputs",
+        ),
+        (
+            "1 MB string",
+            json!({"model": "tiny", "inputs": [long]})
+                .to_string()
+                .into_bytes(),
+            422,
+            "input_too_long",
+        ),
+        (
+            "NUL byte",
+            br#"{"model": "tiny", "inputs": ["a\u0000b"]}"#.to_vec(),
+            422,
+            "invalid_input",
+        ),
+        (
+            "explain flag",
+            br#"{"model": "tiny", "inputs": ["x"], "explain": true}"#.to_vec(),
+            501,
+            "not_implemented",
+        ),
+    ];
+    for (what, body, status, kind) in cases {
+        let r = s.classify_raw(body).await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {:?}", r.body);
+        assert_eq!(r.error_type(), kind, "{what}");
+        assert!(r.headers.contains_key("x-request-id"), "{what}");
+    }
+    // The parameter at fault is named.
+    let r = s
+        .classify_raw(&br#"{"model": "tiny", "inputs": ["ok", "a\u0000"]}"#[..])
+        .await;
+    assert_eq!(r.json()["error"]["param"], "inputs[1]");
+
+    // Body too large, by declared length (answered before the body is sent) and streamed
+    // without a length (chunked).
+    for head in ["content-length: 1600000", "transfer-encoding: chunked"] {
+        let (status, text) = oversized_request(s.addr, head).await;
+        assert_eq!(status, 413, "{head}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["type"], "payload_too_large");
+    }
+
+    // Wrong or missing content type.
+    for headers in [vec![("content-type", "text/plain")], vec![]] {
+        let r = s
+            .send(
+                Method::POST,
+                "/v1/classify",
+                &headers,
+                r#"{"model":"tiny","inputs":["x"]}"#,
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 415);
+        assert_eq!(r.error_type(), "unsupported_media_type");
+    }
+
+    // Unknown route, wrong method, explain endpoint.
+    let r = s.get("/v2/nothing").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (404, "not_found")
+    );
+    let r = s.get("/v1/classify").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (405, "method_not_allowed")
+    );
+    let r = s
+        .post_json("/v1/explain", &json!({"model": "tiny", "inputs": ["x"]}))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (501, "not_implemented")
+    );
+
+    // Nothing above hurt the server.
+    let r = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": ["okay"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cap_rejects_fast_and_timeouts_are_504() {
+    let (a, _) = model_files();
+    let s = start(ServerConfig {
+        max_concurrency: 1,
+        timeout: Duration::from_millis(300),
+        ..config(a)
+    })
+    .await;
+    let body = json!({"model": "tiny", "inputs": ["okay"]})
+        .to_string()
+        .into_bytes();
+    // A request whose body is still arriving holds the only slot.
+    let slow = start_slow_request(s.addr, &body, 5).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let r = s.classify_raw(body.clone()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (503, "overloaded")
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "503 was not fast"
+    );
+    // Health is never capped.
+    assert_eq!(s.get("/healthz").await.status, StatusCode::OK);
+    // The slow request runs out of time.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, text) = finish_slow_request(slow, &body, 5).await;
+    assert_eq!(status, 504, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["type"], "timeout");
+    // The slot is free again.
+    let r = s.classify_raw(body).await;
+    assert_eq!(r.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request_and_a_bad_file_keeps_the_old_model() {
+    let (dir, path) = private_model_copy();
+    let (a, b) = model_files();
+    let version_a = Artifact::load(a).unwrap().meta.sha256[..12].to_string();
+    let version_b = Artifact::load(b).unwrap().meta.sha256[..12].to_string();
+    let s = std::sync::Arc::new(start(config(&path)).await);
+    let auth = format!("Bearer {TOKEN}");
+    let reload_path = "/v1/admin/models/tiny/reload";
+
+    // Authorisation.
+    let r = s.send(Method::POST, reload_path, &[], "").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (401, "unauthorized")
+    );
+    let r = s
+        .send(
+            Method::POST,
+            reload_path,
+            &[("authorization", "Bearer wrong-token-wrong-token")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401);
+    let r = s
+        .send(
+            Method::POST,
+            "/v1/admin/models/nope/reload",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (404, "model_not_found")
+    );
+
+    // Load: 4 clients classify without pause while the model is swapped back and forth.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (s, stop) = (std::sync::Arc::clone(&s), std::sync::Arc::clone(&stop));
+        clients.push(tokio::spawn(async move {
+            let mut versions = std::collections::BTreeSet::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({"model": "tiny", "inputs": texts(1 + c * 5)});
+                let r = s.post_json("/v1/classify", &body).await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::OK,
+                    "failed during reload: {:?}",
+                    r.body
+                );
+                versions.insert(r.json()["version"].as_str().unwrap().to_string());
+                n += 1;
+            }
+            (n, versions)
+        }));
+    }
+    for i in 0..6 {
+        let src = if i % 2 == 0 { b } else { a };
+        let tmp = dir.path().join("next.fw");
+        std::fs::copy(src, &tmp).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let r = s
+            .send(Method::POST, reload_path, &[("authorization", &auth)], "")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let want = if i % 2 == 0 { &version_b } else { &version_a };
+        assert_eq!(&r.json()["version"], want.as_str());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for c in clients {
+        let (n, versions) = c.await.unwrap();
+        total += n;
+        seen.extend(versions);
+    }
+    assert!(total > 20, "only {total} requests during the reloads");
+    assert!(
+        seen.iter().all(|v| *v == version_a || *v == version_b),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 2, "both versions answered: {seen:?}");
+
+    // Now serving a (after an even number of swaps... the last copy was a). A corrupt file:
+    std::fs::write(&path, b"not a model").unwrap();
+    let r = s
+        .send(Method::POST, reload_path, &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (500, "reload_failed")
+    );
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("still serving"));
+    let r = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": ["okay"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["version"], version_a.as_str());
+    let metrics = String::from_utf8(s.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(metrics.contains("flywheel_model_reloads_total{model=\"tiny\",result=\"error\"} 1"));
+    assert!(metrics.contains("flywheel_model_reloads_total{model=\"tiny\",result=\"ok\"} 6"));
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_are_off_without_a_token() {
+    let (a, _) = model_files();
+    let s = start(ServerConfig {
+        admin_token: None,
+        ..config(a)
+    })
+    .await;
+    let r = s
+        .send(
+            Method::POST,
+            "/v1/admin/models/tiny/reload",
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (403, "admin_disabled")
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let (a, _) = model_files();
+    let mut s = start(config(a)).await;
+    let body = json!({"model": "tiny", "inputs": texts(50)})
+        .to_string()
+        .into_bytes();
+    // Requests in flight: one still sending its body, several already sent.
+    let slow = start_slow_request(s.addr, &body, 10).await;
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        let mut conn = start_slow_request(s.addr, &body, body.len()).await;
+        sent.push(tokio::spawn(async move { read_response(&mut conn).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = s.shutdown.take().unwrap().send(());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The server has not stopped: it waits for the slow request.
+    assert!(!s.task.is_finished(), "stopped with a request in flight");
+    let (status, text) = finish_slow_request(slow, &body, 10).await;
+    assert_eq!(status, 200, "{text}");
+    for t in sent {
+        let (status, text) = t.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    tokio::time::timeout(Duration::from_secs(5), &mut s.task)
+        .await
+        .expect("the server stopped after draining")
+        .unwrap()
+        .unwrap();
+    // No new connections after shutdown.
+    assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn bad_settings_and_files_are_refused_at_start() {
+    let (a, _) = model_files();
+    let bad = [
+        ServerConfig {
+            models: vec![],
+            ..config(a)
+        },
+        ServerConfig {
+            max_batch: 0,
+            ..config(a)
+        },
+        ServerConfig {
+            admin_token: Some("short".into()),
+            ..config(a)
+        },
+    ];
+    for c in bad {
+        assert!(flywheel_server::Server::load(c).await.is_err());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.fw");
+    std::fs::write(&junk, b"junk").unwrap();
+    let e = match flywheel_server::Server::load(config(&junk)).await {
+        Ok(_) => panic!("a junk file was loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("tiny"), "{e}");
+    assert!("x".parse::<flywheel_server::ModelSource>().is_err());
+    assert!("a b=x".parse::<flywheel_server::ModelSource>().is_err());
+    assert!("ok=x.fw".parse::<flywheel_server::ModelSource>().is_ok());
+}
