@@ -2,7 +2,11 @@
 //!
 //! A thin layer over the libraries: parse arguments, report progress, print results.
 
+mod analysis;
+mod charts;
 mod progress;
+mod report;
+mod tensorboard;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,29 @@ enum Command {
     Eval(EvalArgs),
     /// Predict: one JSON line per input text.
     Predict(PredictArgs),
+    /// Explain a prediction: each token's attribution to the predicted label (occlusion: the
+    /// drop of its probability when the token is removed). Offsets are character offsets.
+    Explain {
+        /// The model file.
+        model: PathBuf,
+        /// The text to explain.
+        text: String,
+        /// Explain this label instead of the predicted one.
+        #[arg(long)]
+        label: Option<String>,
+        /// Print {"label", "score", "method", "tokens": [{"text", "start", "end",
+        /// "attribution", "in_vocabulary", "truncated"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a model's stored training history; --png FILE draws the learning curves.
+    History {
+        /// The model file.
+        model: PathBuf,
+        /// Write loss and accuracy curves to this PNG file (a .svg name writes SVG).
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
     /// Show what a model file holds: task, labels, spec, training history.
     Info {
         /// The model file.
@@ -41,6 +68,8 @@ enum Command {
         #[command(subcommand)]
         command: DatasetsCommand,
     },
+    /// Serve models over HTTP: micro-batched classification, hot reload, metrics, OpenAPI.
+    Serve(ServeArgs),
     /// Fetch the spam dataset, train the reference model, evaluate it and say where it is.
     Quickstart {
         /// Where data and model go.
@@ -175,6 +204,10 @@ struct TrainArgs {
     /// With --patience, keep the last weights instead of the best epoch's.
     #[arg(long)]
     no_restore_best: bool,
+    /// Write TensorBoard event files (DIR/train, DIR/validation) with the per-epoch loss,
+    /// accuracy and learning rate: `tensorboard --logdir DIR`.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
     #[command(flatten)]
     data_args: DataArgs,
 }
@@ -188,6 +221,10 @@ struct EvalArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML report (metrics, confusion matrix, learning curves,
+    /// ROC/PR, calibration, the most confident mistakes explained).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -207,6 +244,49 @@ struct PredictArgs {
     threads: Option<usize>,
     #[command(flatten)]
     data_args: DataArgs,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A model to serve as NAME=PATH (repeat for several models).
+    #[arg(long = "model", value_name = "NAME=PATH", required = true)]
+    models: Vec<flywheel_server::ModelSource>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Inference threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Threads handling connections (async runtime).
+    #[arg(long, default_value_t = 1)]
+    io_threads: usize,
+    /// Most texts in one inference batch.
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    /// Microseconds a batch waits for more requests after its first one.
+    #[arg(long, default_value_t = 500)]
+    max_wait_us: u64,
+    /// Requests that may wait in each model's queue; more are refused with 503.
+    #[arg(long, default_value_t = 1024)]
+    queue_capacity: usize,
+    /// Most texts in one request (more: 422).
+    #[arg(long, default_value_t = 256)]
+    max_inputs: usize,
+    /// Most characters in one text (more: 422).
+    #[arg(long, default_value_t = 20_000)]
+    max_chars: usize,
+    /// Largest request body in bytes (more: 413).
+    #[arg(long, default_value_t = 2_097_152)]
+    max_body_bytes: usize,
+    /// Time limit of a classification request in milliseconds (over: 504).
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Classification requests served at once; more are refused at once with 503.
+    #[arg(long, default_value_t = 256)]
+    max_concurrency: usize,
+    /// Bearer token for the admin endpoints (at least 16 characters); without it they are off.
+    #[arg(long, env = "FLYWHEEL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 fn main() {
@@ -229,6 +309,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => cmd_eval(&args),
         Command::Predict(args) => cmd_predict(&args),
         Command::Info { model } => cmd_info(&model),
+        Command::Explain {
+            model,
+            text,
+            label,
+            json,
+        } => analysis::cmd_explain(&model, &text, label.as_deref(), json),
+        Command::History { model, png } => analysis::cmd_history(&model, png.as_deref()),
         Command::Datasets { command } => match command {
             DatasetsCommand::Fetch { name, dir } => {
                 let f = fetch(&name, &dir)?;
@@ -249,6 +336,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Command::Serve(args) => cmd_serve(args),
         Command::Quickstart { dir, threads } => cmd_quickstart(&dir, threads),
     }
 }
@@ -335,6 +423,14 @@ fn cmd_train(args: &TrainArgs) -> Result<Artifact> {
     );
     let started = Instant::now();
     let mut reporter = progress::TrainReporter::new();
+    let mut board = match &args.tensorboard {
+        Some(dir) => Some(
+            tensorboard::TensorBoardWriter::create(dir)
+                .with_context(|| format!("creating TensorBoard logs in {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let lr = cfg.optimizer_kind().learning_rate();
     let outcome = train(
         &data.records,
         &source,
@@ -342,9 +438,27 @@ fn cmd_train(args: &TrainArgs) -> Result<Artifact> {
         &args.label_sep,
         &spec,
         &cfg,
-        &mut |ev| reporter.on_event(ev),
+        &mut |ev| {
+            if let (Some(b), flywheel_model::TrainEvent::Epoch { record, .. }) = (&mut board, &ev) {
+                b.epoch(record, lr);
+            }
+            reporter.on_event(ev)
+        },
     )?;
     reporter.finish();
+    if let Some(b) = board {
+        match b.finish() {
+            (_, Some(err)) => eprintln!("warning: TensorBoard logs incomplete: {err}"),
+            (files, None) => eprintln!(
+                "TensorBoard logs: {}",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
     let file_name = args
         .data
@@ -378,6 +492,20 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
         &data.records,
         &args.data.display().to_string(),
     )?;
+    if let Some(path) = &args.report {
+        let texts: Vec<&str> = data.records.iter().map(|r| r.text.as_str()).collect();
+        let outputs = artifact.pipeline.outputs_of_texts(&texts)?;
+        let input = report::ReportInput {
+            artifact: &artifact,
+            model_name: &args.model.display().to_string(),
+            data_name: &args.data.display().to_string(),
+            records: &data.records,
+            report: &report,
+            outputs: &outputs,
+        };
+        report::write_report(&input, path)?;
+        eprintln!("Report written to {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -447,6 +575,31 @@ fn cmd_info(model: &Path) -> Result<()> {
     Ok(())
 }
 
+fn cmd_serve(args: ServeArgs) -> Result<()> {
+    let config = flywheel_server::ServerConfig {
+        models: args.models,
+        threads: threads(args.threads),
+        io_threads: args.io_threads,
+        max_batch: args.max_batch,
+        max_wait: std::time::Duration::from_micros(args.max_wait_us),
+        queue_capacity: args.queue_capacity,
+        max_inputs: args.max_inputs,
+        max_chars: args.max_chars,
+        max_body_bytes: args.max_body_bytes,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        max_concurrency: args.max_concurrency,
+        admin_token: args.admin_token,
+    };
+    let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    flywheel_server::run(config, args.addr, |addr| {
+        eprintln!(
+            "Serving {} on http://{addr} (POST /v1/classify, GET /openapi.json); Ctrl-C stops",
+            names.join(", ")
+        );
+    })?;
+    Ok(())
+}
+
 fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
     let n = threads(threads_arg);
     init_pool(n);
@@ -485,6 +638,7 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         threads: Some(n),
         patience: None,
         no_restore_best: false,
+        tensorboard: None,
         data_args: DataArgs {
             text_column: "text".into(),
             label_column: "label".into(),
@@ -505,8 +659,11 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
     )?;
     println!("{}", report.render_text());
     println!("Model: {}", model.display());
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "flywheel".to_string());
     println!(
-        "Next: flywheel predict {} <<< 'Congratulations, you won a free prize! Reply now'",
+        "Next: {exe} predict {} <<< 'Congratulations, you won a free prize! Reply now'",
         model.display()
     );
     Ok(())

@@ -2,7 +2,9 @@
 //! shared by train, eval, predict and serve), the training loop, metrics and the artifact file.
 
 pub mod artifact;
+pub mod curves;
 pub mod evaluate;
+pub mod explain;
 pub mod metrics;
 pub mod pipeline;
 pub mod spec;
@@ -11,6 +13,7 @@ pub mod train;
 
 pub use artifact::{Artifact, ArtifactMeta, TrainingInfo};
 pub use evaluate::{evaluate, Report};
+pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Pipeline, Prediction};
 pub use spec::{ModelSpec, OptimizerChoice, TrainConfig};
 pub use task::{LabelSet, Task};

@@ -91,6 +91,17 @@ impl CharSet {
     }
 }
 
+/// One token and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSpan {
+    /// The normalised token (what the vocabulary is keyed by).
+    pub token: String,
+    /// First char (Unicode scalar value) of the token in the original text.
+    pub start: usize,
+    /// One past its last char.
+    pub end: usize,
+}
+
 /// The serialisable state of a tokenizer: its config and the words it can emit, in index order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenizerState {
@@ -249,6 +260,140 @@ impl KerasTokenizer {
         }
     }
 
+    /// Calls `f(token, start, end)` on every token of `text`, exactly as
+    /// [`KerasTokenizer::for_each_token`] splits it, with the token's span in the *original* text.
+    ///
+    /// `token` is the normalised form looked up in the vocabulary (lower-cased when `lower` is
+    /// set); `start..end` are **Unicode scalar value (char) offsets** into `text`, not bytes, so a
+    /// front end can highlight the original (Chinese included). Spans are computed on the original
+    /// characters: where lower-casing lengthens a character (`'İ'` becomes `"i̇"`, two chars), the
+    /// piece(s) it produced map back to that one character; with `char_level` both pieces then
+    /// carry the same one-character span.
+    pub fn for_each_token_span(&self, text: &str, mut f: impl FnMut(&str, usize, usize)) {
+        // `origin[i]` = char index in `text` of the character that produced char `i` of the
+        // normalised text. Lower-casing maps every char independently, except that the final
+        // sigma rule picks between two one-char forms, so per-char lengths give the mapping.
+        let lowered;
+        let (norm, origin): (&str, Vec<usize>) = if self.config.lower {
+            lowered = python_lower(text);
+            let mut origin = Vec::with_capacity(lowered.len());
+            for (i, ch) in text.chars().enumerate() {
+                let n = if ch.is_ascii() {
+                    1
+                } else {
+                    ch.to_lowercase().count()
+                };
+                origin.extend(std::iter::repeat_n(i, n));
+            }
+            let n = lowered.chars().count();
+            if origin.len() != n {
+                // Not expected with Rust's case mapping; keep every span in bounds regardless.
+                let last = origin.last().copied().unwrap_or(0);
+                origin.resize(n, last);
+            }
+            (lowered.as_str(), origin)
+        } else {
+            (text, (0..text.chars().count()).collect())
+        };
+        let span = |a: usize, b: usize| -> (usize, usize) {
+            // `a..b` is a non-empty range of normalised char indices.
+            (origin[a], origin[b - 1] + 1)
+        };
+        if self.config.char_level {
+            let mut buf = [0u8; 4];
+            for (i, ch) in norm.chars().enumerate() {
+                let (s, e) = span(i, i + 1);
+                f(ch.encode_utf8(&mut buf), s, e);
+            }
+            return;
+        }
+        let split = self.config.split.as_str();
+        let mut sep_chars = split.chars();
+        match (sep_chars.next(), sep_chars.next()) {
+            (Some(sep), None) => {
+                // (byte start, char start) of the current token.
+                let mut start: Option<(usize, usize)> = None;
+                let mut ci = 0usize;
+                for (pos, ch) in norm.char_indices() {
+                    let cut = ch == sep || self.filters.contains(ch);
+                    match (cut, start) {
+                        (true, Some((bs, cs))) => {
+                            let (s, e) = span(cs, ci);
+                            f(&norm[bs..pos], s, e);
+                            start = None;
+                        }
+                        (false, None) => start = Some((pos, ci)),
+                        _ => {}
+                    }
+                    ci += 1;
+                }
+                if let Some((bs, cs)) = start {
+                    let (s, e) = span(cs, ci);
+                    f(&norm[bs..], s, e);
+                }
+            }
+            _ => {
+                // Multi-character separator: replace filters by the separator, remembering where
+                // every char of the replaced text came from, then split.
+                let mut replaced = String::with_capacity(norm.len());
+                let mut rorigin: Vec<usize> = Vec::with_capacity(norm.len());
+                let sep_len = split.chars().count();
+                for (i, ch) in norm.chars().enumerate() {
+                    if self.filters.contains(ch) {
+                        replaced.push_str(split);
+                        rorigin.extend(std::iter::repeat_n(i, sep_len));
+                    } else {
+                        replaced.push(ch);
+                        rorigin.push(i);
+                    }
+                }
+                // Byte offset -> char index in `replaced`.
+                let mut char_at = vec![0usize; replaced.len() + 1];
+                let mut ci = 0usize;
+                for (b, _) in replaced.char_indices() {
+                    char_at[b] = ci;
+                    ci += 1;
+                }
+                char_at[replaced.len()] = ci;
+                let base = replaced.as_ptr() as usize;
+                for piece in replaced.split(split) {
+                    if piece.is_empty() {
+                        continue;
+                    }
+                    let b0 = piece.as_ptr() as usize - base;
+                    let (c0, c1) = (char_at[b0], char_at[b0 + piece.len()]);
+                    let (s, e) = span(rorigin[c0], rorigin[c1 - 1] + 1);
+                    f(piece, s, e);
+                }
+            }
+        }
+    }
+
+    /// Every token of `text` with its char span in the original text (see
+    /// [`KerasTokenizer::for_each_token_span`]).
+    pub fn token_spans(&self, text: &str) -> Vec<TokenSpan> {
+        let mut out = Vec::new();
+        self.for_each_token_span(text, |tok, start, end| {
+            out.push(TokenSpan {
+                token: tok.to_string(),
+                start,
+                end,
+            })
+        });
+        out
+    }
+
+    /// The id `text_to_sequence` gives a normalised token: its index, the OOV index for unknown
+    /// words when an OOV token is set, or `None` when the word is dropped.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.index.get(token).copied().or_else(|| {
+            self.config
+                .oov_token
+                .as_deref()
+                .and_then(|t| self.index.get(t).copied())
+        })
+    }
+
     /// Token ids of one text (Keras `texts_to_sequences` for a single text).
     pub fn text_to_sequence(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
@@ -382,5 +527,133 @@ mod tests {
             ..Default::default()
         };
         assert!(KerasTokenizer::new(cfg).is_err());
+    }
+
+    /// Tokens from the span method equal `for_each_token`'s, and each span, re-normalised,
+    /// reproduces its token.
+    fn check_spans(t: &KerasTokenizer, text: &str) -> Vec<(String, String)> {
+        let mut plain = Vec::new();
+        t.for_each_token(text, |tok| plain.push(tok.to_string()));
+        let spans = t.token_spans(text);
+        let toks: Vec<String> = spans.iter().map(|s| s.token.clone()).collect();
+        assert_eq!(toks, plain, "text {text:?}");
+        let chars: Vec<char> = text.chars().collect();
+        spans
+            .iter()
+            .map(|s| {
+                assert!(s.start < s.end && s.end <= chars.len(), "{s:?} in {text:?}");
+                (s.token.clone(), chars[s.start..s.end].iter().collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spans_english() {
+        let t = KerasTokenizer::new(TokenizerConfig::default()).unwrap();
+        let got = check_spans(&t, "Hello, World!  it's  @United");
+        assert_eq!(
+            got,
+            vec![
+                ("hello".into(), "Hello".into()),
+                ("world".into(), "World".into()),
+                ("it's".into(), "it's".into()),
+                ("united".into(), "United".into()),
+            ]
+        );
+        let s = t.token_spans("Hello, World!");
+        assert_eq!((s[1].start, s[1].end), (7, 12));
+    }
+
+    #[test]
+    fn spans_multibyte_and_dotted_i() {
+        let t = KerasTokenizer::new(TokenizerConfig::default()).unwrap();
+        // 'İ' lower-cases to two chars; offsets stay on the original characters.
+        let text = "İstanbul café ΣΟΦΟΣ — naïve 😀 ok";
+        let got = check_spans(&t, text);
+        let originals: Vec<&str> = got.iter().map(|(_, o)| o.as_str()).collect();
+        assert_eq!(
+            originals,
+            vec!["İstanbul", "café", "ΣΟΦΟΣ", "—", "naïve", "😀", "ok"]
+        );
+        assert_eq!(got[0].0, "i\u{307}stanbul");
+        assert_eq!(got[2].0, "σοφος");
+        let s = t.token_spans(text);
+        assert_eq!((s[6].start, s[6].end), (30, 32));
+    }
+
+    #[test]
+    fn spans_char_level_chinese() {
+        let cfg = TokenizerConfig {
+            char_level: true,
+            ..Default::default()
+        };
+        let t = KerasTokenizer::new(cfg).unwrap();
+        let s = t.token_spans("好的İ!");
+        let spans: Vec<(&str, usize, usize)> = s
+            .iter()
+            .map(|x| (x.token.as_str(), x.start, x.end))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("好", 0, 1),
+                ("的", 1, 2),
+                ("i", 2, 3),
+                ("\u{307}", 2, 3),
+                ("!", 3, 4)
+            ]
+        );
+        check_spans(&t, "好的İ!");
+    }
+
+    #[test]
+    fn spans_match_tokens_for_many_texts() {
+        let configs = [
+            TokenizerConfig::default(),
+            TokenizerConfig {
+                lower: false,
+                ..Default::default()
+            },
+            TokenizerConfig {
+                split: "ab".into(),
+                ..Default::default()
+            },
+            TokenizerConfig {
+                split: "İ".into(),
+                ..Default::default()
+            },
+        ];
+        let alphabet: Vec<char> = "aAbB İıΣσς,. !\t\n好的😀é-".chars().collect();
+        let mut state = 12345u64;
+        for cfg in configs {
+            let t = KerasTokenizer::new(cfg).unwrap();
+            for _ in 0..300 {
+                let mut text = String::new();
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = (state >> 59) as usize;
+                for _ in 0..len {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    text.push(alphabet[(state >> 33) as usize % alphabet.len()]);
+                }
+                check_spans(&t, &text);
+            }
+        }
+    }
+
+    #[test]
+    fn token_id_follows_text_to_sequence() {
+        let cfg = TokenizerConfig {
+            oov_token: Some("<OOV>".into()),
+            ..Default::default()
+        };
+        let t = tok(cfg, &["x x y"]);
+        assert_eq!(t.token_id("x"), Some(2));
+        assert_eq!(t.token_id("nope"), Some(1));
+        let t = tok(TokenizerConfig::default(), &["x x y"]);
+        assert_eq!(t.token_id("nope"), None);
     }
 }

@@ -5,7 +5,7 @@
 pub mod keras;
 pub mod pad;
 
-pub use keras::{KerasTokenizer, TokenizerConfig, TokenizerState, DEFAULT_FILTERS};
+pub use keras::{KerasTokenizer, TokenSpan, TokenizerConfig, TokenizerState, DEFAULT_FILTERS};
 pub use pad::{pad_sequences, PadSpec, Side};
 
 /// Errors from text processing.
