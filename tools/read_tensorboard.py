@@ -4,7 +4,8 @@
 Uses the `tensorboard` package's own reader (EventAccumulator), so a file it cannot parse, a bad
 CRC or a wrong protobuf field fails here. Prints every scalar series: run, tag, step, value.
 
-    /opt/kerasenv/bin/python tools/read_tensorboard.py DIR
+    python3 -m venv /tmp/tbenv && /tmp/tbenv/bin/pip install tensorboard==2.21.0
+    /tmp/tbenv/bin/python tools/read_tensorboard.py DIR
 
 Exit status 1 when a run or an expected tag is missing or a record fails its CRC check.
 """

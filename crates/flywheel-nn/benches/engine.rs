@@ -8,6 +8,10 @@ use flywheel_nn::layers::dropout::fill_mask;
 use flywheel_nn::{Loss, Optimizer, OptimizerKind, Rng, Targets, TextRnn, TrainBatch, Workspace};
 
 fn main() {
+    // One thread for everything, the optimiser's parallel path included.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global();
     let (vocab, e, h, steps, batch, n) = (10_000usize, 16, 16, 100, 32, 20_000);
     let mut rng = Rng::new(42);
     let mut net: TextRnn<f32> = TextRnn::new(vocab, e, h, 1, Loss::BinaryCrossEntropy, &mut rng);
