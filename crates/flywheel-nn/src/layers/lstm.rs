@@ -635,12 +635,18 @@ fn cell_update<T: Real>(
     let (i, rest) = zr.split_at(h);
     let (f, rest) = rest.split_at(h);
     let (g, o) = rest.split_at(h);
-    for j in 0..h {
-        let c = f[j] * c_prev[j] + i[j] * g[j];
-        let t = c.tanh();
-        c_next[j] = c;
-        tc[j] = t;
-        h_out[j] = o[j] * t;
+    let gates = i.iter().zip(f).zip(g).zip(o);
+    let state = c_prev
+        .iter()
+        .zip(c_next.iter_mut())
+        .zip(tc.iter_mut())
+        .zip(h_out.iter_mut());
+    for ((((&i, &f), &g), &o), (((&cp, cn), t), ho)) in gates.zip(state) {
+        let c = f * cp + i * g;
+        let th = c.tanh();
+        *cn = c;
+        *t = th;
+        *ho = o * th;
     }
 }
 
@@ -650,10 +656,11 @@ fn cell_update_in_place<T: Real>(zr: &[T], c: &mut [T], h_out: &mut [T], h: usiz
     let (i, rest) = zr.split_at(h);
     let (f, rest) = rest.split_at(h);
     let (g, o) = rest.split_at(h);
-    for j in 0..h {
-        let cn = f[j] * c[j] + i[j] * g[j];
-        c[j] = cn;
-        h_out[j] = o[j] * cn.tanh();
+    let gates = i.iter().zip(f).zip(g).zip(o);
+    for ((((&i, &f), &g), &o), (c, ho)) in gates.zip(c.iter_mut().zip(h_out.iter_mut())) {
+        let cn = f * *c + i * g;
+        *c = cn;
+        *ho = o * cn.tanh();
     }
 }
 
@@ -664,16 +671,21 @@ fn gate_gradients<T: Real>(zr: &mut [T], c_prev: &[T], tc: &[T], dh: &[T], dc: &
     let (zi, rest) = zr.split_at_mut(h);
     let (zf, rest) = rest.split_at_mut(h);
     let (zg, zo) = rest.split_at_mut(h);
-    for j in 0..h {
-        let (i, f, g, o) = (zi[j], zf[j], zg[j], zo[j]);
-        let t = tc[j];
-        let d_o = dh[j] * t;
-        let dcv = dc[j] + dh[j] * o * (T::ONE - t * t);
-        zi[j] = dcv * g * i * (T::ONE - i);
-        zf[j] = dcv * c_prev[j] * f * (T::ONE - f);
-        zg[j] = dcv * i * (T::ONE - g * g);
-        zo[j] = d_o * o * (T::ONE - o);
-        dc[j] = dcv * f;
+    let gates = zi
+        .iter_mut()
+        .zip(zf.iter_mut())
+        .zip(zg.iter_mut())
+        .zip(zo.iter_mut());
+    let state = c_prev.iter().zip(tc).zip(dh).zip(dc.iter_mut());
+    for ((((zi, zf), zg), zo), (((&cp, &t), &dh), dc)) in gates.zip(state) {
+        let (i, f, g, o) = (*zi, *zf, *zg, *zo);
+        let d_o = dh * t;
+        let dcv = *dc + dh * o * (T::ONE - t * t);
+        *zi = dcv * g * i * (T::ONE - i);
+        *zf = dcv * cp * f * (T::ONE - f);
+        *zg = dcv * i * (T::ONE - g * g);
+        *zo = d_o * o * (T::ONE - o);
+        *dc = dcv * f;
     }
 }
 
