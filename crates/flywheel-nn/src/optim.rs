@@ -217,8 +217,42 @@ fn adam_tensor<T: Real>(
     });
 }
 
-#[inline(always)]
+/// Runs an element-wise update body through its AVX2 copy where the CPU has it.
+macro_rules! dispatch_update {
+    ($body:ident, $avx:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx<T: Real>($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { $avx($($arg),*) };
+            return;
+        }
+        $body($($arg),*)
+    };
+}
+
 fn adam_update_sq<T: Real>(
+    p: &mut [T],
+    g: &[T],
+    sq: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    c: &AdamConsts<T>,
+) {
+    dispatch_update!(adam_update_sq_body, adam_update_sq_avx2, (p: &mut [T], g: &[T], sq: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>));
+}
+
+fn adam_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>) {
+    dispatch_update!(adam_update_body, adam_update_avx2, (p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>));
+}
+
+#[inline(always)]
+fn adam_update_sq_body<T: Real>(
     p: &mut [T],
     g: &[T],
     sq: &[T],
@@ -247,7 +281,7 @@ struct AdamConsts<T> {
 }
 
 #[inline(always)]
-fn adam_update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>) {
+fn adam_update_body<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &AdamConsts<T>) {
     for (((w, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         *m += (g - *m) * c.one_minus_b1;
         *v += (g * g - *v) * c.one_minus_b2;
