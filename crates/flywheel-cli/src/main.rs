@@ -68,7 +68,8 @@ enum Command {
         #[command(subcommand)]
         command: DatasetsCommand,
     },
-    /// Serve models over HTTP: micro-batched classification, hot reload, metrics, OpenAPI.
+    /// Serve models over HTTP: micro-batched classification and explanations, hot reload,
+    /// Prometheus metrics, OpenAPI.
     Serve(ServeArgs),
     /// Fetch the spam dataset, train the reference model, evaluate it and say where it is.
     Quickstart {
@@ -263,8 +264,9 @@ struct ServeArgs {
     /// Most texts in one inference batch.
     #[arg(long, default_value_t = 64)]
     max_batch: usize,
-    /// Microseconds a batch waits for more requests after its first one.
-    #[arg(long, default_value_t = 500)]
+    /// Microseconds a batch may wait for more requests after its first one while an inference
+    /// thread is idle (requests arriving while all are busy are batched anyway).
+    #[arg(long, default_value_t = 0)]
     max_wait_us: u64,
     /// Requests that may wait in each model's queue; more are refused with 503.
     #[arg(long, default_value_t = 1024)]
@@ -593,7 +595,7 @@ fn cmd_serve(args: ServeArgs) -> Result<()> {
     let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
     flywheel_server::run(config, args.addr, |addr| {
         eprintln!(
-            "Serving {} on http://{addr} (POST /v1/classify, GET /openapi.json); Ctrl-C stops",
+            "Serving {} on http://{addr} (POST /v1/classify, /v1/explain; GET /openapi.json); Ctrl-C stops",
             names.join(", ")
         );
     })?;

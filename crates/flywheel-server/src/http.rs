@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, ModelGauge};
-use crate::models::{Job, ModelSlot};
+use crate::models::{check_label, Job, ModelSlot, Work};
 
 /// The OpenAPI 3 document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -171,51 +171,58 @@ struct ClassifyRequest {
     explain: bool,
 }
 
+/// A parsed, validated explanation request.
+#[derive(Debug)]
+struct ExplainRequest {
+    model: String,
+    input: String,
+    label: Option<String>,
+}
+
 async fn classify(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let timeout = state.limits.timeout;
-    let work = async {
+    within_timeout(state.limits.timeout, async {
         let bytes = read_json_body(&state.limits, &headers, body).await?;
         let req = parse_classify(&state.limits, &bytes)?;
-        let slot = state.models.get(&req.model).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "model_not_found",
-                format!(
-                    "no model named '{}'; GET /v1/models lists the models served",
-                    req.model
-                ),
-            )
-            .param("model")
-        })?;
-        if req.explain {
-            return Err(explain_not_implemented().param("explain"));
-        }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            texts: req.inputs,
+        let slot = model_slot(&state, &req.model)?;
+        let work = Work::Classify {
             top_k: req.top_k,
-            reply,
+            explain: req.explain,
         };
-        slot.queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ApiError::overloaded(format!(
-                "the queue of model '{}' is full; retry shortly",
-                slot.name
-            )),
-            mpsc::error::TrySendError::Closed(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the server is shutting down",
-            ),
-        })?;
-        let body = answer
-            .await
-            .map_err(|_| ApiError::internal("the inference worker dropped the request"))??;
-        Ok(bytes_response(StatusCode::OK, body))
-    };
+        submit(slot, req.inputs, work).await
+    })
+    .await
+}
+
+/// `POST /v1/explain`: the same explanation as `flywheel explain --json`, computed on the
+/// inference pool.
+async fn explain(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    within_timeout(state.limits.timeout, async {
+        let bytes = read_json_body(&state.limits, &headers, body).await?;
+        let req = parse_explain(&state.limits, &bytes)?;
+        let slot = model_slot(&state, &req.model)?;
+        // An unknown label is refused before queueing (and checked again on the version that
+        // runs, in case a reload changed the labels).
+        if let Some(label) = &req.label {
+            check_label(&slot.name, &slot.current.load(), label)?;
+        }
+        submit(slot, vec![req.input], Work::Explain { label: req.label }).await
+    })
+    .await
+}
+
+/// Runs `work` under the request time limit (body upload, queueing and inference).
+async fn within_timeout<F>(timeout: Duration, work: F) -> Result<Response, ApiError>
+where
+    F: std::future::Future<Output = Result<Response, ApiError>>,
+{
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(
@@ -227,6 +234,39 @@ async fn classify(
             ),
         )),
     }
+}
+
+fn model_slot<'a>(state: &'a AppState, name: &str) -> Result<&'a ModelSlot, ApiError> {
+    state.models.get(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("no model named '{name}'; GET /v1/models lists the models served"),
+        )
+        .param("model")
+    })
+}
+
+/// Queues the texts on the model's worker (503 at once when the queue is full) and waits for
+/// the response body built on the inference thread.
+async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Response, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job { texts, work, reply };
+    slot.queue.try_send(job).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => ApiError::overloaded(format!(
+            "the queue of model '{}' is full; retry shortly",
+            slot.name
+        )),
+        mpsc::error::TrySendError::Closed(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down",
+        ),
+    })?;
+    let body = answer
+        .await
+        .map_err(|_| ApiError::internal("the inference worker dropped the request"))??;
+    Ok(bytes_response(StatusCode::OK, body))
 }
 
 /// Checks the content type and reads at most `max_body_bytes` of body.
@@ -273,8 +313,12 @@ async fn read_json_body(
     }
 }
 
-/// Parses and validates a classification request.
-fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiError> {
+/// The body as a JSON object whose keys are all in `fields`.
+fn parse_object(
+    bytes: &[u8],
+    fields: &[&str],
+    example: &str,
+) -> Result<Map<String, Value>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -292,27 +336,65 @@ fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiE
             format!("the body is not valid JSON: {e}"),
         )
     })?;
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::invalid(
-            "the body must be a JSON object such as {\"model\": \"NAME\", \"inputs\": [\"text\"]}",
-        ));
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "model" | "inputs" | "top_k" | "explain"))
-    {
+    let Value::Object(obj) = value else {
         return Err(ApiError::invalid(format!(
-            "unknown field '{key}'; the fields are model, inputs, top_k and explain"
+            "the body must be a JSON object such as {example}"
+        )));
+    };
+    if let Some(key) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "unknown field '{key}'; the fields are {}",
+            fields.join(", ")
         ))
         .param(key.clone()));
     }
-    let model = match obj.remove("model") {
-        Some(Value::String(s)) => s,
+    Ok(obj)
+}
+
+/// The required string field `name`.
+fn required_string(obj: &mut Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    match obj.remove(name) {
+        Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid("'model' is required").param("model"))
+            Err(ApiError::invalid(format!("'{name}' is required")).param(name))
         }
-        Some(_) => return Err(ApiError::invalid("'model' must be a string").param("model")),
-    };
+        Some(_) => Err(ApiError::invalid(format!("'{name}' must be a string")).param(name)),
+    }
+}
+
+/// Checks one text against the character limit and for NUL characters; `param` names it.
+fn check_text(limits: &Limits, s: &str, param: &str) -> Result<(), ApiError> {
+    if s.len() > limits.max_chars {
+        let chars = s.chars().count();
+        if chars > limits.max_chars {
+            return Err(ApiError::unprocessable(
+                "input_too_long",
+                format!(
+                    "{param} has {chars} characters; the limit is {}",
+                    limits.max_chars
+                ),
+            )
+            .param(param));
+        }
+    }
+    if s.contains('\0') {
+        return Err(ApiError::unprocessable(
+            "invalid_input",
+            format!("{param} contains a NUL character"),
+        )
+        .param(param));
+    }
+    Ok(())
+}
+
+/// Parses and validates a classification request.
+fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiError> {
+    let mut obj = parse_object(
+        bytes,
+        &["model", "inputs", "top_k", "explain"],
+        "{\"model\": \"NAME\", \"inputs\": [\"text\"]}",
+    )?;
+    let model = required_string(&mut obj, "model")?;
     let inputs = match obj.remove("inputs") {
         Some(Value::Array(a)) => a,
         None | Some(Value::Null) => {
@@ -342,26 +424,7 @@ fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiE
             return Err(ApiError::invalid(format!("inputs[{i}] must be a string"))
                 .param(format!("inputs[{i}]")));
         };
-        if s.len() > limits.max_chars {
-            let chars = s.chars().count();
-            if chars > limits.max_chars {
-                return Err(ApiError::unprocessable(
-                    "input_too_long",
-                    format!(
-                        "inputs[{i}] has {chars} characters; the limit is {}",
-                        limits.max_chars
-                    ),
-                )
-                .param(format!("inputs[{i}]")));
-            }
-        }
-        if s.contains('\0') {
-            return Err(ApiError::unprocessable(
-                "invalid_input",
-                format!("inputs[{i}] contains a NUL character"),
-            )
-            .param(format!("inputs[{i}]")));
-        }
+        check_text(limits, &s, &format!("inputs[{i}]"))?;
         texts.push(s);
     }
     let top_k = match obj.remove("top_k") {
@@ -386,16 +449,29 @@ fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiE
     })
 }
 
-fn explain_not_implemented() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "explanations are not available yet in this version of flywheel",
-    )
-}
-
-async fn explain() -> ApiError {
-    explain_not_implemented()
+/// Parses and validates an explanation request.
+fn parse_explain(limits: &Limits, bytes: &[u8]) -> Result<ExplainRequest, ApiError> {
+    let mut obj = parse_object(
+        bytes,
+        &["model", "input", "label"],
+        "{\"model\": \"NAME\", \"input\": \"text\"}",
+    )?;
+    let model = required_string(&mut obj, "model")?;
+    let input = required_string(&mut obj, "input")?;
+    if input.trim().is_empty() {
+        return Err(ApiError::invalid("'input' is empty: give the text to explain").param("input"));
+    }
+    check_text(limits, &input, "input")?;
+    let label = match obj.remove("label") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::invalid("'label' must be a string").param("label")),
+    };
+    Ok(ExplainRequest {
+        model,
+        input,
+        label,
+    })
 }
 
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
@@ -637,6 +713,74 @@ mod tests {
         ];
         for (body, status, kind, param) in cases {
             let e = err(body);
+            assert_eq!(e.status.as_u16(), *status, "{body}: {e}");
+            assert_eq!(e.kind, *kind, "{body}: {e}");
+            assert_eq!(e.param.as_deref(), *param, "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn parses_and_rejects_explain_requests() {
+        let r = parse_explain(
+            &limits(),
+            r#"{"model":"m","input":"ééé","label":"pos"}"#.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.input.as_str(), r.label.as_deref()),
+            ("m", "ééé", Some("pos"))
+        );
+        let r = parse_explain(&limits(), br#"{"model":"m","input":"a","label":null}"#).unwrap();
+        assert_eq!(r.label, None);
+        let cases: &[(&str, u16, &str, Option<&str>)] = &[
+            ("{", 400, "invalid_json", None),
+            (r#"{"model":"m"}"#, 400, "invalid_request", Some("input")),
+            (
+                r#"{"model":"m","input":""}"#,
+                400,
+                "invalid_request",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"m","input":" \n"}"#,
+                400,
+                "invalid_request",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"m","input":["a"]}"#,
+                400,
+                "invalid_request",
+                Some("input"),
+            ),
+            (r#"{"input":"a"}"#, 400, "invalid_request", Some("model")),
+            (
+                r#"{"model":"m","input":"a","label":1}"#,
+                400,
+                "invalid_request",
+                Some("label"),
+            ),
+            (
+                r#"{"model":"m","inputs":["a"]}"#,
+                400,
+                "invalid_request",
+                Some("inputs"),
+            ),
+            (
+                r#"{"model":"m","input":"éééééé"}"#,
+                422,
+                "input_too_long",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"m","input":"a\u0000"}"#,
+                422,
+                "invalid_input",
+                Some("input"),
+            ),
+        ];
+        for (body, status, kind, param) in cases {
+            let e = parse_explain(&limits(), body.as_bytes()).unwrap_err();
             assert_eq!(e.status.as_u16(), *status, "{body}: {e}");
             assert_eq!(e.kind, *kind, "{body}: {e}");
             assert_eq!(e.param.as_deref(), *param, "{body}: {e}");

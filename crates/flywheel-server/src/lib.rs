@@ -1,6 +1,7 @@
 //! The flywheel HTTP API: `POST /v1/classify` with micro-batched inference on a dedicated
-//! thread pool, hot model swap (admin endpoint and SIGHUP), Prometheus metrics, an OpenAPI
-//! document, hard limits with JSON errors, request ids and graceful shutdown.
+//! thread pool, `POST /v1/explain` (token attributions, as `flywheel explain`), hot model swap
+//! (admin endpoint and SIGHUP), Prometheus metrics, an OpenAPI document, hard limits with JSON
+//! errors, request ids and graceful shutdown.
 //!
 //! ```no_run
 //! use flywheel_server::{ServerConfig, ModelSource};
@@ -94,7 +95,10 @@ pub struct ServerConfig {
     pub io_threads: usize,
     /// Most texts in one inference batch [default: 64].
     pub max_batch: usize,
-    /// How long a batch waits for more requests after its first one [default: 500 µs].
+    /// How long a batch may wait for more requests after its first one [default: 0]. Requests
+    /// that arrive while every inference thread is busy are batched without any wait; a wait
+    /// only trades latency for bigger batches when a thread is idle. Waits under 2 ms do not
+    /// use tokio's 1 ms timer (the batcher yields to the runtime until the deadline).
     pub max_wait: Duration,
     /// Requests that may wait in each model's queue; more get 503 [default: 1024].
     pub queue_capacity: usize,
@@ -121,7 +125,7 @@ impl Default for ServerConfig {
                 .unwrap_or(1),
             io_threads: 1,
             max_batch: 64,
-            max_wait: Duration::from_micros(500),
+            max_wait: Duration::ZERO,
             queue_capacity: 1024,
             max_inputs: 256,
             max_chars: 20_000,

@@ -68,6 +68,8 @@ struct Inner {
     batch_size: BTreeMap<String, Histogram>,
     inference: BTreeMap<String, Histogram>,
     texts: BTreeMap<String, u64>,
+    explain: BTreeMap<String, Histogram>,
+    explained: BTreeMap<String, u64>,
     reloads: BTreeMap<(String, &'static str), u64>,
 }
 
@@ -123,6 +125,16 @@ impl Metrics {
         *m.texts.entry(model.to_string()).or_insert(0) += texts as u64;
     }
 
+    /// Records the explanation of `texts` texts (one request) that took `seconds`.
+    pub fn explained(&self, model: &str, texts: usize, seconds: f64) {
+        let mut m = self.lock();
+        m.explain
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(LATENCY_BOUNDS))
+            .observe(seconds);
+        *m.explained.entry(model.to_string()).or_insert(0) += texts as u64;
+    }
+
     /// Records a reload attempt (`result` is `ok` or `error`).
     pub fn reload(&self, model: &str, result: &'static str) {
         *self
@@ -167,6 +179,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "flywheel_texts_total{{model=\"{}\"}} {n}",
+                escape(model)
+            );
+        }
+        out.push_str("# HELP flywheel_explain_duration_seconds Time to explain the texts of one request.\n# TYPE flywheel_explain_duration_seconds histogram\n");
+        for (model, h) in &m.explain {
+            let labels = format!("model=\"{}\"", escape(model));
+            h.render(&mut out, "flywheel_explain_duration_seconds", &labels);
+        }
+        out.push_str("# HELP flywheel_explained_texts_total Texts explained (POST /v1/explain and \"explain\": true).\n# TYPE flywheel_explained_texts_total counter\n");
+        for (model, n) in &m.explained {
+            let _ = writeln!(
+                out,
+                "flywheel_explained_texts_total{{model=\"{}\"}} {n}",
                 escape(model)
             );
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use flywheel_model::{Artifact, Prediction};
+use flywheel_model::{explain_label, Artifact, Explanation, Prediction, Task, TokenAttribution};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -35,14 +35,54 @@ impl LoadedModel {
     }
 }
 
-/// A classification request waiting for its batch.
+/// What a queued request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Classify the texts, keeping the k best scores (`top_k`); `explain` adds each
+    /// prediction's token attributions.
+    Classify { top_k: Option<usize>, explain: bool },
+    /// Explain the one text with respect to `label` (`None`: the predicted label).
+    Explain { label: Option<String> },
+}
+
+/// A request waiting in a model's queue.
 pub(crate) struct Job {
     /// The texts.
     pub texts: Vec<String>,
-    /// Keep only the k best scores.
-    pub top_k: Option<usize>,
+    /// What to compute.
+    pub work: Work,
     /// Where the response body (or error) goes.
     pub reply: oneshot::Sender<Result<Bytes, ApiError>>,
+}
+
+impl Job {
+    /// Plain classifications are batched together; explanations (one forward pass per token)
+    /// run on their own.
+    fn batchable(&self) -> bool {
+        matches!(self.work, Work::Classify { explain: false, .. })
+    }
+}
+
+/// Checks that `label` is one the model can explain (regression: only `value`); 422
+/// `unknown_label` otherwise.
+pub(crate) fn check_label(name: &str, model: &LoadedModel, label: &str) -> Result<(), ApiError> {
+    let labels = &model.artifact.pipeline.labels;
+    let known = match labels.task {
+        Task::Regression => label == "value",
+        _ => labels.labels.iter().any(|l| l == label),
+    };
+    if known {
+        return Ok(());
+    }
+    let choices = match labels.task {
+        Task::Regression => "a regression model explains only 'value'".to_string(),
+        _ => format!("its labels are {}", labels.labels.join(", ")),
+    };
+    Err(ApiError::unprocessable(
+        "unknown_label",
+        format!("model '{name}' has no label '{label}': {choices}"),
+    )
+    .param("label"))
 }
 
 /// One served model: its name, file, current version and request queue.
@@ -144,9 +184,45 @@ impl Batching {
     }
 }
 
+/// Below this much time left, a waiting batcher yields to the runtime instead of sleeping on
+/// tokio's timer, whose resolution (1 ms) would overshoot a sub-millisecond `max_wait`.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// The next queued job if one arrives before `deadline`; `None` once the deadline has passed
+/// (at once for a deadline already past) or the queue is closed.
+///
+/// Long waits sleep on tokio's timer until `TIMER_SLACK` before the deadline; the rest is
+/// spent yielding to the runtime (which keeps reading sockets meanwhile), so the wait ends
+/// within microseconds of the deadline rather than on the next millisecond tick.
+async fn recv_until(rx: &mut mpsc::Receiver<Job>, deadline: Instant) -> Option<Job> {
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        if left > TIMER_SLACK {
+            let wake = tokio::time::Instant::from_std(deadline - TIMER_SLACK);
+            if let Ok(job) = tokio::time::timeout_at(wake, rx.recv()).await {
+                return job;
+            }
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// Groups queued jobs into batches of up to `max_batch` texts (or what arrived within
-/// `max_wait` of the first) and runs each batch on the rayon pool. Ends when every sender is
-/// gone.
+/// `max_wait` of the first) and runs each batch on the rayon pool; explanations run there one
+/// request at a time. Ends when every sender is gone.
+///
+/// A batch starts only when an inference thread is free, so while all are busy requests pile
+/// up in the queue and the next batch takes them all at once, without any waiting; with
+/// `max_wait` zero (the default) a free thread starts on what is queued at once.
 async fn worker(
     name: String,
     current: Arc<ArcSwap<LoadedModel>>,
@@ -164,24 +240,30 @@ async fn worker(
                 None => break,
             },
         };
-        let deadline = tokio::time::Instant::now() + b.max_wait;
+        let deadline = Instant::now() + b.max_wait;
         let Ok(permit) = Arc::clone(&b.permits).acquire_owned().await else {
             break;
         };
+        if !first.batchable() {
+            if first.reply.is_closed() {
+                continue;
+            }
+            let model = current.load_full();
+            let name = Arc::clone(&name);
+            let metrics = Arc::clone(&b.metrics);
+            b.pool.spawn(move || {
+                let _permit = permit;
+                run_alone(&name, &model, first, &metrics);
+            });
+            continue;
+        }
         let mut texts = first.texts.len();
         let mut jobs = vec![first];
         while texts < b.max_batch {
-            let next = match rx.try_recv() {
-                Ok(job) => job,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(job)) => job,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+            let Some(next) = recv_until(&mut rx, deadline).await else {
+                break;
             };
-            if texts + next.texts.len() > b.max_batch {
+            if !next.batchable() || texts + next.texts.len() > b.max_batch {
                 carry = Some(next);
                 break;
             }
@@ -218,34 +300,136 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
         Ok(outputs) if k > 0 && outputs.len() == texts.len() * k => {
             let mut rows = outputs.chunks_exact(k);
             for job in jobs {
+                let top_k = match job.work {
+                    Work::Classify { top_k, .. } => top_k,
+                    Work::Explain { .. } => None,
+                };
                 let predictions: Vec<PredictionOut> = rows
                     .by_ref()
                     .take(job.texts.len())
-                    .map(|row| PredictionOut::new(pipeline.decide(row), job.top_k))
+                    .map(|row| PredictionOut::new(pipeline.decide(row), top_k))
                     .collect();
                 let body = ClassifyResponse {
                     model: name,
                     version: &model.version,
                     predictions,
                 };
-                let reply = serde_json::to_vec(&body)
-                    .map(Bytes::from)
-                    .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")));
                 // The requester may have given up meanwhile; nothing to do then.
-                let _ = job.reply.send(reply);
+                let _ = job.reply.send(encode(&body));
             }
         }
         other => {
-            let message = match other {
-                Err(e) => format!("inference failed: {e}"),
-                Ok(_) => "inference returned the wrong number of outputs".to_string(),
-            };
+            let message = failure_message(other.map(|o| o.len()));
             tracing::error!(model = %name, %message, "batch failed");
             for job in jobs {
                 let _ = job.reply.send(Err(ApiError::internal(message.clone())));
             }
         }
     }
+}
+
+/// Runs a request that is not batched (one asking for explanations) and answers it.
+fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
+    let result = match &job.work {
+        Work::Explain { label } => explain_one(name, model, &job, label.as_deref(), metrics),
+        Work::Classify { top_k, .. } => classify_explained(name, model, &job, *top_k, metrics),
+    };
+    if let Err(e) = &result {
+        if e.status.is_server_error() {
+            tracing::error!(model = %name, error = %e, "explanation failed");
+        }
+    }
+    let _ = job.reply.send(result);
+}
+
+/// `POST /v1/explain`: the explanation of `job.texts[0]`.
+fn explain_one(
+    name: &str,
+    model: &LoadedModel,
+    job: &Job,
+    label: Option<&str>,
+    metrics: &Metrics,
+) -> Result<Bytes, ApiError> {
+    let text = job.texts.first().map(String::as_str).unwrap_or("");
+    // Checked again against the version that runs: a reload may have changed the labels.
+    if let Some(label) = label {
+        check_label(name, model, label)?;
+    }
+    let started = Instant::now();
+    let explanation = explain_label(&model.artifact.pipeline, text, label)
+        .map_err(|e| ApiError::internal(format!("explanation failed: {e}")))?;
+    metrics.explained(name, 1, started.elapsed().as_secs_f64());
+    encode(&ExplainResponse {
+        model: name,
+        version: &model.version,
+        explanation: &explanation,
+    })
+}
+
+/// `POST /v1/classify` with `"explain": true`: predictions, each with the attributions of
+/// its tokens to its label (multi-label: to the most probable label; regression: to the value).
+fn classify_explained(
+    name: &str,
+    model: &LoadedModel,
+    job: &Job,
+    top_k: Option<usize>,
+    metrics: &Metrics,
+) -> Result<Bytes, ApiError> {
+    let pipeline = &model.artifact.pipeline;
+    let started = Instant::now();
+    let outputs = pipeline.outputs_of_texts(&job.texts);
+    metrics.batch(name, job.texts.len(), started.elapsed().as_secs_f64());
+    let k = pipeline.net().outputs();
+    let outputs = match outputs {
+        Ok(o) if k > 0 && o.len() == job.texts.len() * k => o,
+        other => return Err(ApiError::internal(failure_message(other.map(|o| o.len())))),
+    };
+    let started = Instant::now();
+    let mut predictions = Vec::with_capacity(job.texts.len());
+    for (text, row) in job.texts.iter().zip(outputs.chunks_exact(k)) {
+        if job.reply.is_closed() {
+            // Timed out or gone: the rest would be computed for no one.
+            return Err(ApiError::internal("the request was abandoned"));
+        }
+        let prediction = pipeline.decide(row);
+        // The explained label is the predicted one, named so that a near tie cannot make the
+        // explanation's own forward pass pick another.
+        let label = match &prediction {
+            Prediction::Class { label, .. } => Some(label.clone()),
+            _ => None,
+        };
+        let explanation = explain_label(pipeline, text, label.as_deref())
+            .map_err(|e| ApiError::internal(format!("explanation failed: {e}")))?;
+        predictions.push(PredictionOut::new(prediction, top_k).with_tokens(explanation.tokens));
+    }
+    metrics.explained(name, job.texts.len(), started.elapsed().as_secs_f64());
+    encode(&ClassifyResponse {
+        model: name,
+        version: &model.version,
+        predictions,
+    })
+}
+
+fn failure_message(outputs: Result<usize, flywheel_model::ModelError>) -> String {
+    match outputs {
+        Err(e) => format!("inference failed: {e}"),
+        Ok(_) => "inference returned the wrong number of outputs".to_string(),
+    }
+}
+
+fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+}
+
+/// The body of `POST /v1/explain`: `flywheel explain --json` with the model's name and version.
+#[derive(Serialize)]
+struct ExplainResponse<'a> {
+    model: &'a str,
+    version: &'a str,
+    #[serde(flatten)]
+    explanation: &'a Explanation,
 }
 
 #[derive(Serialize)]
@@ -256,7 +440,7 @@ struct ClassifyResponse<'a> {
 }
 
 /// A prediction as the API answers it; scores keep their order (label order, or best first
-/// with `top_k`).
+/// with `top_k`). `tokens` only with `"explain": true`.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum PredictionOut {
@@ -265,15 +449,21 @@ enum PredictionOut {
         score: f32,
         #[serde(serialize_with = "ordered_map")]
         scores: Vec<(String, f32)>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tokens: Option<Vec<TokenAttribution>>,
     },
     Labels {
         label: Vec<String>,
         score: f32,
         #[serde(serialize_with = "ordered_map")]
         scores: Vec<(String, f32)>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tokens: Option<Vec<TokenAttribution>>,
     },
     Value {
         value: f32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tokens: Option<Vec<TokenAttribution>>,
     },
 }
 
@@ -295,6 +485,7 @@ impl PredictionOut {
                 label,
                 score,
                 scores: keep(scores),
+                tokens: None,
             },
             Prediction::Labels {
                 labels,
@@ -304,9 +495,23 @@ impl PredictionOut {
                 label: labels,
                 score,
                 scores: keep(scores),
+                tokens: None,
             },
-            Prediction::Value(value) => PredictionOut::Value { value },
+            Prediction::Value(value) => PredictionOut::Value {
+                value,
+                tokens: None,
+            },
         }
+    }
+
+    /// The same prediction with the attributions of its tokens.
+    fn with_tokens(mut self, attributions: Vec<TokenAttribution>) -> Self {
+        match &mut self {
+            PredictionOut::Class { tokens, .. }
+            | PredictionOut::Labels { tokens, .. }
+            | PredictionOut::Value { tokens, .. } => *tokens = Some(attributions),
+        }
+        self
     }
 }
 
@@ -339,6 +544,78 @@ mod tests {
             json,
             r#"{"label":"b","score":0.6,"scores":{"a":0.1,"b":0.6,"c":0.3}}"#
         );
+    }
+
+    #[test]
+    fn tokens_follow_the_scores_only_when_asked() {
+        let p = Prediction::Class {
+            label: "b".into(),
+            score: 0.6,
+            scores: vec![("a".into(), 0.4), ("b".into(), 0.6)],
+        };
+        let t = TokenAttribution {
+            text: "é".into(),
+            start: 1,
+            end: 2,
+            attribution: 0.25,
+            in_vocabulary: true,
+            truncated: false,
+        };
+        let json =
+            serde_json::to_string(&PredictionOut::new(p, Some(1)).with_tokens(vec![t])).unwrap();
+        assert_eq!(
+            json,
+            r#"{"label":"b","score":0.6,"scores":{"b":0.6},"tokens":[{"text":"é","start":1,"end":2,"attribution":0.25,"in_vocabulary":true,"truncated":false}]}"#
+        );
+    }
+
+    fn job() -> Job {
+        Job {
+            texts: vec!["x".into()],
+            work: Work::Classify {
+                top_k: None,
+                explain: false,
+            },
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_below_a_millisecond_end_on_time() {
+        let (tx, mut rx) = mpsc::channel(4);
+        // A queued job comes at once; a past deadline does not wait.
+        tx.try_send(job()).unwrap();
+        assert!(recv_until(&mut rx, Instant::now()).await.is_some());
+        let t = Instant::now();
+        assert!(recv_until(&mut rx, t).await.is_none());
+        // 200 µs waits take 200 µs and not tokio's 1 ms tick (median of 21, robust to a
+        // descheduled thread).
+        let wait = Duration::from_micros(200);
+        let mut took: Vec<Duration> = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            assert!(recv_until(&mut rx, t + wait).await.is_none());
+            took.push(t.elapsed());
+        }
+        took.sort();
+        assert!(took[0] >= wait, "{took:?}");
+        assert!(took[10] < Duration::from_micros(900), "{took:?}");
+        // A job sent during a wait is taken, and a long wait uses the timer then yields.
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(job()).await.unwrap();
+            tx
+        });
+        let t = Instant::now();
+        assert!(recv_until(&mut rx, t + Duration::from_secs(5))
+            .await
+            .is_some());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        drop(sender.await.unwrap());
+        // A closed queue ends the wait.
+        assert!(recv_until(&mut rx, Instant::now() + Duration::from_secs(5))
+            .await
+            .is_none());
     }
 
     #[test]

@@ -79,6 +79,318 @@ async fn classify_matches_the_pipeline_and_echoes_request_ids() {
     s.stop().await;
 }
 
+/// Multi-byte characters (2, 3 and 4 bytes in UTF-8) before, between and inside tokens, so
+/// that char and byte offsets differ.
+const ACCENTED: &str = "Ça w3 GREAT — naïve w7 ☕ okay 😀 w12 café great";
+
+/// Checks a served token list against the library's explanation of the same text.
+fn assert_same_tokens(text: &str, served: &Value, expected: &flywheel_model::Explanation) {
+    let chars: Vec<char> = text.chars().collect();
+    let tokens = served.as_array().expect("tokens is an array");
+    assert_eq!(tokens.len(), expected.tokens.len(), "{served}");
+    for (t, e) in tokens.iter().zip(&expected.tokens) {
+        let (start, end) = (
+            t["start"].as_u64().unwrap() as usize,
+            t["end"].as_u64().unwrap() as usize,
+        );
+        assert_eq!((start, end), (e.start, e.end), "{t}");
+        assert_eq!(t["text"], e.text.as_str());
+        // Offsets count chars of the original text, not bytes.
+        assert_eq!(chars[start..end].iter().collect::<String>(), e.text);
+        assert_eq!(t["in_vocabulary"], e.in_vocabulary);
+        assert_eq!(t["truncated"], e.truncated);
+        let a = t["attribution"].as_f64().unwrap() as f32;
+        assert!(
+            (a - e.attribution).abs() <= 1e-6,
+            "{}: served {a}, library {}",
+            e.text,
+            e.attribution
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_matches_the_library_with_char_offsets() {
+    let (a, _) = model_files();
+    let s = start(config(a)).await;
+    let artifact = Artifact::load(a).unwrap();
+    let pipeline = &artifact.pipeline;
+
+    // The predicted label, as `flywheel explain --json` computes it.
+    let r = s
+        .post_json("/v1/explain", &json!({"model": "tiny", "input": ACCENTED}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    let expected = flywheel_model::explain(pipeline, ACCENTED).unwrap();
+    assert_eq!(v["model"], "tiny");
+    assert_eq!(v["version"], artifact.meta.sha256[..12]);
+    assert_eq!(v["label"], expected.label.as_str());
+    assert_eq!(v["method"], expected.method.as_str());
+    assert_eq!(v["score"].as_f64().unwrap() as f32, expected.score);
+    assert_same_tokens(ACCENTED, &v["tokens"], &expected);
+    // The CLI's JSON fields, plus model and version.
+    let cli = serde_json::to_value(&expected).unwrap();
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.retain(|k| !matches!(k.as_str(), "model" | "version"));
+    let mut cli_keys: Vec<&String> = cli.as_object().unwrap().keys().collect();
+    keys.sort();
+    cli_keys.sort();
+    assert_eq!(keys, cli_keys);
+    assert_eq!(
+        v["tokens"][0].as_object().unwrap().len(),
+        cli["tokens"][0].as_object().unwrap().len()
+    );
+    let bytes_differ = expected
+        .tokens
+        .iter()
+        .any(|t| ACCENTED.char_indices().nth(t.start).map(|(b, _)| b) != Some(t.start));
+    assert!(
+        bytes_differ,
+        "the text should put char and byte offsets apart"
+    );
+
+    // Another label, on request.
+    let r = s
+        .post_json(
+            "/v1/explain",
+            &json!({"model": "tiny", "input": ACCENTED, "label": "neg"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    let expected = flywheel_model::explain_label(pipeline, ACCENTED, Some("neg")).unwrap();
+    assert_eq!(v["label"], "neg");
+    assert_eq!(v["score"].as_f64().unwrap() as f32, expected.score);
+    assert_same_tokens(ACCENTED, &v["tokens"], &expected);
+
+    let metrics = String::from_utf8(s.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("flywheel_explained_texts_total{model=\"tiny\"} 2"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_with_explain_adds_tokens_to_each_prediction() {
+    let (a, _) = model_files();
+    let s = std::sync::Arc::new(start(config(a)).await);
+    let artifact = Artifact::load(a).unwrap();
+    let pipeline = &artifact.pipeline;
+    let inputs = vec![ACCENTED.to_string(), "w1 awful".into(), "".into()];
+    // Plain requests at the same time are batched on their own and carry no tokens.
+    let plain = {
+        let s = std::sync::Arc::clone(&s);
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            for i in 0..8 {
+                let body = json!({"model": "tiny", "inputs": [format!("w{i} okay")]});
+                all.push(s.post_json("/v1/classify", &body).await);
+            }
+            all
+        })
+    };
+    let r = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": inputs, "explain": true, "top_k": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), inputs.len());
+    let expected = pipeline.predict(&inputs).unwrap();
+    for ((p, text), e) in preds.iter().zip(&inputs).zip(&expected) {
+        let e = e.to_json();
+        assert_eq!(p["label"], e["label"]);
+        assert_eq!(p["scores"].as_object().unwrap().len(), 1, "top_k applies");
+        let label = e["label"].as_str().unwrap();
+        let explanation = flywheel_model::explain_label(pipeline, text, Some(label)).unwrap();
+        assert_same_tokens(text, &p["tokens"], &explanation);
+    }
+    assert_eq!(preds[2]["tokens"], json!([]), "an empty text has no tokens");
+    for r in plain.await.unwrap() {
+        assert_eq!(r.status, StatusCode::OK);
+        let v = r.json();
+        assert!(v["predictions"][0].get("tokens").is_none(), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_errors_are_json_with_the_right_status() {
+    let (a, _) = model_files();
+    let s = start(ServerConfig {
+        max_chars: 100,
+        ..config(a)
+    })
+    .await;
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        (
+            "empty input",
+            json!({"model": "tiny", "input": ""}),
+            400,
+            "invalid_request",
+            Some("input"),
+        ),
+        (
+            "blank input",
+            json!({"model": "tiny", "input": "  \t "}),
+            400,
+            "invalid_request",
+            Some("input"),
+        ),
+        (
+            "missing input",
+            json!({"model": "tiny"}),
+            400,
+            "invalid_request",
+            Some("input"),
+        ),
+        (
+            "input not a string",
+            json!({"model": "tiny", "input": ["a"]}),
+            400,
+            "invalid_request",
+            Some("input"),
+        ),
+        (
+            "unknown field",
+            json!({"model": "tiny", "input": "a", "top_k": 1}),
+            400,
+            "invalid_request",
+            Some("top_k"),
+        ),
+        (
+            "label not a string",
+            json!({"model": "tiny", "input": "a", "label": 2}),
+            400,
+            "invalid_request",
+            Some("label"),
+        ),
+        (
+            "unknown label",
+            json!({"model": "tiny", "input": "w1 great", "label": "joy"}),
+            422,
+            "unknown_label",
+            Some("label"),
+        ),
+        (
+            "unknown model",
+            json!({"model": "nope", "input": "a"}),
+            404,
+            "model_not_found",
+            Some("model"),
+        ),
+        (
+            "input too long",
+            json!({"model": "tiny", "input": "é".repeat(101)}),
+            422,
+            "input_too_long",
+            Some("input"),
+        ),
+        (
+            "NUL character",
+            json!({"model": "tiny", "input": "a\u{0}b"}),
+            422,
+            "invalid_input",
+            Some("input"),
+        ),
+    ];
+    for (what, body, status, kind, param) in cases {
+        let r = s.post_json("/v1/explain", &body).await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {:?}", r.body);
+        assert_eq!(r.error_type(), kind, "{what}");
+        assert_eq!(r.json()["error"]["param"].as_str(), param, "{what}");
+    }
+    let r = s
+        .post_json(
+            "/v1/explain",
+            &json!({"model": "tiny", "input": "a", "label": "joy"}),
+        )
+        .await;
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("neg, neu, pos"), "{message}");
+    for (body, ct) in [
+        (&b"{\"model\":"[..], "application/json"),
+        (&b"{}"[..], "text/plain"),
+    ] {
+        let r = s
+            .send(Method::POST, "/v1/explain", &[("content-type", ct)], body)
+            .await;
+        let want = if ct == "text/plain" {
+            (415, "unsupported_media_type")
+        } else {
+            (400, "invalid_json")
+        };
+        assert_eq!((r.status.as_u16(), r.error_type().as_str()), want);
+    }
+    // The limits of /v1/classify hold with "explain": true.
+    let r = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": ["ok", "é".repeat(101)], "explain": true}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (422, "input_too_long")
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_explanations_time_out_and_leave_the_server_serving() {
+    let (a, _) = model_files();
+    let s = start(ServerConfig {
+        timeout: Duration::from_millis(20),
+        threads: 1,
+        ..config(a)
+    })
+    .await;
+    // 256 texts of 20 words each: 256 × 21 forward passes, far more than 20 ms.
+    let inputs: Vec<String> = (0..256)
+        .map(|i| {
+            (0..20)
+                .map(|j| format!("w{}", (i + j) % 40))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let r = s
+        .post_json(
+            "/v1/classify",
+            &json!({"model": "tiny", "inputs": inputs, "explain": true}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type().as_str()),
+        (504, "timeout")
+    );
+    // The abandoned explanation stops early; the only inference thread serves again.
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = s
+            .post_json(
+                "/v1/explain",
+                &json!({"model": "tiny", "input": "w1 great"}),
+            )
+            .await;
+        if r.status == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        assert_eq!(r.status.as_u16(), 504, "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ok,
+        "the server did not recover from an abandoned explanation"
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_are_batched() {
     let (a, _) = model_files();
@@ -188,6 +500,26 @@ async fn info_endpoints() {
             doc["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
         );
+    }
+    // Every reference resolves.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("$ref") {
+                    out.push(r);
+                }
+                o.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.contains(&"#/components/schemas/TokenAttribution"));
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap();
+        assert!(doc.pointer(pointer).is_some(), "unresolved {r}");
     }
 
     let ok = s
@@ -304,10 +636,10 @@ async fn every_error_is_json_with_the_right_status() {
             "invalid_input",
         ),
         (
-            "explain flag",
-            br#"{"model": "tiny", "inputs": ["x"], "explain": true}"#.to_vec(),
-            501,
-            "not_implemented",
+            "bad explain flag",
+            br#"{"model": "tiny", "inputs": ["x"], "explain": 1}"#.to_vec(),
+            400,
+            "invalid_request",
         ),
     ];
     for (what, body, status, kind) in cases {
@@ -345,7 +677,7 @@ async fn every_error_is_json_with_the_right_status() {
         assert_eq!(r.error_type(), "unsupported_media_type");
     }
 
-    // Unknown route, wrong method, explain endpoint.
+    // Unknown route, wrong method.
     let r = s.get("/v2/nothing").await;
     assert_eq!(
         (r.status.as_u16(), r.error_type().as_str()),
@@ -356,14 +688,6 @@ async fn every_error_is_json_with_the_right_status() {
         (r.status.as_u16(), r.error_type().as_str()),
         (405, "method_not_allowed")
     );
-    let r = s
-        .post_json("/v1/explain", &json!({"model": "tiny", "inputs": ["x"]}))
-        .await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_type().as_str()),
-        (501, "not_implemented")
-    );
-
     // Nothing above hurt the server.
     let r = s
         .post_json(
