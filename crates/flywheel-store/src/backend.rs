@@ -1,0 +1,749 @@
+//! The operations, written once and instantiated for each back end.
+//!
+//! Every statement is portable SQL (`$N` parameters work on both SQLite and PostgreSQL), so the
+//! bodies below are identical for both; the macro only changes the pool type and the statement
+//! that opens a write transaction (`BEGIN IMMEDIATE` on SQLite takes the database's write lock up
+//! front, so read-modify-write transactions never fail on a lock upgrade).
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use crate::types::*;
+use crate::util::{format_day, month_bounds, now_unix, sha256, to_hex};
+use crate::{Error, Result, KEY_PREFIX_LEN, KEY_RANDOM_BYTES, KEY_SCHEME};
+
+/// The SQLite back end (one file, WAL mode, foreign keys on).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+/// The PostgreSQL back end, for several replicas sharing one database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| d.is_unique_violation())
+        .unwrap_or(false)
+}
+
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| d.is_foreign_key_violation())
+        .unwrap_or(false)
+}
+
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::Invalid(format!(
+            "{what} name {name:?} (use 1-128 characters from A-Z a-z 0-9 - _ .)"
+        )));
+    }
+    Ok(())
+}
+
+fn limit_state(limit: i64, used: i64, reset_at: i64, now: i64) -> LimitState {
+    LimitState {
+        limit,
+        remaining: (limit - used).max(0),
+        reset_at,
+        reset_after: (reset_at - now).max(0),
+    }
+}
+
+macro_rules! backend {
+    ($store:ty, $pool:ty, $begin:expr) => {
+        impl $store {
+            /// The connection pool, for callers that need raw access (health checks, tests).
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            /// Closes the pool, waiting for connections to be returned.
+            pub async fn close(&self) {
+                self.pool.close().await
+            }
+
+            // ---------------------------------------------------------------- registry
+
+            /// Stores a new version of `name` (creating the model, private, if new) and returns
+            /// its number (1, 2, ...). `sha256` (hex) must match the bytes.
+            pub async fn push_model(
+                &self,
+                name: &str,
+                bytes: &[u8],
+                sha256_hex: &str,
+                created_at: i64,
+            ) -> Result<i64> {
+                validate_name("model", name)?;
+                let actual = to_hex(&sha256(bytes));
+                if !actual.eq_ignore_ascii_case(sha256_hex) {
+                    return Err(Error::ChecksumMismatch {
+                        expected: sha256_hex.to_string(),
+                        actual,
+                    });
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query(
+                    "INSERT INTO models (name, public, latest_version, created_at) \
+                     VALUES ($1, $2, 0, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(false)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
+                // The UPDATE locks the model's row: concurrent pushes get distinct versions.
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE models SET latest_version = latest_version + 1 WHERE name = $1 \
+                     RETURNING latest_version",
+                )
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO model_versions (name, version, sha256, size_bytes, artifact, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(name)
+                .bind(version)
+                .bind(&actual)
+                .bind(bytes.len() as i64)
+                .bind(bytes)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            /// Every model name with its aliases, by name.
+            pub async fn list_models(&self) -> Result<Vec<ModelSummary>> {
+                let rows = sqlx::query(
+                    "SELECT m.name, m.public, m.latest_version, m.created_at, \
+                       (SELECT a.version FROM model_aliases a WHERE a.name = m.name AND a.alias = 'champion') AS champion, \
+                       (SELECT a.version FROM model_aliases a WHERE a.name = m.name AND a.alias = 'challenger') AS challenger \
+                     FROM models m ORDER BY m.name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ModelSummary {
+                            name: r.try_get("name")?,
+                            public: r.try_get("public")?,
+                            latest_version: r.try_get("latest_version")?,
+                            champion: r.try_get("champion")?,
+                            challenger: r.try_get("challenger")?,
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// The versions of one model, oldest first (metadata only).
+            pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
+                let rows = sqlx::query(
+                    "SELECT name, version, sha256, size_bytes, created_at FROM model_versions \
+                     WHERE name = $1 ORDER BY version",
+                )
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(VersionInfo {
+                            name: r.try_get("name")?,
+                            version: r.try_get("version")?,
+                            sha256: r.try_get("sha256")?,
+                            size_bytes: r.try_get("size_bytes")?,
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// One version with its artifact bytes.
+            pub async fn get_version(&self, name: &str, version: i64) -> Result<ModelArtifact> {
+                let row = sqlx::query(
+                    "SELECT name, version, sha256, size_bytes, created_at, artifact \
+                     FROM model_versions WHERE name = $1 AND version = $2",
+                )
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("model {name:?} version {version}")))?;
+                Ok(ModelArtifact {
+                    info: VersionInfo {
+                        name: row.try_get("name")?,
+                        version: row.try_get("version")?,
+                        sha256: row.try_get("sha256")?,
+                        size_bytes: row.try_get("size_bytes")?,
+                        created_at: row.try_get("created_at")?,
+                    },
+                    bytes: row.try_get("artifact")?,
+                })
+            }
+
+            /// Marks a model public (usable by every tenant) or private.
+            pub async fn set_model_public(&self, name: &str, public: bool) -> Result<()> {
+                let done = sqlx::query("UPDATE models SET public = $2 WHERE name = $1")
+                    .bind(name)
+                    .bind(public)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::NotFound(format!("model {name:?}")));
+                }
+                Ok(())
+            }
+
+            /// Points `alias` of `name` at `version` and records it in the alias history.
+            pub async fn set_alias(&self, name: &str, alias: Alias, version: i64) -> Result<()> {
+                let now = now_unix();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let exists: Option<i64> = sqlx::query_scalar(
+                    "SELECT version FROM model_versions WHERE name = $1 AND version = $2",
+                )
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_none() {
+                    return Err(Error::NotFound(format!("model {name:?} version {version}")));
+                }
+                sqlx::query(
+                    "INSERT INTO model_aliases (name, alias, version, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(name)
+                .bind(alias.as_str())
+                .bind(version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO alias_history (name, alias, version, action, reverted, at) \
+                     VALUES ($1, $2, $3, 'set', $4, $5)",
+                )
+                .bind(name)
+                .bind(alias.as_str())
+                .bind(version)
+                .bind(false)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// The version `alias` points at, if set.
+            pub async fn resolve_alias(&self, name: &str, alias: Alias) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT version FROM model_aliases WHERE name = $1 AND alias = $2",
+                )
+                .bind(name)
+                .bind(alias.as_str())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            /// Champion ← the previous champion. Repeated rollbacks walk further back through
+            /// the history of `set`s (each rollback marks the current `set` as reverted).
+            /// Returns the version that is champion now.
+            pub async fn rollback(&self, name: &str) -> Result<i64> {
+                let now = now_unix();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows = sqlx::query(
+                    "SELECT id, version FROM alias_history \
+                     WHERE name = $1 AND alias = 'champion' AND action = 'set' AND NOT reverted \
+                     ORDER BY id DESC LIMIT 2",
+                )
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+                if rows.len() < 2 {
+                    return Err(Error::NothingToRollBack(name.to_string()));
+                }
+                let current_id: i64 = rows[0].try_get("id")?;
+                let previous: i64 = rows[1].try_get("version")?;
+                sqlx::query("UPDATE alias_history SET reverted = $2 WHERE id = $1")
+                    .bind(current_id)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE model_aliases SET version = $2, updated_at = $3 \
+                     WHERE name = $1 AND alias = 'champion'",
+                )
+                .bind(name)
+                .bind(previous)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO alias_history (name, alias, version, action, reverted, at) \
+                     VALUES ($1, 'champion', $2, 'rollback', $3, $4)",
+                )
+                .bind(name)
+                .bind(previous)
+                .bind(false)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(previous)
+            }
+
+            /// Every alias change of a model, oldest first.
+            pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasEvent>> {
+                let rows = sqlx::query(
+                    "SELECT id, name, alias, version, action, reverted, at FROM alias_history \
+                     WHERE name = $1 ORDER BY id",
+                )
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AliasEvent {
+                            id: r.try_get("id")?,
+                            name: r.try_get("name")?,
+                            alias: r.try_get("alias")?,
+                            version: r.try_get("version")?,
+                            action: r.try_get("action")?,
+                            reverted: r.try_get("reverted")?,
+                            at: r.try_get("at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            // ---------------------------------------------------------------- tenants, keys
+
+            pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+                validate_name("tenant", name)?;
+                let now = now_unix();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
+                )
+                .bind(name)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::AlreadyExists(format!("tenant {name:?}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(Tenant { id, name: name.to_string(), created_at: now })
+            }
+
+            pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+                let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Tenant {
+                            id: r.try_get("id")?,
+                            name: r.try_get("name")?,
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn tenant_id(&self, tenant: &str) -> Result<i64> {
+                sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+                    .bind(tenant)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("tenant {tenant:?}")))
+            }
+
+            /// Creates a key for `tenant` on `plan`. The plaintext is returned once and only its
+            /// SHA-256 is stored, with a short prefix to find and display it.
+            pub async fn create_key(&self, tenant: &str, plan: &str) -> Result<NewKey> {
+                let tenant_id = self.tenant_id(tenant).await?;
+                let mut random = [0u8; KEY_RANDOM_BYTES];
+                getrandom::fill(&mut random).map_err(|e| Error::Random(e.to_string()))?;
+                let key = format!("{KEY_SCHEME}{}", crate::util::base64url(&random));
+                let prefix = key[..KEY_PREFIX_LEN].to_string();
+                let hash = sha256(key.as_bytes());
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO api_keys (tenant_id, plan, prefix, key_sha256, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(tenant_id)
+                .bind(plan)
+                .bind(&prefix)
+                .bind(&hash[..])
+                .bind(now_unix())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        Error::NotFound(format!("plan {plan:?}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(NewKey {
+                    id,
+                    key,
+                    prefix,
+                    tenant: tenant.to_string(),
+                    plan: plan.to_string(),
+                })
+            }
+
+            /// The key's owner, or `None` for an unknown, malformed or revoked key. Candidates
+            /// are found by prefix; the SHA-256 digests are compared in constant time.
+            pub async fn authenticate(&self, key: &str) -> Result<Option<KeyInfo>> {
+                if !key.starts_with(KEY_SCHEME) || key.len() < KEY_PREFIX_LEN || !key.is_char_boundary(KEY_PREFIX_LEN) {
+                    return Ok(None);
+                }
+                let hash = sha256(key.as_bytes());
+                let rows = sqlx::query(
+                    "SELECT k.id, k.prefix, k.key_sha256, k.plan, k.revoked_at, t.id AS tenant_id, t.name AS tenant \
+                     FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = $1",
+                )
+                .bind(&key[..KEY_PREFIX_LEN])
+                .fetch_all(&self.pool)
+                .await?;
+                let mut found = None;
+                for r in &rows {
+                    let stored: Vec<u8> = r.try_get("key_sha256")?;
+                    let revoked: Option<i64> = r.try_get("revoked_at")?;
+                    let equal: bool = stored.as_slice().ct_eq(&hash[..]).into();
+                    if equal && revoked.is_none() {
+                        found = Some(KeyInfo {
+                            id: r.try_get("id")?,
+                            prefix: r.try_get("prefix")?,
+                            tenant_id: r.try_get("tenant_id")?,
+                            tenant: r.try_get("tenant")?,
+                            plan: r.try_get("plan")?,
+                        });
+                    }
+                }
+                Ok(found)
+            }
+
+            /// The tenant's keys (prefixes only), oldest first.
+            pub async fn list_keys(&self, tenant: &str) -> Result<Vec<KeySummary>> {
+                let tenant_id = self.tenant_id(tenant).await?;
+                let rows = sqlx::query(
+                    "SELECT id, prefix, plan, created_at, revoked_at FROM api_keys \
+                     WHERE tenant_id = $1 ORDER BY id",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(KeySummary {
+                            id: r.try_get("id")?,
+                            prefix: r.try_get("prefix")?,
+                            plan: r.try_get("plan")?,
+                            created_at: r.try_get("created_at")?,
+                            revoked_at: r.try_get("revoked_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Revokes the (not yet revoked) keys of `tenant` with this prefix; returns how many.
+            pub async fn revoke_key(&self, tenant: &str, prefix: &str) -> Result<u64> {
+                let tenant_id = self.tenant_id(tenant).await?;
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $3 \
+                     WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
+                )
+                .bind(tenant_id)
+                .bind(prefix)
+                .bind(now_unix())
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::NotFound(format!("active key {prefix:?} of tenant {tenant:?}")));
+                }
+                Ok(done.rows_affected())
+            }
+
+            /// Lets `tenant` use the (private) model `model`.
+            pub async fn grant_model(&self, tenant: &str, model: &str) -> Result<()> {
+                let tenant_id = self.tenant_id(tenant).await?;
+                sqlx::query(
+                    "INSERT INTO model_grants (tenant_id, model, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id, model) DO NOTHING",
+                )
+                .bind(tenant_id)
+                .bind(model)
+                .bind(now_unix())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        Error::NotFound(format!("model {model:?}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(())
+            }
+
+            /// Whether `tenant` may use `model`: it exists and is public or granted to the tenant.
+            pub async fn can_use(&self, tenant: &str, model: &str) -> Result<bool> {
+                let row: Option<i64> = sqlx::query_scalar(
+                    "SELECT m.latest_version FROM models m WHERE m.name = $2 AND (m.public OR EXISTS ( \
+                       SELECT 1 FROM model_grants g JOIN tenants t ON t.id = g.tenant_id \
+                       WHERE t.name = $1 AND g.model = m.name))",
+                )
+                .bind(tenant)
+                .bind(model)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            // ---------------------------------------------------------------- plans, limits
+
+            pub async fn create_plan(
+                &self,
+                name: &str,
+                requests_per_minute: i64,
+                texts_per_month: i64,
+            ) -> Result<Plan> {
+                validate_name("plan", name)?;
+                if requests_per_minute < 0 || texts_per_month < 0 {
+                    return Err(Error::Invalid("plan limits must not be negative".into()));
+                }
+                let now = now_unix();
+                sqlx::query(
+                    "INSERT INTO plans (name, requests_per_minute, texts_per_month, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(name)
+                .bind(requests_per_minute)
+                .bind(texts_per_month)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::AlreadyExists(format!("plan {name:?}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(Plan {
+                    name: name.to_string(),
+                    requests_per_minute,
+                    texts_per_month,
+                    created_at: now,
+                })
+            }
+
+            pub async fn list_plans(&self) -> Result<Vec<Plan>> {
+                let rows = sqlx::query(
+                    "SELECT name, requests_per_minute, texts_per_month, created_at FROM plans ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Plan {
+                            name: r.try_get("name")?,
+                            requests_per_minute: r.try_get("requests_per_minute")?,
+                            texts_per_month: r.try_get("texts_per_month")?,
+                            created_at: r.try_get("created_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Counts one request carrying `texts` texts against the key's plan, atomically across
+            /// every process sharing the database. Requests are counted per fixed UTC minute,
+            /// texts per UTC calendar month; a denied request counts against neither.
+            pub async fn consume(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
+                if texts < 0 {
+                    return Err(Error::Invalid("texts must not be negative".into()));
+                }
+                let window = now - now.rem_euclid(60);
+                let (month, next_month) = month_bounds(now);
+                let mut tx = self.pool.begin_with($begin).await?;
+                let plan = sqlx::query(
+                    "SELECT p.requests_per_minute, p.texts_per_month FROM api_keys k \
+                     JOIN plans p ON p.name = k.plan WHERE k.id = $1",
+                )
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("key id {key_id}")))?;
+                let rpm: i64 = plan.try_get("requests_per_minute")?;
+                let tpm: i64 = plan.try_get("texts_per_month")?;
+
+                let mut denied_by = None;
+                let mut requests_used = None;
+                let mut texts_used = None;
+                if rpm <= 0 {
+                    denied_by = Some(LimitKind::Requests);
+                } else {
+                    // Insert the window row or increment it while under the limit; the row stays
+                    // locked until commit, so concurrent callers serialise on it.
+                    requests_used = sqlx::query_scalar(
+                        "INSERT INTO rate_windows (key_id, window_start, requests) VALUES ($1, $2, 1) \
+                         ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1 \
+                         WHERE rate_windows.requests < $3 RETURNING requests",
+                    )
+                    .bind(key_id)
+                    .bind(window)
+                    .bind(rpm)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if requests_used.is_none() {
+                        denied_by = Some(LimitKind::Requests);
+                    }
+                }
+                if denied_by.is_none() {
+                    if texts > tpm {
+                        denied_by = Some(LimitKind::Texts);
+                    } else {
+                        texts_used = sqlx::query_scalar(
+                            "INSERT INTO text_quota (key_id, month_start, texts) VALUES ($1, $2, $3) \
+                             ON CONFLICT (key_id, month_start) DO UPDATE SET texts = text_quota.texts + $3 \
+                             WHERE text_quota.texts + $3 <= $4 RETURNING texts",
+                        )
+                        .bind(key_id)
+                        .bind(month)
+                        .bind(texts)
+                        .bind(tpm)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if texts_used.is_none() {
+                            denied_by = Some(LimitKind::Texts);
+                        }
+                    }
+                }
+
+                if denied_by.is_some() {
+                    // Read the counters as they stand, then undo any increment made above.
+                    let used_requests: i64 = match requests_used {
+                        Some(n) => n - 1,
+                        None => sqlx::query_scalar(
+                            "SELECT requests FROM rate_windows WHERE key_id = $1 AND window_start = $2",
+                        )
+                        .bind(key_id)
+                        .bind(window)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or(0),
+                    };
+                    let used_texts: i64 = sqlx::query_scalar(
+                        "SELECT texts FROM text_quota WHERE key_id = $1 AND month_start = $2",
+                    )
+                    .bind(key_id)
+                    .bind(month)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(0);
+                    tx.rollback().await?;
+                    return Ok(Decision {
+                        allowed: false,
+                        denied_by,
+                        requests: limit_state(rpm, used_requests, window + 60, now),
+                        texts: limit_state(tpm, used_texts, next_month, now),
+                    });
+                }
+
+                let requests_used = requests_used.unwrap_or(0);
+                let texts_used = texts_used.unwrap_or(0);
+                if requests_used == 1 {
+                    // First request of a new window: drop this key's old windows.
+                    sqlx::query("DELETE FROM rate_windows WHERE key_id = $1 AND window_start < $2")
+                        .bind(key_id)
+                        .bind(window)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Decision {
+                    allowed: true,
+                    denied_by: None,
+                    requests: limit_state(rpm, requests_used, window + 60, now),
+                    texts: limit_state(tpm, texts_used, next_month, now),
+                })
+            }
+
+            // ---------------------------------------------------------------- usage
+
+            /// Records one usage event; returns `false` when an event with this id already
+            /// exists (the call is then a no-op).
+            pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO usage_events (id, tenant, key_prefix, model, version, texts, characters, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&event.id)
+                .bind(&event.tenant)
+                .bind(&event.key_prefix)
+                .bind(&event.model)
+                .bind(event.version)
+                .bind(event.texts)
+                .bind(event.characters)
+                .bind(event.at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// Usage summed per tenant, key prefix, model and UTC day, in that order.
+            pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+                let rows = sqlx::query(
+                    "SELECT tenant, key_prefix, model, at / 86400 AS day, COUNT(*) AS requests, \
+                       CAST(SUM(texts) AS BIGINT) AS texts, CAST(SUM(characters) AS BIGINT) AS characters \
+                     FROM usage_events \
+                     WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
+                     GROUP BY tenant, key_prefix, model, at / 86400 \
+                     ORDER BY tenant, key_prefix, model, day",
+                )
+                .bind(filter.tenant.as_deref())
+                .bind(filter.from)
+                .bind(filter.to)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let day: i64 = r.try_get("day")?;
+                        Ok(UsageRow {
+                            tenant: r.try_get("tenant")?,
+                            key_prefix: r.try_get("key_prefix")?,
+                            model: r.try_get("model")?,
+                            day: format_day(day),
+                            requests: r.try_get("requests")?,
+                            texts: r.try_get("texts")?,
+                            characters: r.try_get("characters")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+backend!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE");
+backend!(PostgresStore, PgPool, "BEGIN");

@@ -1,0 +1,242 @@
+//! Durable state for flywheel behind one interface: the model registry (versions stored in the
+//! database, `champion`/`challenger` aliases with history and rollback), tenants, API keys
+//! (only their SHA-256 is stored), plans, rate limits shared by every replica, and idempotent
+//! usage events.
+//!
+//! Two back ends, chosen by URL in [`Store::open`]: SQLite (`sqlite://PATH`, created if missing,
+//! WAL mode, foreign keys on) and PostgreSQL (`postgres://...`, for several replicas). The
+//! migrations in `migrations/{sqlite,postgres}/` are embedded and run on open.
+//!
+//! Timestamps are Unix seconds (UTC) throughout.
+
+mod backend;
+mod types;
+mod util;
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+pub use backend::{PostgresStore, SqliteStore};
+pub use types::*;
+pub use util::format_day;
+
+/// Every key starts with this.
+pub const KEY_SCHEME: &str = "fw_";
+/// Random bytes in a key (256 bits; base64url-encoded after [`KEY_SCHEME`]).
+pub const KEY_RANDOM_BYTES: usize = 32;
+/// Length of the displayed and indexed prefix: `fw_` plus 8 characters (48 of the 256 bits).
+pub const KEY_PREFIX_LEN: usize = 11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?} (expected sqlite://PATH or postgres://...)")]
+    UnsupportedUrl(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("invalid {0}")]
+    Invalid(String),
+    #[error("SHA-256 mismatch: expected {expected}, the bytes hash to {actual}")]
+    ChecksumMismatch { expected: String, actual: String },
+    #[error("model {0:?} has no earlier champion to roll back to")]
+    NothingToRollBack(String),
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/postgres/0001_initial.sql"),
+)];
+
+/// The store: one interface over both back ends. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (and migrates) `sqlite://PATH` (created if missing) or `postgres://...`.
+    /// `sqlite::memory:` works too (one connection; for tests and experiments).
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            // Each connection to `sqlite::memory:` is its own database: use one.
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if memory { 1 } else { 8 })
+                .connect_with(options)
+                .await?;
+            Migrator::new(Embedded(SQLITE_MIGRATIONS))
+                .await?
+                .run(&pool)
+                .await?;
+            Ok(Store::Sqlite(SqliteStore { pool }))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            // The migrator holds an advisory lock: replicas opening together migrate once.
+            Migrator::new(Embedded(POSTGRES_MIGRATIONS))
+                .await?
+                .run(&pool)
+                .await?;
+            Ok(Store::Postgres(PostgresStore { pool }))
+        } else {
+            Err(Error::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+
+    pub async fn push_model(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+        created_at: i64,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.push_model(name, bytes, sha256, created_at).await)
+    }
+    pub async fn list_models(&self) -> Result<Vec<ModelSummary>> {
+        dispatch!(self, s => s.list_models().await)
+    }
+    pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
+        dispatch!(self, s => s.list_versions(name).await)
+    }
+    pub async fn get_version(&self, name: &str, version: i64) -> Result<ModelArtifact> {
+        dispatch!(self, s => s.get_version(name, version).await)
+    }
+    pub async fn set_model_public(&self, name: &str, public: bool) -> Result<()> {
+        dispatch!(self, s => s.set_model_public(name, public).await)
+    }
+    pub async fn set_alias(&self, name: &str, alias: Alias, version: i64) -> Result<()> {
+        dispatch!(self, s => s.set_alias(name, alias, version).await)
+    }
+    pub async fn resolve_alias(&self, name: &str, alias: Alias) -> Result<Option<i64>> {
+        dispatch!(self, s => s.resolve_alias(name, alias).await)
+    }
+    pub async fn rollback(&self, name: &str) -> Result<i64> {
+        dispatch!(self, s => s.rollback(name).await)
+    }
+    pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasEvent>> {
+        dispatch!(self, s => s.alias_history(name).await)
+    }
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        dispatch!(self, s => s.create_tenant(name).await)
+    }
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        dispatch!(self, s => s.list_tenants().await)
+    }
+    pub async fn create_key(&self, tenant: &str, plan: &str) -> Result<NewKey> {
+        dispatch!(self, s => s.create_key(tenant, plan).await)
+    }
+    pub async fn authenticate(&self, key: &str) -> Result<Option<KeyInfo>> {
+        dispatch!(self, s => s.authenticate(key).await)
+    }
+    pub async fn list_keys(&self, tenant: &str) -> Result<Vec<KeySummary>> {
+        dispatch!(self, s => s.list_keys(tenant).await)
+    }
+    pub async fn revoke_key(&self, tenant: &str, prefix: &str) -> Result<u64> {
+        dispatch!(self, s => s.revoke_key(tenant, prefix).await)
+    }
+    pub async fn grant_model(&self, tenant: &str, model: &str) -> Result<()> {
+        dispatch!(self, s => s.grant_model(tenant, model).await)
+    }
+    pub async fn can_use(&self, tenant: &str, model: &str) -> Result<bool> {
+        dispatch!(self, s => s.can_use(tenant, model).await)
+    }
+    pub async fn create_plan(
+        &self,
+        name: &str,
+        requests_per_minute: i64,
+        texts_per_month: i64,
+    ) -> Result<Plan> {
+        dispatch!(self, s => s.create_plan(name, requests_per_minute, texts_per_month).await)
+    }
+    pub async fn list_plans(&self) -> Result<Vec<Plan>> {
+        dispatch!(self, s => s.list_plans().await)
+    }
+    pub async fn consume(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
+        dispatch!(self, s => s.consume(key_id, texts, now).await)
+    }
+    pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
+        dispatch!(self, s => s.record_usage(event).await)
+    }
+    pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
+        dispatch!(self, s => s.usage_report(filter).await)
+    }
+}

@@ -1,0 +1,209 @@
+//! Plain values returned by the store.
+
+use crate::Error;
+
+/// A named pointer to a model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alias {
+    /// The version that is served.
+    Champion,
+    /// The version that is being evaluated against the champion.
+    Challenger,
+}
+
+impl Alias {
+    /// The name stored in the database (`champion` / `challenger`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alias::Champion => "champion",
+            Alias::Challenger => "challenger",
+        }
+    }
+}
+
+impl std::fmt::Display for Alias {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Alias {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "champion" => Ok(Alias::Champion),
+            "challenger" => Ok(Alias::Challenger),
+            other => Err(Error::Invalid(format!(
+                "alias {other:?} (expected champion or challenger)"
+            ))),
+        }
+    }
+}
+
+/// One registered model name with its aliases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSummary {
+    pub name: String,
+    /// Public models may be used by every tenant.
+    pub public: bool,
+    /// Highest version pushed so far (0 when none).
+    pub latest_version: i64,
+    pub champion: Option<i64>,
+    pub challenger: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Metadata of one stored version (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: i64,
+    /// Lower-case hex SHA-256 of the artifact bytes.
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub created_at: i64,
+}
+
+/// A stored model version with its artifact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelArtifact {
+    pub info: VersionInfo,
+    pub bytes: Vec<u8>,
+}
+
+/// One row of the alias history (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasEvent {
+    pub id: i64,
+    pub name: String,
+    pub alias: String,
+    pub version: i64,
+    /// `set` or `rollback`.
+    pub action: String,
+    /// A `set` undone by a later rollback.
+    pub reverted: bool,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    pub requests_per_minute: i64,
+    pub texts_per_month: i64,
+    pub created_at: i64,
+}
+
+/// A key just created. `key` is the only copy of the plaintext: show it once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub id: i64,
+    pub key: String,
+    pub prefix: String,
+    pub tenant: String,
+    pub plan: String,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("tenant", &self.tenant)
+            .field("plan", &self.plan)
+            .finish()
+    }
+}
+
+/// Who a valid key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: i64,
+    pub prefix: String,
+    pub tenant_id: i64,
+    pub tenant: String,
+    pub plan: String,
+}
+
+/// A key as listed: prefix only, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    pub id: i64,
+    pub prefix: String,
+    pub plan: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Which limit denied a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// requests per minute
+    Requests,
+    /// texts per calendar month (UTC)
+    Texts,
+}
+
+/// State of one limit after a [`crate::Store::consume`] call; maps onto the
+/// `x-ratelimit-{limit,remaining,reset}-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    pub limit: i64,
+    pub remaining: i64,
+    /// Unix time (seconds) at which the window resets.
+    pub reset_at: i64,
+    /// Seconds from `now` until `reset_at`.
+    pub reset_after: i64,
+}
+
+/// Result of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The first limit that denied the request, if any.
+    pub denied_by: Option<LimitKind>,
+    pub requests: LimitState,
+    pub texts: LimitState,
+}
+
+/// One metered request; `id` is the request id and makes recording idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub id: String,
+    pub tenant: String,
+    pub key_prefix: String,
+    pub model: String,
+    pub version: i64,
+    pub texts: i64,
+    pub characters: i64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// Filter for [`crate::Store::usage_report`]: `from` inclusive, `to` exclusive (Unix seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub tenant: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Usage summed per tenant / key prefix / model / UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub tenant: String,
+    pub key_prefix: String,
+    pub model: String,
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub requests: i64,
+    pub texts: i64,
+    pub characters: i64,
+}
