@@ -2,6 +2,7 @@
 //!
 //! A thin layer over the libraries: parse arguments, report progress, print results.
 
+mod admin;
 mod analysis;
 mod charts;
 mod progress;
@@ -80,6 +81,16 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Model registry (in the database): push, list, promote, rollback, grant, public.
+    Models(admin::ModelsArgs),
+    /// Tenants (customer accounts): create, list.
+    Tenants(admin::TenantsArgs),
+    /// Plans (per-key rate limits and monthly quotas): create, list.
+    Plans(admin::PlansArgs),
+    /// API keys: create (shown once), list (prefixes only), revoke.
+    Keys(admin::KeysArgs),
+    /// Usage reports for billing.
+    Usage(admin::UsageArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -340,6 +351,11 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Serve(args) => cmd_serve(args),
         Command::Quickstart { dir, threads } => cmd_quickstart(&dir, threads),
+        Command::Models(args) => admin::models(args),
+        Command::Tenants(args) => admin::tenants(args),
+        Command::Plans(args) => admin::plans(args),
+        Command::Keys(args) => admin::keys(args),
+        Command::Usage(args) => admin::usage(args),
     }
 }
 
