@@ -64,7 +64,7 @@ pub trait Real:
         c: (&mut [Self], usize, usize),
     );
     /// `C = alpha * op(A) * op(B) + beta * C` on row-major matrices: `op(A)` is `[m, k]`,
-    /// `op(B)` is `[k, n]`, `C` is `[m, n]`.
+    /// `op(B)` is `[k, n]`, `C` is `[m, n]`; `op` transposes when the flag is set.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -77,7 +77,62 @@ pub trait Real:
         b_trans: bool,
         beta: Self,
         c: &mut [Self],
-    );
+    ) {
+        let (rsa, csa) = strides(m, k, a_trans);
+        let (rsb, csb) = strides(k, n, b_trans);
+        Self::gemm_strided(
+            m,
+            k,
+            n,
+            alpha,
+            (a, rsa, csa),
+            (b, rsb, csb),
+            beta,
+            (c, n, 1),
+        );
+    }
+}
+
+/// The `gemm_strided` method of a `Real` impl, over `matrixmultiply`'s `$func`.
+macro_rules! strided_gemm {
+    ($func:ident) => {
+        fn gemm_strided(
+            m: usize,
+            k: usize,
+            n: usize,
+            alpha: Self,
+            a: (&[Self], usize, usize),
+            b: (&[Self], usize, usize),
+            beta: Self,
+            c: (&mut [Self], usize, usize),
+        ) {
+            if m == 0 || n == 0 {
+                return;
+            }
+            check_extent(a.0.len(), m, k, a.1, a.2);
+            check_extent(b.0.len(), k, n, b.1, b.2);
+            check_extent(c.0.len(), m, n, c.1, c.2);
+            // SAFETY: every index reached through the strides is inside its slice (checked above).
+            unsafe {
+                matrixmultiply::$func(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.0.as_ptr(),
+                    a.1 as isize,
+                    a.2 as isize,
+                    b.0.as_ptr(),
+                    b.1 as isize,
+                    b.2 as isize,
+                    beta,
+                    c.0.as_mut_ptr(),
+                    c.1 as isize,
+                    c.2 as isize,
+                )
+            }
+        }
+    };
 }
 
 impl Real for f32 {
@@ -119,81 +174,7 @@ impl Real for f32 {
     fn max(self, other: Self) -> Self {
         f32::max(self, other)
     }
-    fn gemm_strided(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: (&[Self], usize, usize),
-        b: (&[Self], usize, usize),
-        beta: Self,
-        c: (&mut [Self], usize, usize),
-    ) {
-        if m == 0 || n == 0 {
-            return;
-        }
-        check_extent(a.0.len(), m, k, a.1, a.2);
-        check_extent(b.0.len(), k, n, b.1, b.2);
-        check_extent(c.0.len(), m, n, c.1, c.2);
-        // SAFETY: every index reached through the strides is inside its slice (checked above).
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.0.as_ptr(),
-                a.1 as isize,
-                a.2 as isize,
-                b.0.as_ptr(),
-                b.1 as isize,
-                b.2 as isize,
-                beta,
-                c.0.as_mut_ptr(),
-                c.1 as isize,
-                c.2 as isize,
-            )
-        }
-    }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        a_trans: bool,
-        b: &[Self],
-        b_trans: bool,
-        beta: Self,
-        c: &mut [Self],
-    ) {
-        let (rsa, csa) = strides(m, k, a_trans);
-        let (rsb, csb) = strides(k, n, b_trans);
-        check_sizes(m, k, n, a.len(), b.len(), c.len());
-        if m == 0 || n == 0 {
-            return;
-        }
-        // SAFETY: the slices hold at least m*k, k*n and m*n elements (checked above) and the
-        // strides describe row-major (or transposed row-major) matrices of exactly those shapes.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
+    strided_gemm!(sgemm);
 }
 
 impl Real for f64 {
@@ -235,89 +216,16 @@ impl Real for f64 {
     fn max(self, other: Self) -> Self {
         f64::max(self, other)
     }
-    fn gemm_strided(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: (&[Self], usize, usize),
-        b: (&[Self], usize, usize),
-        beta: Self,
-        c: (&mut [Self], usize, usize),
-    ) {
-        if m == 0 || n == 0 {
-            return;
-        }
-        check_extent(a.0.len(), m, k, a.1, a.2);
-        check_extent(b.0.len(), k, n, b.1, b.2);
-        check_extent(c.0.len(), m, n, c.1, c.2);
-        // SAFETY: every index reached through the strides is inside its slice (checked above).
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.0.as_ptr(),
-                a.1 as isize,
-                a.2 as isize,
-                b.0.as_ptr(),
-                b.1 as isize,
-                b.2 as isize,
-                beta,
-                c.0.as_mut_ptr(),
-                c.1 as isize,
-                c.2 as isize,
-            )
-        }
-    }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        a_trans: bool,
-        b: &[Self],
-        b_trans: bool,
-        beta: Self,
-        c: &mut [Self],
-    ) {
-        let (rsa, csa) = strides(m, k, a_trans);
-        let (rsb, csb) = strides(k, n, b_trans);
-        check_sizes(m, k, n, a.len(), b.len(), c.len());
-        if m == 0 || n == 0 {
-            return;
-        }
-        // SAFETY: as for f32 above.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
+    strided_gemm!(dgemm);
 }
 
 /// Row and column strides of an `[rows, cols]` operand stored row-major, or stored as its
 /// transpose (`[cols, rows]` row-major) when `trans`.
-fn strides(rows: usize, cols: usize, trans: bool) -> (isize, isize) {
+fn strides(rows: usize, cols: usize, trans: bool) -> (usize, usize) {
     if trans {
-        (1, rows as isize)
+        (1, rows)
     } else {
-        (cols as isize, 1)
+        (cols, 1)
     }
 }
 
@@ -331,13 +239,5 @@ fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
     assert!(
         last <= len,
         "strided gemm operand [{rows}, {cols}] (strides {rs}, {cs}) needs {last} values, has {len}"
-    );
-}
-
-/// GEMM operand sizes are an internal invariant of the layers; a mismatch is a bug, never input.
-fn check_sizes(m: usize, k: usize, n: usize, a: usize, b: usize, c: usize) {
-    assert!(
-        a >= m * k && b >= k * n && c >= m * n,
-        "gemm operand too small: m={m} k={k} n={n}, |a|={a} |b|={b} |c|={c}"
     );
 }
