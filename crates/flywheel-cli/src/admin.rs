@@ -257,17 +257,6 @@ fn format_time(t: i64) -> String {
     )
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parses a strict `YYYY-MM-DD` into a day number since 1970-01-01.
 fn parse_day(s: &str) -> Result<i64> {
     let bad = || anyhow::anyhow!("invalid date {s:?} (expected YYYY-MM-DD, e.g. 2026-01-31)");
@@ -296,7 +285,7 @@ fn parse_day(s: &str) -> Result<i64> {
     if d < 1 || d > days_in_month {
         return Err(bad());
     }
-    Ok(days_from_civil(y, m, d))
+    Ok(flywheel_store::days_from_civil(y, m, d))
 }
 
 /// The `[from, to)` Unix-second range of inclusive UTC days.

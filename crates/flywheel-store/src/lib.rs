@@ -26,7 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub use backend::{PostgresStore, SqliteStore};
 pub use types::*;
-pub use util::format_day;
+pub use util::{days_from_civil, format_day};
 
 /// Every key starts with this.
 pub const KEY_SCHEME: &str = "fw_";
