@@ -62,7 +62,9 @@ fn limit_state(limit: i64, used: i64, reset_at: i64, now: i64) -> LimitState {
 }
 
 macro_rules! backend {
-    ($store:ty, $pool:ty, $begin:expr) => {
+    ($module:ident, $store:ty, $pool:ty, $db:ty, $begin:expr) => {
+        mod $module {
+        use super::*;
         impl $store {
             /// The connection pool, for callers that need raw access (health checks, tests).
             pub fn pool(&self) -> &$pool {
@@ -520,6 +522,19 @@ macro_rules! backend {
                 Ok(row.is_some())
             }
 
+            /// The models `tenant` may use (public or granted), by name.
+            pub async fn usable_models(&self, tenant: &str) -> Result<Vec<String>> {
+                let names = sqlx::query_scalar(
+                    "SELECT m.name FROM models m WHERE m.public OR EXISTS ( \
+                       SELECT 1 FROM model_grants g JOIN tenants t ON t.id = g.tenant_id \
+                       WHERE t.name = $1 AND g.model = m.name) ORDER BY m.name",
+                )
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(names)
+            }
+
             // ---------------------------------------------------------------- plans, limits
 
             pub async fn create_plan(
@@ -583,109 +598,88 @@ macro_rules! backend {
                 if texts < 0 {
                     return Err(Error::Invalid("texts must not be negative".into()));
                 }
+                let mut tx = self.pool.begin_with($begin).await?;
+                let decision = count_in(&mut tx, key_id, texts, now).await?;
+                if decision.allowed {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(decision)
+            }
+
+            /// The limits as they stand for a request of `texts` texts, without counting it:
+            /// `allowed` says whether [`Self::consume`] would allow it now. For refusing early
+            /// (before any work); the final word is [`Self::meter`]'s.
+            pub async fn peek(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
                 let window = now - now.rem_euclid(60);
                 let (month, next_month) = month_bounds(now);
-                let mut tx = self.pool.begin_with($begin).await?;
-                let plan = sqlx::query(
-                    "SELECT p.requests_per_minute, p.texts_per_month FROM api_keys k \
-                     JOIN plans p ON p.name = k.plan WHERE k.id = $1",
+                let row = sqlx::query(
+                    "SELECT p.requests_per_minute, p.texts_per_month, \
+                       (SELECT w.requests FROM rate_windows w WHERE w.key_id = k.id AND w.window_start = $2) AS requests, \
+                       (SELECT q.texts FROM text_quota q WHERE q.key_id = k.id AND q.month_start = $3) AS texts \
+                     FROM api_keys k JOIN plans p ON p.name = k.plan WHERE k.id = $1",
                 )
                 .bind(key_id)
-                .fetch_optional(&mut *tx)
+                .bind(window)
+                .bind(month)
+                .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("key id {key_id}")))?;
-                let rpm: i64 = plan.try_get("requests_per_minute")?;
-                let tpm: i64 = plan.try_get("texts_per_month")?;
-
-                let mut denied_by = None;
-                let mut requests_used = None;
-                let mut texts_used = None;
-                if rpm <= 0 {
-                    denied_by = Some(LimitKind::Requests);
+                let rpm: i64 = row.try_get("requests_per_minute")?;
+                let tpm: i64 = row.try_get("texts_per_month")?;
+                let used_requests: i64 = row.try_get::<Option<i64>, _>("requests")?.unwrap_or(0);
+                let used_texts: i64 = row.try_get::<Option<i64>, _>("texts")?.unwrap_or(0);
+                let denied_by = if used_requests >= rpm {
+                    Some(LimitKind::Requests)
+                } else if used_texts.saturating_add(texts) > tpm {
+                    Some(LimitKind::Texts)
                 } else {
-                    // Insert the window row or increment it while under the limit; the row stays
-                    // locked until commit, so concurrent callers serialise on it.
-                    requests_used = sqlx::query_scalar(
-                        "INSERT INTO rate_windows (key_id, window_start, requests) VALUES ($1, $2, 1) \
-                         ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1 \
-                         WHERE rate_windows.requests < $3 RETURNING requests",
-                    )
-                    .bind(key_id)
-                    .bind(window)
-                    .bind(rpm)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if requests_used.is_none() {
-                        denied_by = Some(LimitKind::Requests);
-                    }
-                }
-                if denied_by.is_none() {
-                    if texts > tpm {
-                        denied_by = Some(LimitKind::Texts);
-                    } else {
-                        texts_used = sqlx::query_scalar(
-                            "INSERT INTO text_quota (key_id, month_start, texts) VALUES ($1, $2, $3) \
-                             ON CONFLICT (key_id, month_start) DO UPDATE SET texts = text_quota.texts + $3 \
-                             WHERE text_quota.texts + $3 <= $4 RETURNING texts",
-                        )
-                        .bind(key_id)
-                        .bind(month)
-                        .bind(texts)
-                        .bind(tpm)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if texts_used.is_none() {
-                            denied_by = Some(LimitKind::Texts);
-                        }
-                    }
-                }
-
-                if denied_by.is_some() {
-                    // Read the counters as they stand, then undo any increment made above.
-                    let used_requests: i64 = match requests_used {
-                        Some(n) => n - 1,
-                        None => sqlx::query_scalar(
-                            "SELECT requests FROM rate_windows WHERE key_id = $1 AND window_start = $2",
-                        )
-                        .bind(key_id)
-                        .bind(window)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or(0),
-                    };
-                    let used_texts: i64 = sqlx::query_scalar(
-                        "SELECT texts FROM text_quota WHERE key_id = $1 AND month_start = $2",
-                    )
-                    .bind(key_id)
-                    .bind(month)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or(0);
-                    tx.rollback().await?;
-                    return Ok(Decision {
-                        allowed: false,
-                        denied_by,
-                        requests: limit_state(rpm, used_requests, window + 60, now),
-                        texts: limit_state(tpm, used_texts, next_month, now),
-                    });
-                }
-
-                let requests_used = requests_used.unwrap_or(0);
-                let texts_used = texts_used.unwrap_or(0);
-                if requests_used == 1 {
-                    // First request of a new window: drop this key's old windows.
-                    sqlx::query("DELETE FROM rate_windows WHERE key_id = $1 AND window_start < $2")
-                        .bind(key_id)
-                        .bind(window)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
+                    None
+                };
                 Ok(Decision {
-                    allowed: true,
-                    denied_by: None,
-                    requests: limit_state(rpm, requests_used, window + 60, now),
-                    texts: limit_state(tpm, texts_used, next_month, now),
+                    allowed: denied_by.is_none(),
+                    denied_by,
+                    requests: limit_state(rpm, used_requests, window + 60, now),
+                    texts: limit_state(tpm, used_texts, next_month, now),
+                })
+            }
+
+            /// Counts a served request against the key's plan and records its usage event in
+            /// one transaction: either both are committed or neither is. A retry (same id, same
+            /// tenant and request digest) records nothing new and counts only against the
+            /// requests-per-minute window; the same id with anything else is an
+            /// [`Error::IdempotencyConflict`]. Over a limit, nothing is written.
+            pub async fn meter(&self, key_id: i64, event: &UsageEvent) -> Result<Metered> {
+                if event.texts < 0 || event.characters < 0 {
+                    return Err(Error::Invalid("texts and characters must not be negative".into()));
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = insert_event(&mut tx, event).await?;
+                if !inserted {
+                    let row = sqlx::query(
+                        "SELECT tenant, request_sha256 FROM usage_events WHERE id = $1",
+                    )
+                    .bind(&event.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let tenant: String = row.try_get("tenant")?;
+                    let digest: String = row.try_get("request_sha256")?;
+                    if tenant != event.tenant || digest != event.request_sha256 {
+                        tx.rollback().await?;
+                        return Err(Error::IdempotencyConflict(event.id.clone()));
+                    }
+                }
+                let texts = if inserted { event.texts } else { 0 };
+                let decision = count_in(&mut tx, key_id, texts, event.at).await?;
+                if decision.allowed {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(Metered {
+                    decision,
+                    duplicate: !inserted,
                 })
             }
 
@@ -694,21 +688,10 @@ macro_rules! backend {
             /// Records one usage event; returns `false` when an event with this id already
             /// exists (the call is then a no-op).
             pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
-                let done = sqlx::query(
-                    "INSERT INTO usage_events (id, tenant, key_prefix, model, version, texts, characters, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&event.id)
-                .bind(&event.tenant)
-                .bind(&event.key_prefix)
-                .bind(&event.model)
-                .bind(event.version)
-                .bind(event.texts)
-                .bind(event.characters)
-                .bind(event.at)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(inserted)
             }
 
             /// Usage summed per tenant, key prefix, model and UTC day, in that order.
@@ -742,8 +725,150 @@ macro_rules! backend {
                     .collect()
             }
         }
+
+            /// Increments the key's request window and (by `texts`) its monthly text count inside
+            /// `tx`, unless a limit would be passed. On a denial the caller must roll back: an
+            /// increment made before the denial is still in `tx`.
+            async fn count_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                key_id: i64,
+                texts: i64,
+                now: i64,
+            ) -> Result<Decision> {
+                let window = now - now.rem_euclid(60);
+                let (month, next_month) = month_bounds(now);
+                let plan = sqlx::query(
+                    "SELECT p.requests_per_minute, p.texts_per_month FROM api_keys k \
+                     JOIN plans p ON p.name = k.plan WHERE k.id = $1",
+                )
+                .bind(key_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("key id {key_id}")))?;
+                let rpm: i64 = plan.try_get("requests_per_minute")?;
+                let tpm: i64 = plan.try_get("texts_per_month")?;
+
+                let mut denied_by = None;
+                let mut requests_used = None;
+                let mut texts_used = None;
+                if rpm <= 0 {
+                    denied_by = Some(LimitKind::Requests);
+                } else {
+                    // Insert the window row or increment it while under the limit; the row stays
+                    // locked until commit, so concurrent callers serialise on it.
+                    requests_used = sqlx::query_scalar(
+                        "INSERT INTO rate_windows (key_id, window_start, requests) VALUES ($1, $2, 1) \
+                         ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1 \
+                         WHERE rate_windows.requests < $3 RETURNING requests",
+                    )
+                    .bind(key_id)
+                    .bind(window)
+                    .bind(rpm)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if requests_used.is_none() {
+                        denied_by = Some(LimitKind::Requests);
+                    }
+                }
+                if denied_by.is_none() {
+                    if texts > tpm {
+                        denied_by = Some(LimitKind::Texts);
+                    } else {
+                        texts_used = sqlx::query_scalar(
+                            "INSERT INTO text_quota (key_id, month_start, texts) VALUES ($1, $2, $3) \
+                             ON CONFLICT (key_id, month_start) DO UPDATE SET texts = text_quota.texts + $3 \
+                             WHERE text_quota.texts + $3 <= $4 RETURNING texts",
+                        )
+                        .bind(key_id)
+                        .bind(month)
+                        .bind(texts)
+                        .bind(tpm)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        if texts_used.is_none() {
+                            denied_by = Some(LimitKind::Texts);
+                        }
+                    }
+                }
+
+                if denied_by.is_some() {
+                    // The counters as they stand, without the increment made above.
+                    let used_requests: i64 = match requests_used {
+                        Some(n) => n - 1,
+                        None => sqlx::query_scalar(
+                            "SELECT requests FROM rate_windows WHERE key_id = $1 AND window_start = $2",
+                        )
+                        .bind(key_id)
+                        .bind(window)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .unwrap_or(0),
+                    };
+                    let used_texts: i64 = sqlx::query_scalar(
+                        "SELECT texts FROM text_quota WHERE key_id = $1 AND month_start = $2",
+                    )
+                    .bind(key_id)
+                    .bind(month)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .unwrap_or(0);
+                    return Ok(Decision {
+                        allowed: false,
+                        denied_by,
+                        requests: limit_state(rpm, used_requests, window + 60, now),
+                        texts: limit_state(tpm, used_texts, next_month, now),
+                    });
+                }
+
+                let requests_used = requests_used.unwrap_or(0);
+                let texts_used = texts_used.unwrap_or(0);
+                if requests_used == 1 {
+                    // First request of a new window: drop this key's old windows.
+                    sqlx::query("DELETE FROM rate_windows WHERE key_id = $1 AND window_start < $2")
+                        .bind(key_id)
+                        .bind(window)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(Decision {
+                    allowed: true,
+                    denied_by: None,
+                    requests: limit_state(rpm, requests_used, window + 60, now),
+                    texts: limit_state(tpm, texts_used, next_month, now),
+                })
+            }
+
+            /// Inserts `event` inside `tx`; `false` when its id is already recorded.
+            async fn insert_event(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                event: &UsageEvent,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO usage_events (id, tenant, key_prefix, model, version, texts, characters, at, request_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&event.id)
+                .bind(&event.tenant)
+                .bind(&event.key_prefix)
+                .bind(&event.model)
+                .bind(event.version)
+                .bind(event.texts)
+                .bind(event.characters)
+                .bind(event.at)
+                .bind(&event.request_sha256)
+                .execute(&mut **tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
     };
 }
 
-backend!(SqliteStore, SqlitePool, "BEGIN IMMEDIATE");
-backend!(PostgresStore, PgPool, "BEGIN");
+backend!(
+    sqlite_ops,
+    SqliteStore,
+    SqlitePool,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE"
+);
+backend!(postgres_ops, PostgresStore, PgPool, sqlx::Postgres, "BEGIN");

@@ -51,6 +51,8 @@ pub enum Error {
     Invalid(String),
     #[error("SHA-256 mismatch: expected {expected}, the bytes hash to {actual}")]
     ChecksumMismatch { expected: String, actual: String },
+    #[error("request id {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
     #[error("model {0:?} has no earlier champion to roll back to")]
     NothingToRollBack(String),
     #[error("the operating system's random number generator failed: {0}")]
@@ -85,16 +87,30 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "usage request digest",
+        include_str!("../migrations/sqlite/0002_usage_request_digest.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "usage request digest",
+        include_str!("../migrations/postgres/0002_usage_request_digest.sql"),
+    ),
+];
 
 /// The store: one interface over both back ends. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
@@ -219,6 +235,9 @@ impl Store {
     pub async fn can_use(&self, tenant: &str, model: &str) -> Result<bool> {
         dispatch!(self, s => s.can_use(tenant, model).await)
     }
+    pub async fn usable_models(&self, tenant: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.usable_models(tenant).await)
+    }
     pub async fn create_plan(
         &self,
         name: &str,
@@ -232,6 +251,12 @@ impl Store {
     }
     pub async fn consume(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
         dispatch!(self, s => s.consume(key_id, texts, now).await)
+    }
+    pub async fn peek(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
+        dispatch!(self, s => s.peek(key_id, texts, now).await)
+    }
+    pub async fn meter(&self, key_id: i64, event: &UsageEvent) -> Result<Metered> {
+        dispatch!(self, s => s.meter(key_id, event).await)
     }
     pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
         dispatch!(self, s => s.record_usage(event).await)

@@ -185,6 +185,18 @@ pub struct UsageEvent {
     pub characters: i64,
     /// Unix seconds.
     pub at: i64,
+    /// Hex SHA-256 of the request body (may be empty): the same id with another digest is an
+    /// [`crate::Error::IdempotencyConflict`], not a retry.
+    pub request_sha256: String,
+}
+
+/// Outcome of [`crate::Store::meter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metered {
+    /// The limits after the call; when `decision.allowed` is false nothing was recorded.
+    pub decision: Decision,
+    /// The event was already recorded (a retry): only the request window was counted.
+    pub duplicate: bool,
 }
 
 /// Filter for [`crate::Store::usage_report`]: `from` inclusive, `to` exclusive (Unix seconds).

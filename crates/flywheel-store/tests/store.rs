@@ -123,6 +123,11 @@ on_both!(
     concurrent_consume_is_exact,
     usage_events_are_idempotent,
     usage_report_sums,
+    meter_counts_and_records_in_one_commit,
+    meter_retries_and_conflicts,
+    concurrent_meter_is_exact,
+    peek_does_not_count,
+    usable_models_per_tenant,
 );
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -643,6 +648,7 @@ fn event(id: &str, tenant: &str, prefix: &str, model: &str, texts: i64, at: i64)
         texts,
         characters: texts * 10,
         at,
+        request_sha256: format!("digest-of-{id}"),
     }
 }
 
@@ -769,4 +775,176 @@ fn database_name_is_replaced_in_urls() {
         "postgres://u:p@h:5432/x?sslmode=disable"
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
+
+async fn events_of(store: &Store) -> Vec<(String, i64)> {
+    let rows = match store {
+        Store::Sqlite(s) => sqlx::query("SELECT id, texts FROM usage_events ORDER BY id")
+            .fetch_all(s.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect(),
+        Store::Postgres(s) => sqlx::query("SELECT id, texts FROM usage_events ORDER BY id")
+            .fetch_all(s.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect(),
+    };
+    rows
+}
+
+async fn meter_counts_and_records_in_one_commit(store: Store, _url: String) {
+    let key = key_on_plan(&store, 3, 10).await;
+    let now = T0 + 3600 + 5;
+    let mut e = event("r1", "t", &key.prefix, "m", 4, now);
+    let m = store.meter(key.id, &e).await.unwrap();
+    assert!(m.decision.allowed && !m.duplicate);
+    assert_eq!(m.decision.requests.remaining, 2);
+    assert_eq!(m.decision.texts.remaining, 6);
+    // Over the text quota: nothing is written, neither the event nor the counters.
+    e.id = "r2".into();
+    e.texts = 7;
+    e.request_sha256 = "digest-of-r2".into();
+    let m = store.meter(key.id, &e).await.unwrap();
+    assert!(!m.decision.allowed);
+    assert_eq!(m.decision.denied_by, Some(LimitKind::Texts));
+    assert_eq!(m.decision.requests.remaining, 2);
+    assert_eq!(m.decision.texts.remaining, 6);
+    assert_eq!(events_of(&store).await, vec![("r1".to_string(), 4)]);
+    // Two more requests fit the minute, the fourth does not and leaves no event.
+    for id in ["r3", "r4", "r5"] {
+        let e = event(id, "t", &key.prefix, "m", 1, now + 1);
+        let m = store.meter(key.id, &e).await.unwrap();
+        assert_eq!(m.decision.allowed, id != "r5", "{id}");
+    }
+    let ids: Vec<String> = events_of(&store).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["r1", "r3", "r4"]);
+    assert!(matches!(
+        store
+            .meter(key.id, &event("r6", "t", &key.prefix, "m", -1, now))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+async fn meter_retries_and_conflicts(store: Store, _url: String) {
+    let key = key_on_plan(&store, 10, 100).await;
+    store.create_tenant("other").await.unwrap();
+    let now = T0 + 7200 + 1;
+    let e = event("same", "t", &key.prefix, "m", 5, now);
+    assert!(!store.meter(key.id, &e).await.unwrap().duplicate);
+    // A retry: counted against the request window only, no second event, no texts.
+    let m = store.meter(key.id, &e).await.unwrap();
+    assert!(m.decision.allowed && m.duplicate);
+    assert_eq!(m.decision.requests.remaining, 8);
+    assert_eq!(m.decision.texts.remaining, 95);
+    // The same id with another body, or from another tenant, is refused and counts nothing.
+    let mut other_body = e.clone();
+    other_body.request_sha256 = "another".into();
+    assert!(matches!(
+        store.meter(key.id, &other_body).await,
+        Err(Error::IdempotencyConflict(id)) if id == "same"
+    ));
+    let mut other_tenant = e.clone();
+    other_tenant.tenant = "other".into();
+    assert!(matches!(
+        store.meter(key.id, &other_tenant).await,
+        Err(Error::IdempotencyConflict(_))
+    ));
+    let d = store.peek(key.id, 0, now).await.unwrap();
+    assert_eq!(d.requests.remaining, 8);
+    assert_eq!(d.texts.remaining, 95);
+    assert_eq!(events_of(&store).await, vec![("same".to_string(), 5)]);
+}
+
+async fn concurrent_meter_is_exact(store: Store, url: String) {
+    let limit = 30;
+    let key = key_on_plan(&store, limit, 1_000_000).await;
+    let now = T0 + 9 * 60 + 2;
+    let replica = Store::open(&url).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 {
+            store.clone()
+        } else {
+            replica.clone()
+        };
+        let prefix = key.prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut allowed = Vec::new();
+            for j in 0..10 {
+                let id = format!("c{i}-{j}");
+                let e = event(&id, "t", &prefix, "m", 1, now);
+                if store.meter(key.id, &e).await.unwrap().decision.allowed {
+                    allowed.push(id);
+                }
+            }
+            allowed
+        }));
+    }
+    let mut allowed = Vec::new();
+    for t in tasks {
+        allowed.extend(t.await.unwrap());
+    }
+    allowed.sort();
+    assert_eq!(allowed.len() as i64, limit);
+    let recorded: Vec<String> = events_of(&store).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        recorded, allowed,
+        "an event for exactly the admitted requests"
+    );
+    replica.close().await;
+}
+
+async fn peek_does_not_count(store: Store, _url: String) {
+    let key = key_on_plan(&store, 2, 5).await;
+    let now = T0 + 60 * 30 + 10;
+    for _ in 0..3 {
+        let d = store.peek(key.id, 5, now).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.requests.remaining, 2);
+        assert_eq!(d.texts.remaining, 5);
+        assert_eq!(d.requests.reset_after, 50);
+    }
+    assert_eq!(
+        store.peek(key.id, 6, now).await.unwrap().denied_by,
+        Some(LimitKind::Texts)
+    );
+    store.consume(key.id, 1, now).await.unwrap();
+    store.consume(key.id, 1, now).await.unwrap();
+    let d = store.peek(key.id, 1, now).await.unwrap();
+    assert_eq!(d.denied_by, Some(LimitKind::Requests));
+    assert_eq!(d.texts.remaining, 3);
+    assert!(matches!(
+        store.peek(key.id + 9, 1, now).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn usable_models_per_tenant(store: Store, _url: String) {
+    for name in ["a-model", "b-model", "shared"] {
+        let bytes = name.as_bytes();
+        store
+            .push_model(name, bytes, &hex_sha256(bytes), T0)
+            .await
+            .unwrap();
+    }
+    store.create_tenant("a").await.unwrap();
+    store.create_tenant("b").await.unwrap();
+    store.grant_model("a", "a-model").await.unwrap();
+    store.grant_model("b", "b-model").await.unwrap();
+    store.set_model_public("shared", true).await.unwrap();
+    assert_eq!(
+        store.usable_models("a").await.unwrap(),
+        ["a-model", "shared"]
+    );
+    assert_eq!(
+        store.usable_models("b").await.unwrap(),
+        ["b-model", "shared"]
+    );
+    assert_eq!(store.usable_models("nobody").await.unwrap(), ["shared"]);
 }
