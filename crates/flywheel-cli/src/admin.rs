@@ -215,7 +215,8 @@ where
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+/// The URL with its password masked, for messages.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -255,53 +256,6 @@ fn format_time(t: i64) -> String {
         s / 60 % 60,
         s % 60
     )
-}
-
-/// Parses a strict `YYYY-MM-DD` into a day number since 1970-01-01.
-fn parse_day(s: &str) -> Result<i64> {
-    let bad = || anyhow::anyhow!("invalid date {s:?} (expected YYYY-MM-DD, e.g. 2026-01-31)");
-    let b = s.as_bytes();
-    if b.len() != 10
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !b
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let y: i64 = s[0..4].parse().map_err(|_| bad())?;
-    let m: i64 = s[5..7].parse().map_err(|_| bad())?;
-    let d: i64 = s[8..10].parse().map_err(|_| bad())?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in_month = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if d < 1 || d > days_in_month {
-        return Err(bad());
-    }
-    Ok(flywheel_store::days_from_civil(y, m, d))
-}
-
-/// The `[from, to)` Unix-second range of inclusive UTC days.
-fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
-    let from = from.map(parse_day).transpose()?;
-    let to = to.map(parse_day).transpose()?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            bail!(
-                "--from {} is after --to {}",
-                flywheel_store::format_day(f),
-                flywheel_store::format_day(t)
-            );
-        }
-    }
-    Ok((from.map(|d| d * 86_400), to.map(|d| (d + 1) * 86_400)))
 }
 
 /// Prints rows as left-aligned columns under a header.
@@ -569,7 +523,7 @@ pub fn usage(args: UsageArgs) -> Result<()> {
             to,
             format,
         } => {
-            let (from, to) = day_range(from.as_deref(), to.as_deref())?;
+            let (from, to) = flywheel_store::day_range(from.as_deref(), to.as_deref())?;
             let filter = UsageFilter { tenant, from, to };
             with_store(&args.db, |store| async move {
                 let rows = store.usage_report(&filter).await?;
@@ -662,24 +616,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_and_ranges() {
-        assert_eq!(parse_day("1970-01-01").unwrap(), 0);
-        assert_eq!(parse_day("2024-02-29").unwrap(), 19_782);
-        for bad in [
-            "2023-02-29",
-            "2024-13-01",
-            "2024-1-01",
-            "yesterday",
-            "2024-00-10",
-            "+024-01-01",
-        ] {
-            assert!(parse_day(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            day_range(Some("1970-01-01"), Some("1970-01-02")).unwrap(),
-            (Some(0), Some(2 * 86_400))
-        );
-        assert!(day_range(Some("2024-01-02"), Some("2024-01-01")).is_err());
+    fn formats_times() {
         assert_eq!(format_time(86_400 + 3661), "1970-01-02 01:01:01");
     }
 

@@ -260,9 +260,17 @@ struct PredictArgs {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// A model to serve as NAME=PATH (repeat for several models).
-    #[arg(long = "model", value_name = "NAME=PATH", required = true)]
+    /// A model file to serve as NAME=PATH (repeat for several models).
+    #[arg(long = "model", value_name = "NAME=PATH")]
     models: Vec<flywheel_server::ModelSource>,
+    /// Serve from a store instead: every registered model's champion (followed live), API
+    /// keys required, plan limits enforced, usage metered. sqlite://PATH or postgres://...
+    /// (DATABASE_URL is used when no --model is given).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// How often the registry is polled for promotions and new models, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    registry_poll_ms: u64,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
@@ -594,6 +602,11 @@ fn cmd_info(model: &Path) -> Result<()> {
 }
 
 fn cmd_serve(args: ServeArgs) -> Result<()> {
+    let env_url = if args.models.is_empty() {
+        std::env::var("DATABASE_URL").ok()
+    } else {
+        None
+    };
     let config = flywheel_server::ServerConfig {
         models: args.models,
         threads: threads(args.threads),
@@ -607,12 +620,21 @@ fn cmd_serve(args: ServeArgs) -> Result<()> {
         timeout: std::time::Duration::from_millis(args.timeout_ms),
         max_concurrency: args.max_concurrency,
         admin_token: args.admin_token,
+        database_url: args.database_url.or(env_url),
+        registry_poll: std::time::Duration::from_millis(args.registry_poll_ms),
     };
-    let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    let what = match &config.database_url {
+        Some(url) => format!("the registry's champions ({})", admin::redact(url)),
+        None => config
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     flywheel_server::run(config, args.addr, |addr| {
         eprintln!(
-            "Serving {} on http://{addr} (POST /v1/classify, /v1/explain; GET /openapi.json); Ctrl-C stops",
-            names.join(", ")
+            "Serving {what} on http://{addr} (POST /v1/classify, /v1/explain; GET /openapi.json); Ctrl-C stops"
         );
     })?;
     Ok(())

@@ -30,6 +30,9 @@ pub enum ServerError {
     /// The inference thread pool could not be started.
     #[error("cannot start the inference threads: {0}")]
     Pool(#[from] rayon::ThreadPoolBuildError),
+    /// The store could not be opened or read at start-up.
+    #[error("store: {0}")]
+    Store(#[from] flywheel_store::Error),
     /// Serving failed (I/O on the listening socket, runtime start-up).
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -46,6 +49,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault (`inputs[3]`, `model`, ...), when there is one.
     pub param: Option<String>,
+    /// Extra response headers (rate-limit state on a 429, for instance).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -56,7 +61,14 @@ impl ApiError {
             kind,
             message: message.into(),
             param: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error with extra response headers.
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers.extend(headers);
+        self
     }
 
     /// The same error, naming the request field at fault.
@@ -114,6 +126,11 @@ impl IntoResponse for ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(*name, value);
+            }
         }
         response
     }

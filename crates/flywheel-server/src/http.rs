@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +18,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 
+use arc_swap::ArcSwap;
+use flywheel_store::Store;
+
+use crate::access::{store_unavailable, Caller, Usage};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, ModelGauge};
-use crate::models::{check_label, Job, ModelSlot, Work};
+use crate::models::{check_label, Answer, Batching, Job, ModelSlot, Work};
 
 /// The OpenAPI 3 document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -36,7 +40,18 @@ pub(crate) struct Limits {
 
 /// Everything the handlers share.
 pub(crate) struct AppState {
-    pub models: BTreeMap<String, ModelSlot>,
+    /// The served models by name (replaced as a whole when the registry adds one).
+    pub models: ArcSwap<BTreeMap<String, Arc<ModelSlot>>>,
+    /// Starts the batching worker of a model added while serving.
+    pub batching: Batching,
+    /// The store, when serving from one: keys, limits, metering and the registry.
+    pub store: Option<Store>,
+    /// One registry sync at a time.
+    pub sync_lock: tokio::sync::Mutex<()>,
+    /// Registry versions that failed to load (not retried).
+    pub registry_failed: std::sync::Mutex<std::collections::BTreeSet<(String, i64)>>,
+    /// How often the registry is polled.
+    pub registry_poll: Duration,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub concurrency: Arc<Semaphore>,
@@ -49,6 +64,7 @@ pub(crate) struct AppState {
 impl AppState {
     pub fn gauges(&self) -> Vec<ModelGauge> {
         self.models
+            .load()
             .values()
             .map(|slot| {
                 let current = slot.current.load();
@@ -89,6 +105,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(limited)
         .route("/v1/models", get(list_models))
+        .route("/v1/usage", get(usage))
         .route("/v1/admin/models/{name}/reload", post(reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -184,17 +201,62 @@ async fn classify(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    within_timeout(state.limits.timeout, async {
+    let caller = state.caller(&headers).await?;
+    let (bytes, model, texts, characters, answer) = within_timeout(state.limits.timeout, async {
         let bytes = read_json_body(&state.limits, &headers, body).await?;
         let req = parse_classify(&state.limits, &bytes)?;
         let slot = model_slot(&state, &req.model)?;
+        state.check_access(&caller, &req.model).await?;
+        state.precheck(&caller, req.inputs.len()).await?;
+        let texts = req.inputs.len();
+        let characters = req.inputs.iter().map(|t| t.chars().count()).sum::<usize>();
         let work = Work::Classify {
             top_k: req.top_k,
             explain: req.explain,
         };
-        submit(slot, req.inputs, work).await
+        let answer = submit(&slot, req.inputs, work).await?;
+        Ok((bytes, req.model, texts, characters, answer))
     })
+    .await?;
+    respond_metered(
+        &state, &caller, &headers, &bytes, &model, texts, characters, answer,
+    )
     .await
+}
+
+/// Meters a computed answer (outside the request's time limit: a commit is never cut short
+/// into a 504) and sends it with the rate-limit headers.
+#[allow(clippy::too_many_arguments)]
+async fn respond_metered(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+    texts: usize,
+    characters: usize,
+    answer: Answer,
+) -> Result<Response, ApiError> {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let usage = Usage {
+        request_id,
+        model,
+        version: answer.registry_version,
+        texts,
+        characters,
+        body,
+    };
+    let limit_headers = state.meter(caller, usage).await?;
+    let mut response = bytes_response(StatusCode::OK, answer.body);
+    for (name, value) in limit_headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
 }
 
 /// `POST /v1/explain`: the same explanation as `flywheel explain --json`, computed on the
@@ -204,24 +266,34 @@ async fn explain(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    within_timeout(state.limits.timeout, async {
+    let caller = state.caller(&headers).await?;
+    let (bytes, model, characters, answer) = within_timeout(state.limits.timeout, async {
         let bytes = read_json_body(&state.limits, &headers, body).await?;
         let req = parse_explain(&state.limits, &bytes)?;
         let slot = model_slot(&state, &req.model)?;
+        state.check_access(&caller, &req.model).await?;
         // An unknown label is refused before queueing (and checked again on the version that
         // runs, in case a reload changed the labels).
         if let Some(label) = &req.label {
             check_label(&slot.name, &slot.current.load(), label)?;
         }
-        submit(slot, vec![req.input], Work::Explain { label: req.label }).await
+        state.precheck(&caller, 1).await?;
+        let characters = req.input.chars().count();
+        let work = Work::Explain { label: req.label };
+        let answer = submit(&slot, vec![req.input], work).await?;
+        Ok((bytes, req.model, characters, answer))
     })
+    .await?;
+    respond_metered(
+        &state, &caller, &headers, &bytes, &model, 1, characters, answer,
+    )
     .await
 }
 
 /// Runs `work` under the request time limit (body upload, queueing and inference).
-async fn within_timeout<F>(timeout: Duration, work: F) -> Result<Response, ApiError>
+async fn within_timeout<F, T>(timeout: Duration, work: F) -> Result<T, ApiError>
 where
-    F: std::future::Future<Output = Result<Response, ApiError>>,
+    F: std::future::Future<Output = Result<T, ApiError>>,
 {
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
@@ -236,8 +308,8 @@ where
     }
 }
 
-fn model_slot<'a>(state: &'a AppState, name: &str) -> Result<&'a ModelSlot, ApiError> {
-    state.models.get(name).ok_or_else(|| {
+fn model_slot(state: &AppState, name: &str) -> Result<Arc<ModelSlot>, ApiError> {
+    state.models.load().get(name).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
@@ -249,7 +321,7 @@ fn model_slot<'a>(state: &'a AppState, name: &str) -> Result<&'a ModelSlot, ApiE
 
 /// Queues the texts on the model's worker (503 at once when the queue is full) and waits for
 /// the response body built on the inference thread.
-async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Response, ApiError> {
+async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Answer, ApiError> {
     let (reply, answer) = oneshot::channel();
     let job = Job { texts, work, reply };
     slot.queue.try_send(job).map_err(|e| match e {
@@ -263,10 +335,9 @@ async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Resp
             "the server is shutting down",
         ),
     })?;
-    let body = answer
+    answer
         .await
-        .map_err(|_| ApiError::internal("the inference worker dropped the request"))??;
-    Ok(bytes_response(StatusCode::OK, body))
+        .map_err(|_| ApiError::internal("the inference worker dropped the request"))?
 }
 
 /// Checks the content type and reads at most `max_body_bytes` of body.
@@ -474,10 +545,25 @@ fn parse_explain(limits: &Limits, bytes: &[u8]) -> Result<ExplainRequest, ApiErr
     })
 }
 
-async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+async fn list_models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = state.caller(&headers).await?;
+    let usable: Option<Vec<String>> = match (&caller, &state.store) {
+        (Caller::Key(key), Some(store)) => Some(
+            store
+                .usable_models(&key.tenant)
+                .await
+                .map_err(|e| store_unavailable(&e))?,
+        ),
+        _ => None,
+    };
     let models: Vec<Value> = state
         .models
+        .load()
         .values()
+        .filter(|slot| usable.as_ref().is_none_or(|u| u.contains(&slot.name)))
         .map(|slot| {
             let current = slot.current.load();
             let meta = &current.artifact.meta;
@@ -493,7 +579,68 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             })
         })
         .collect();
-    json_response(StatusCode::OK, &json!({ "models": models }))
+    Ok(json_response(StatusCode::OK, &json!({ "models": models })))
+}
+
+/// Query of `GET /v1/usage`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsageQuery {
+    tenant: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD[&tenant=T]`: usage per tenant, key, model and
+/// day. A key sees only its own tenant's; the admin token sees every tenant's.
+async fn usage(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(store) = &state.store else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_store",
+            "usage is metered only when the server runs on a store (--database-url)",
+        ));
+    };
+    let caller = state.caller(&headers).await?;
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let tenant = match (&caller, query.tenant) {
+        (Caller::Key(key), Some(t)) if t != key.tenant => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a key may read only its own tenant's usage",
+            )
+            .param("tenant"))
+        }
+        (Caller::Key(key), _) => Some(key.tenant.clone()),
+        (_, t) => t,
+    };
+    let (from, to) = flywheel_store::day_range(query.from.as_deref(), query.to.as_deref())
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let filter = flywheel_store::UsageFilter { tenant, from, to };
+    let rows = store
+        .usage_report(&filter)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "tenant": r.tenant,
+                "key_prefix": r.key_prefix,
+                "model": r.model,
+                "day": r.day,
+                "requests": r.requests,
+                "texts": r.texts,
+                "characters": r.characters,
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "usage": rows })))
 }
 
 async fn reload(
@@ -501,27 +648,22 @@ async fn reload(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = state.admin_token_sha256 else {
+    if state.admin_token_sha256.is_none() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin_disabled",
             "admin endpoints are disabled; start the server with --admin-token or FLYWHEEL_ADMIN_TOKEN",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let authorised = given.is_some_and(|t| constant_time_eq(&sha256(t), &expected));
-    if !authorised {
+    let given = crate::access::bearer(&headers);
+    if !given.is_some_and(|t| state.is_admin_token(t)) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid admin token is required: 'Authorization: Bearer <token>'",
         ));
     }
-    let slot = state.models.get(&name).ok_or_else(|| {
+    let slot = state.models.load().get(&name).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
@@ -529,7 +671,22 @@ async fn reload(
         )
         .param("name")
     })?;
-    let done = slot.reload(&state.metrics).await?;
+    let done = match (&slot.source, &state.store) {
+        (crate::models::SlotSource::Registry, Some(store)) => {
+            let previous_version = slot.current.load().version.clone();
+            crate::registry::sync(&state, store)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+            let current = slot.current.load();
+            crate::models::Reloaded {
+                model: slot.name.clone(),
+                version: current.version.clone(),
+                previous_version,
+                created_at: current.artifact.meta.created_at.clone(),
+            }
+        }
+        _ => slot.reload(&state.metrics).await?,
+    };
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -547,7 +704,7 @@ pub(crate) fn sha256(s: &str) -> [u8; 32] {
 }
 
 /// Compares two digests in time independent of where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }

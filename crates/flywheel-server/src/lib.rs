@@ -15,10 +15,12 @@
 //! .unwrap();
 //! ```
 
+mod access;
 mod error;
 mod http;
 mod metrics;
 mod models;
+mod registry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -37,7 +40,7 @@ pub use metrics::{Metrics, ModelGauge};
 pub use models::LoadedModel;
 
 use http::{AppState, Limits};
-use models::Batching;
+use models::{Batching, SlotSource};
 
 /// A model to serve: its name in the API and its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +115,14 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// Classification requests served at once; more get 503 at once [default: 256].
     pub max_concurrency: usize,
-    /// Bearer token of the admin endpoints; `None` disables them.
+    /// Bearer token of the admin endpoints; `None` disables them. With a store it also
+    /// authorises every API call (no limits, no metering).
     pub admin_token: Option<String>,
+    /// Serve from a store (`sqlite://PATH` or `postgres://...`) instead of model files: every
+    /// registered model's champion, API keys required, plan limits enforced, usage metered.
+    pub database_url: Option<String>,
+    /// How often the registry is polled for new champions and models [default: 1 s].
+    pub registry_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +142,8 @@ impl Default for ServerConfig {
             timeout: Duration::from_secs(10),
             max_concurrency: 256,
             admin_token: None,
+            database_url: None,
+            registry_poll: Duration::from_secs(1),
         }
     }
 }
@@ -140,9 +151,24 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks that the settings are usable.
     pub fn validate(&self) -> Result<(), ServerError> {
-        if self.models.is_empty() {
+        match (self.models.is_empty(), &self.database_url) {
+            (true, None) => {
+                return Err(ServerError::Config(
+                    "no model to serve: pass --model NAME=PATH or --database-url URL".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(ServerError::Config(
+                    "--model and --database-url do not mix: with a store, every model comes \
+                     from its registry (flywheel models push FILE --name NAME)"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.registry_poll.is_zero() {
             return Err(ServerError::Config(
-                "no model to serve: pass --model NAME=PATH".into(),
+                "--registry-poll-ms must be at least 1".into(),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -198,7 +224,8 @@ pub struct Server {
 
 impl Server {
     /// Validates the settings, starts the inference threads and loads every model (the files
-    /// are read off the async threads). Must run inside a tokio runtime.
+    /// are read off the async threads; with a store, every registry champion). Must run
+    /// inside a tokio runtime.
     pub async fn load(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::default());
@@ -229,13 +256,23 @@ impl Server {
                     name: source.name.clone(),
                     source: Box::new(e),
                 })?;
-            let slot = batching.start_loaded(&source.name, &source.path, loaded);
+            let slot =
+                batching.start_loaded(&source.name, SlotSource::File(source.path.clone()), loaded);
             tracing::info!(model = %source.name, version = %slot.current.load().version,
                 path = %source.path.display(), "model loaded");
-            models.insert(source.name.clone(), slot);
+            models.insert(source.name.clone(), Arc::new(slot));
         }
+        let store = match &config.database_url {
+            Some(url) => Some(flywheel_store::Store::open(url).await?),
+            None => None,
+        };
         let state = Arc::new(AppState {
-            models,
+            models: ArcSwap::from_pointee(models),
+            batching,
+            store,
+            sync_lock: tokio::sync::Mutex::new(()),
+            registry_failed: Default::default(),
+            registry_poll: config.registry_poll,
             limits: Limits {
                 max_inputs: config.max_inputs,
                 max_chars: config.max_chars,
@@ -251,6 +288,17 @@ impl Server {
                 .map(|t| http::sha256(t.trim())),
             draining: AtomicBool::new(false),
         });
+        if let Some(store) = &state.store {
+            let report = registry::sync(&state, store).await?;
+            for (name, why) in &report.failed {
+                tracing::error!(model = %name, error = %why, "registry champion not served");
+            }
+            tracing::info!(
+                models = report.installed.len(),
+                backend = store.backend(),
+                "serving the registry's champions"
+            );
+        }
         Ok(Server { state })
     }
 
@@ -268,6 +316,10 @@ impl Server {
     {
         let state = self.state;
         let hup = spawn_sighup_reloader(Arc::clone(&state));
+        let poller = state
+            .store
+            .clone()
+            .map(|store| registry::spawn_poller(Arc::clone(&state), store, state.registry_poll));
         let app = http::router(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let result = axum::serve(listener, app)
@@ -277,8 +329,11 @@ impl Server {
                 tracing::info!("shutting down: draining requests in flight");
             })
             .await;
-        if let Some(task) = hup {
+        for task in [hup, poller].into_iter().flatten() {
             task.abort();
+        }
+        if let Some(store) = &state.store {
+            store.close().await;
         }
         tracing::info!("server stopped");
         result.map_err(ServerError::Io)
@@ -311,9 +366,17 @@ fn spawn_sighup_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle
     Some(tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading every model");
-            for slot in state.models.values() {
-                // Failures are logged and counted; the old version keeps serving.
-                let _ = slot.reload(&state.metrics).await;
+            if let Some(store) = &state.store {
+                if let Err(e) = registry::sync(&state, store).await {
+                    tracing::warn!(error = %e, "registry sync failed");
+                }
+            }
+            let slots: Vec<_> = state.models.load().values().cloned().collect();
+            for slot in slots {
+                if matches!(slot.source, SlotSource::File(_)) {
+                    // Failures are logged and counted; the old version keeps serving.
+                    let _ = slot.reload(&state.metrics).await;
+                }
             }
         }
     }))

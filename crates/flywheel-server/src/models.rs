@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use flywheel_model::{explain_label, Artifact, Explanation, Prediction, Task, TokenAttribution};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use sha2::Digest;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::ApiError;
@@ -21,8 +22,11 @@ use crate::metrics::Metrics;
 pub struct LoadedModel {
     /// The model and its metadata.
     pub artifact: Artifact,
-    /// A short version id: the first 12 hex digits of the file's SHA-256.
+    /// The version clients see: the registry's version number for a model served from the
+    /// store, else the first 12 hex digits of the artifact's SHA-256.
     pub version: String,
+    /// The registry's version number (models served from the store).
+    pub registry_version: Option<i64>,
 }
 
 impl LoadedModel {
@@ -31,8 +35,38 @@ impl LoadedModel {
         let artifact = Artifact::load(path)?;
         let sha = &artifact.meta.sha256;
         let version = sha.get(..12).unwrap_or(sha).to_string();
-        Ok(LoadedModel { artifact, version })
+        Ok(LoadedModel {
+            artifact,
+            version,
+            registry_version: None,
+        })
     }
+
+    /// Validates a version fetched from the registry (blocking): its bytes must hash to the
+    /// SHA-256 recorded at push and hold a valid model.
+    pub fn from_registry(stored: &flywheel_store::ModelArtifact) -> Result<Self, String> {
+        let actual = flywheel_model::artifact::hex(&sha2::Sha256::digest(&stored.bytes));
+        if !actual.eq_ignore_ascii_case(&stored.info.sha256) {
+            return Err(format!(
+                "the stored bytes hash to {actual}, not to the SHA-256 recorded at push ({})",
+                stored.info.sha256
+            ));
+        }
+        let name = format!("{} v{}", stored.info.name, stored.info.version);
+        let artifact = Artifact::from_bytes(&stored.bytes, &name).map_err(|e| e.to_string())?;
+        Ok(LoadedModel {
+            artifact,
+            version: stored.info.version.to_string(),
+            registry_version: Some(stored.info.version),
+        })
+    }
+}
+
+/// A computed response body and the registry version (if any) of the model that made it.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub body: Bytes,
+    pub registry_version: Option<i64>,
 }
 
 /// What a queued request asks for.
@@ -52,7 +86,7 @@ pub(crate) struct Job {
     /// What to compute.
     pub work: Work,
     /// Where the response body (or error) goes.
-    pub reply: oneshot::Sender<Result<Bytes, ApiError>>,
+    pub reply: oneshot::Sender<Result<Answer, ApiError>>,
 }
 
 impl Job {
@@ -85,10 +119,19 @@ pub(crate) fn check_label(name: &str, model: &LoadedModel, label: &str) -> Resul
     .param("label"))
 }
 
-/// One served model: its name, file, current version and request queue.
+/// Where a served model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SlotSource {
+    /// A file, re-read on reload.
+    File(PathBuf),
+    /// The store's registry: the model's champion, followed by the registry poller.
+    Registry,
+}
+
+/// One served model: its name, source, current version and request queue.
 pub(crate) struct ModelSlot {
     pub name: String,
-    pub path: PathBuf,
+    pub source: SlotSource,
     pub current: Arc<ArcSwap<LoadedModel>>,
     pub queue: mpsc::Sender<Job>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -109,7 +152,19 @@ impl ModelSlot {
     /// version serving.
     pub async fn reload(&self, metrics: &Metrics) -> Result<Reloaded, ApiError> {
         let _guard = self.reload_lock.lock().await;
-        let path = self.path.clone();
+        let SlotSource::File(path) = &self.source else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "registry_model",
+                format!(
+                    "model '{}' is served from the registry and follows its champion; \
+                     promote a version with 'flywheel models promote' instead",
+                    self.name
+                ),
+            )
+            .param("name"));
+        };
+        let path = path.clone();
         let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&path))
             .await
             .map_err(|e| ApiError::internal(format!("the reload task failed: {e}")))?;
@@ -144,6 +199,16 @@ impl ModelSlot {
         }
     }
 
+    /// Swaps in a version fetched from the registry; requests already batched finish on the
+    /// old version.
+    pub fn install(&self, new: LoadedModel, metrics: &Metrics) {
+        let new = Arc::new(new);
+        let old = self.current.swap(Arc::clone(&new));
+        metrics.reload(&self.name, "ok");
+        tracing::info!(model = %self.name, version = %new.version,
+            previous = %old.version, "registry champion installed");
+    }
+
     /// Requests waiting in the queue.
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -165,7 +230,7 @@ pub(crate) struct Batching {
 
 impl Batching {
     /// Starts the batching worker of a loaded model (needs a tokio runtime).
-    pub fn start_loaded(&self, name: &str, path: &Path, loaded: LoadedModel) -> ModelSlot {
+    pub fn start_loaded(&self, name: &str, source: SlotSource, loaded: LoadedModel) -> ModelSlot {
         let current = Arc::new(ArcSwap::from_pointee(loaded));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         tokio::spawn(worker(
@@ -176,7 +241,7 @@ impl Batching {
         ));
         ModelSlot {
             name: name.to_string(),
-            path: path.to_path_buf(),
+            source,
             current,
             queue: tx,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -315,7 +380,10 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
                     predictions,
                 };
                 // The requester may have given up meanwhile; nothing to do then.
-                let _ = job.reply.send(encode(&body));
+                let _ = job.reply.send(encode(&body).map(|body| Answer {
+                    body,
+                    registry_version: model.registry_version,
+                }));
             }
         }
         other => {
@@ -339,7 +407,10 @@ fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
             tracing::error!(model = %name, error = %e, "explanation failed");
         }
     }
-    let _ = job.reply.send(result);
+    let _ = job.reply.send(result.map(|body| Answer {
+        body,
+        registry_version: model.registry_version,
+    }));
 }
 
 /// `POST /v1/explain`: the explanation of `job.texts[0]`.

@@ -694,6 +694,36 @@ macro_rules! backend {
                 Ok(inserted)
             }
 
+            /// The usage events themselves, oldest first (by time, then id).
+            pub async fn usage_events(&self, filter: &UsageFilter) -> Result<Vec<UsageEvent>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant, key_prefix, model, version, texts, characters, at, request_sha256 \
+                     FROM usage_events \
+                     WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
+                     ORDER BY at, id",
+                )
+                .bind(filter.tenant.as_deref())
+                .bind(filter.from)
+                .bind(filter.to)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(UsageEvent {
+                            id: r.try_get("id")?,
+                            tenant: r.try_get("tenant")?,
+                            key_prefix: r.try_get("key_prefix")?,
+                            model: r.try_get("model")?,
+                            version: r.try_get("version")?,
+                            texts: r.try_get("texts")?,
+                            characters: r.try_get("characters")?,
+                            at: r.try_get("at")?,
+                            request_sha256: r.try_get("request_sha256")?,
+                        })
+                    })
+                    .collect()
+            }
+
             /// Usage summed per tenant, key prefix, model and UTC day, in that order.
             pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
                 let rows = sqlx::query(

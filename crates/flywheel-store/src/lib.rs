@@ -10,6 +10,7 @@
 //! Timestamps are Unix seconds (UTC) throughout.
 
 mod backend;
+pub mod testing;
 mod types;
 mod util;
 
@@ -26,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub use backend::{PostgresStore, SqliteStore};
 pub use types::*;
-pub use util::{days_from_civil, format_day};
+pub use util::{day_range, days_from_civil, format_day, parse_day};
 
 /// Every key starts with this.
 pub const KEY_SCHEME: &str = "fw_";
@@ -260,6 +261,9 @@ impl Store {
     }
     pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
         dispatch!(self, s => s.record_usage(event).await)
+    }
+    pub async fn usage_events(&self, filter: &UsageFilter) -> Result<Vec<UsageEvent>> {
+        dispatch!(self, s => s.usage_events(filter).await)
     }
     pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
         dispatch!(self, s => s.usage_report(filter).await)

@@ -2,6 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::{Error, Result};
+
 pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -69,6 +71,53 @@ pub fn format_day(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Parses a strict `YYYY-MM-DD` into a day number since 1970-01-01.
+pub fn parse_day(s: &str) -> Result<i64> {
+    let bad = || Error::Invalid(format!("date {s:?} (expected YYYY-MM-DD, e.g. 2026-01-31)"));
+    let b = s.as_bytes();
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let y: i64 = s[0..4].parse().map_err(|_| bad())?;
+    let m: i64 = s[5..7].parse().map_err(|_| bad())?;
+    let d: i64 = s[8..10].parse().map_err(|_| bad())?;
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d < 1 || d > days_in_month {
+        return Err(bad());
+    }
+    Ok(days_from_civil(y, m, d))
+}
+
+/// The `[from, to)` Unix-second range of the inclusive UTC days `from..=to` (`YYYY-MM-DD`).
+pub fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+    let from = from.map(parse_day).transpose()?;
+    let to = to.map(parse_day).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(Error::Invalid(format!(
+                "date range: {} is after {}",
+                format_day(f),
+                format_day(t)
+            )));
+        }
+    }
+    Ok((from.map(|d| d * 86_400), to.map(|d| (d + 1) * 86_400)))
+}
+
 /// Start (inclusive) and end (exclusive) of the UTC calendar month containing `now`, Unix seconds.
 pub(crate) fn month_bounds(now: i64) -> (i64, i64) {
     let (y, m, _) = civil_from_days(now.div_euclid(86_400));
@@ -97,6 +146,27 @@ mod tests {
                 days_from_civil(2027, 1, 1) * 86_400
             )
         );
+    }
+
+    #[test]
+    fn days_and_ranges() {
+        assert_eq!(parse_day("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_day("2024-02-29").unwrap(), 19_782);
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "yesterday",
+            "2024-00-10",
+            "+024-01-01",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            day_range(Some("1970-01-01"), Some("1970-01-02")).unwrap(),
+            (Some(0), Some(2 * 86_400))
+        );
+        assert!(day_range(Some("2024-01-02"), Some("2024-01-01")).is_err());
     }
 
     #[test]

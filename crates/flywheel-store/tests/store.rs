@@ -3,7 +3,6 @@
 //! and dropped here; the URL's user needs CREATEDB).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use flywheel_store::*;
 use sha2::{Digest, Sha256};
@@ -33,59 +32,20 @@ where
     }
 }
 
-/// `base` with its database name replaced by `db`.
-fn with_database(base: &str, db: &str) -> String {
-    let (head, query) = match base.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (base, None),
-    };
-    let after_scheme = head.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = head[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(head.len());
-    let mut url = format!("{}/{db}", &head[..host_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
-}
-
 async fn on_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Ok(base) = std::env::var("FLYWHEEL_TEST_POSTGRES_URL") else {
+    let Some(db) = testing::ScratchDatabase::create().await.unwrap() else {
         eprintln!("FLYWHEEL_TEST_POSTGRES_URL is not set: skipping the PostgreSQL run");
         return;
     };
-    static N: AtomicU64 = AtomicU64::new(0);
-    let db = format!(
-        "flywheel_test_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let admin = sqlx::PgPool::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = with_database(&base, &db);
-    let store = Store::open(&url).await.unwrap();
-    Store::open(&url).await.unwrap().close().await;
-    let outcome = tokio::spawn(test(store.clone(), url.clone())).await;
+    let store = Store::open(&db.url).await.unwrap();
+    Store::open(&db.url).await.unwrap().close().await;
+    let outcome = tokio::spawn(test(store.clone(), db.url.clone())).await;
     store.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    db.drop_now().await.unwrap();
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
@@ -768,15 +728,6 @@ async fn sqlite_in_memory_works() {
     ));
 }
 
-#[test]
-fn database_name_is_replaced_in_urls() {
-    assert_eq!(
-        with_database("postgres://u:p@h:5432/base?sslmode=disable", "x"),
-        "postgres://u:p@h:5432/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-}
-
 async fn events_of(store: &Store) -> Vec<(String, i64)> {
     let rows = match store {
         Store::Sqlite(s) => sqlx::query("SELECT id, texts FROM usage_events ORDER BY id")
@@ -823,6 +774,14 @@ async fn meter_counts_and_records_in_one_commit(store: Store, _url: String) {
     }
     let ids: Vec<String> = events_of(&store).await.into_iter().map(|e| e.0).collect();
     assert_eq!(ids, ["r1", "r3", "r4"]);
+    let listed = store.usage_events(&UsageFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0], event("r1", "t", &key.prefix, "m", 4, now));
+    let other = UsageFilter {
+        tenant: Some("other".into()),
+        ..UsageFilter::default()
+    };
+    assert!(store.usage_events(&other).await.unwrap().is_empty());
     assert!(matches!(
         store
             .meter(key.id, &event("r6", "t", &key.prefix, "m", -1, now))

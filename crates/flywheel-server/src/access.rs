@@ -1,0 +1,269 @@
+//! Who is calling and what they may do, when the server runs on a store: API keys (401),
+//! per-tenant model access (403), plan limits (429 with `x-ratelimit-*` headers, also sent on
+//! success) and usage metering committed before the response.
+
+use axum::http::{header, HeaderMap, StatusCode};
+use flywheel_store::{Decision, KeyInfo, LimitKind, LimitState, UsageEvent};
+
+use crate::error::ApiError;
+use crate::http::{constant_time_eq, sha256, AppState};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// No store: the server is open (file models, no keys).
+    Open,
+    /// The admin token: every model, no limits, no metering.
+    Admin,
+    /// A tenant's API key.
+    Key(KeyInfo),
+}
+
+/// The bearer token of the request, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The store is unreachable or failed: the request cannot be authorised or metered.
+pub(crate) fn store_unavailable(e: &flywheel_store::Error) -> ApiError {
+    tracing::error!(error = %e, "store error");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the account database is unavailable; retry shortly (with the same x-request-id)",
+    )
+}
+
+impl AppState {
+    /// Whether `token` is the admin token.
+    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
+        self.admin_token_sha256
+            .as_ref()
+            .is_some_and(|expected| constant_time_eq(&sha256(token), expected))
+    }
+
+    /// Authenticates the request: without a store everyone may call; with one, a valid API
+    /// key or the admin token is required (401 otherwise).
+    pub(crate) async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Some(store) = &self.store else {
+            return Ok(Caller::Open);
+        };
+        let Some(token) = bearer(headers) else {
+            return Err(unauthorized(
+                "an API key is required: 'Authorization: Bearer fw_...'",
+            ));
+        };
+        if self.is_admin_token(token) {
+            return Ok(Caller::Admin);
+        }
+        match store.authenticate(token).await {
+            Ok(Some(key)) => Ok(Caller::Key(key)),
+            Ok(None) => Err(unauthorized(
+                "the API key is not valid (unknown or revoked)",
+            )),
+            Err(e) => Err(store_unavailable(&e)),
+        }
+    }
+
+    /// 403 unless the caller may use `model`.
+    pub(crate) async fn check_access(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
+        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
+            return Ok(());
+        };
+        match store.can_use(&key.tenant, model).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this key's tenant may not use model '{model}'"),
+            )
+            .param("model")),
+            Err(e) => Err(store_unavailable(&e)),
+        }
+    }
+
+    /// Refuses (429) a request that is already over the key's limits, before any work.
+    pub(crate) async fn precheck(&self, caller: &Caller, texts: usize) -> Result<(), ApiError> {
+        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
+            return Ok(());
+        };
+        let decision = store
+            .peek(key.id, texts as i64, now_unix())
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(too_many_requests(&decision))
+        }
+    }
+
+    /// Counts a served request against the key's plan and commits its usage event; returns the
+    /// rate-limit headers for the response. Over a limit (another replica got there first) →
+    /// 429, and nothing is recorded.
+    pub(crate) async fn meter(
+        &self,
+        caller: &Caller,
+        usage: Usage<'_>,
+    ) -> Result<Vec<(&'static str, String)>, ApiError> {
+        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
+            return Ok(Vec::new());
+        };
+        let event = UsageEvent {
+            id: usage.request_id.to_string(),
+            tenant: key.tenant.clone(),
+            key_prefix: key.prefix.clone(),
+            model: usage.model.to_string(),
+            version: usage.version.unwrap_or(0),
+            texts: usage.texts as i64,
+            characters: usage.characters as i64,
+            at: now_unix(),
+            request_sha256: flywheel_model::artifact::hex(&sha256_bytes(usage.body)),
+        };
+        match store.meter(key.id, &event).await {
+            Ok(m) if m.decision.allowed => Ok(limit_headers(&m.decision)),
+            Ok(m) => Err(too_many_requests(&m.decision)),
+            Err(flywheel_store::Error::IdempotencyConflict(id)) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                format!(
+                    "request id '{id}' was already used for a different request; \
+                     send a new x-request-id"
+                ),
+            )),
+            Err(e) => Err(store_unavailable(&e)),
+        }
+    }
+}
+
+/// What one served request used.
+pub(crate) struct Usage<'a> {
+    pub request_id: &'a str,
+    pub model: &'a str,
+    pub version: Option<i64>,
+    pub texts: usize,
+    pub characters: usize,
+    /// The request body (its digest tells a retry from a reused id).
+    pub body: &'a [u8],
+}
+
+fn sha256_bytes(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Unix seconds now.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `1h2m3s`, `45s`, `0s`.
+pub(crate) fn format_reset(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    if d > 0 {
+        out.push_str(&format!("{d}d"));
+    }
+    if d > 0 || h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if d > 0 || h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}s"));
+    out
+}
+
+/// The `x-ratelimit-{limit,remaining,reset}-{requests,texts}` headers of a decision.
+pub(crate) fn limit_headers(d: &Decision) -> Vec<(&'static str, String)> {
+    let one = |state: &LimitState, names: [&'static str; 3]| {
+        [
+            (names[0], state.limit.to_string()),
+            (names[1], state.remaining.to_string()),
+            (names[2], format_reset(state.reset_after)),
+        ]
+    };
+    let mut headers = Vec::with_capacity(6);
+    headers.extend(one(
+        &d.requests,
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+    ));
+    headers.extend(one(
+        &d.texts,
+        [
+            "x-ratelimit-limit-texts",
+            "x-ratelimit-remaining-texts",
+            "x-ratelimit-reset-texts",
+        ],
+    ));
+    headers
+}
+
+/// 429 `rate_limited` with the limit headers and `retry-after`.
+fn too_many_requests(d: &Decision) -> ApiError {
+    let (what, state) = match d.denied_by {
+        Some(LimitKind::Texts) => ("texts per month", &d.texts),
+        _ => ("requests per minute", &d.requests),
+    };
+    let message = if matches!(d.denied_by, Some(LimitKind::Texts)) && d.texts.remaining > 0 {
+        format!(
+            "this request's texts exceed the {what} left on the key's plan ({} of {}); \
+             send fewer texts or wait {}",
+            d.texts.remaining,
+            d.texts.limit,
+            format_reset(state.reset_after)
+        )
+    } else {
+        format!(
+            "the key's plan allows {} {what}; the limit resets in {}",
+            state.limit,
+            format_reset(state.reset_after)
+        )
+    };
+    let mut headers = limit_headers(d);
+    headers.push(("retry-after", state.reset_after.max(1).to_string()));
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_durations_read_like_openai() {
+        assert_eq!(format_reset(0), "0s");
+        assert_eq!(format_reset(-3), "0s");
+        assert_eq!(format_reset(45), "45s");
+        assert_eq!(format_reset(60), "1m0s");
+        assert_eq!(format_reset(3723), "1h2m3s");
+        assert_eq!(format_reset(86_400 * 2 + 5), "2d0h0m5s");
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer  fw_abc ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("fw_abc"));
+        h.insert(header::AUTHORIZATION, "bearer x".parse().unwrap());
+        assert_eq!(bearer(&h), Some("x"));
+        h.insert(header::AUTHORIZATION, "Basic x".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}
