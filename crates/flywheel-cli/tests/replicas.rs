@@ -1,0 +1,456 @@
+//! `flywheel serve` processes on one store, end to end: two replicas share one key's
+//! requests-per-minute limit exactly and follow a promotion within seconds; replicas killed
+//! with SIGKILL under load lose no usage event and record none twice. Each test runs on SQLite
+//! (several processes on one file) and, when `FLYWHEEL_TEST_POSTGRES_URL` is set, PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flywheel_store::testing::ScratchDatabase;
+use flywheel_store::{Store, UsageFilter};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `test` with a SQLite URL, then with a fresh PostgreSQL database when configured.
+fn on_both(test: fn(&str, &Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flywheel.db").display());
+    test(&url, dir.path());
+    let rt = runtime();
+    let Some(db) = rt.block_on(ScratchDatabase::create()).unwrap() else {
+        eprintln!("FLYWHEEL_TEST_POSTGRES_URL is not set: skipping the PostgreSQL run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = std::panic::catch_unwind(|| test(&db.url, dir.path()));
+    rt.block_on(db.drop_now()).unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Runs the binary; it must succeed. Returns stdout.
+fn flywheel(url: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .current_dir(dir)
+        .output()
+        .expect("flywheel runs");
+    assert!(
+        out.status.success(),
+        "flywheel {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Trains a tiny model file with the binary.
+fn train(dir: &Path, out: &str, seed: &str) -> PathBuf {
+    let mut csv = String::from("text,label\n");
+    let pos = ["good film", "great plot", "lovely actors", "happy end"];
+    let neg = ["bad film", "awful plot", "poor actors", "sad end"];
+    for i in 0..24 {
+        csv.push_str(&format!("{},pos\n{},neg\n", pos[i % 4], neg[i % 4]));
+    }
+    let data = dir.join("data.csv");
+    std::fs::write(&data, csv).unwrap();
+    let model = dir.join(out);
+    let status = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .arg("train")
+        .arg(&data)
+        .arg("-o")
+        .arg(&model)
+        .args(["--epochs", "1", "--max-len", "8", "--num-words", "30"])
+        .args(["--threads", "1", "--seed", seed])
+        .output()
+        .expect("flywheel train runs");
+    assert!(status.status.success(), "training failed");
+    model
+}
+
+/// A store holding model `m` (champion version 1, public), plan `p`, tenant `t`; returns a key.
+fn seed_store(url: &str, dir: &Path, requests_per_minute: &str) -> String {
+    let model = train(dir, "m1.fw", "1");
+    flywheel(
+        url,
+        dir,
+        &["models", "push", model.to_str().unwrap(), "--name", "m"],
+    );
+    flywheel(url, dir, &["models", "promote", "m", "1"]);
+    flywheel(url, dir, &["models", "public", "m"]);
+    flywheel(
+        url,
+        dir,
+        &[
+            "plans",
+            "create",
+            "p",
+            "--requests-per-minute",
+            requests_per_minute,
+            "--texts-per-month",
+            "100000000",
+        ],
+    );
+    flywheel(url, dir, &["tenants", "create", "t"]);
+    flywheel(
+        url,
+        dir,
+        &["keys", "create", "--tenant", "t", "--plan", "p"],
+    )
+    .trim()
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `flywheel serve` process on the store.
+struct Replica {
+    child: Child,
+    port: u16,
+}
+
+impl Replica {
+    fn start(url: &str, dir: &Path, port: u16) -> Replica {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("serve-{port}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+            .args(["serve", "--database-url", url, "--threads", "1"])
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--registry-poll-ms", "200"])
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("flywheel serve starts");
+        Replica { child, port }
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if matches!(http(self.port, "GET", "/readyz", None, None, ""), Ok(r) if r.status == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("replica on port {} never became ready", self.port);
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    request_id: Option<&str>,
+    body: &str,
+) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(k) = key {
+        head.push_str(&format!("authorization: Bearer {k}\r\n"));
+    }
+    if let Some(id) = request_id {
+        head.push_str(&format!("x-request-id: {id}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("truncated response"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+fn classify_body(model: &str, texts: &[&str]) -> String {
+    let inputs: Vec<String> = texts.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "{{\"model\":\"{model}\",\"inputs\":[{}]}}",
+        inputs.join(",")
+    )
+}
+
+fn served_version(port: u16) -> Option<String> {
+    let r = http(port, "GET", "/readyz", None, None, "").ok()?;
+    let at = r.body.find("\"version\":\"")? + 11;
+    Some(r.body[at..].split('"').next()?.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn usage_events(url: &str) -> Vec<flywheel_store::UsageEvent> {
+    runtime().block_on(async {
+        let store = Store::open(url).await.unwrap();
+        let events = store.usage_events(&UsageFilter::default()).await.unwrap();
+        store.close().await;
+        events
+    })
+}
+
+#[test]
+fn two_replicas_share_one_limit_and_follow_promotions() {
+    on_both(|url, dir| {
+        let key = seed_store(url, dir, "100");
+        let replicas = [
+            Replica::start(url, dir, free_port()),
+            Replica::start(url, dir, free_port()),
+        ];
+        for r in &replicas {
+            r.wait_ready();
+        }
+        // One fixed UTC minute must hold the whole burst.
+        if 60 - unix_now() % 60 < 30 {
+            std::thread::sleep(Duration::from_secs(60 - unix_now() % 60));
+        }
+        let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let (key, ports, outcomes) = (key.clone(), ports.clone(), Arc::clone(&outcomes));
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let port = ports[(t + i) % 2];
+                        let body = classify_body("m", &["good film"]);
+                        let r = http(port, "POST", "/v1/classify", Some(&key), None, &body)
+                            .expect("replica answers");
+                        outcomes.lock().unwrap().push(r);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let outcomes = outcomes.lock().unwrap();
+        let ok = outcomes.iter().filter(|r| r.status == 200).count();
+        let limited: Vec<&HttpResponse> = outcomes.iter().filter(|r| r.status == 429).collect();
+        assert_eq!(
+            ok, 100,
+            "exactly the plan's 100 requests succeed across both replicas"
+        );
+        assert_eq!(limited.len(), 50);
+        for r in &limited {
+            assert_eq!(r.header("x-ratelimit-limit-requests"), Some("100"));
+            assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+            let reset = r.header("x-ratelimit-reset-requests").unwrap();
+            let secs: u64 = reset.trim_end_matches('s').parse().unwrap();
+            assert!(secs <= 60, "{reset}");
+            let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+            assert!(r.header("x-ratelimit-remaining-texts").is_some());
+            assert!(r.body.contains("rate_limited"), "{}", r.body);
+        }
+        for r in outcomes.iter().filter(|r| r.status == 200) {
+            assert!(r.header("x-ratelimit-remaining-requests").is_some());
+        }
+        assert_eq!(usage_events(url).len(), 100);
+
+        // A promotion reaches both replicas within a few seconds.
+        let model = train(dir, "m2.fw", "2");
+        flywheel(
+            url,
+            dir,
+            &["models", "push", model.to_str().unwrap(), "--name", "m"],
+        );
+        let promoted = Instant::now();
+        flywheel(url, dir, &["models", "promote", "m", "2"]);
+        for port in &ports {
+            while served_version(*port).as_deref() != Some("2") {
+                assert!(
+                    promoted.elapsed() < Duration::from_secs(5),
+                    "replica {port} still serves {:?}",
+                    served_version(*port)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        eprintln!(
+            "promotion served by both replicas after {:?}",
+            promoted.elapsed()
+        );
+        flywheel(url, dir, &["models", "rollback", "m"]);
+        for port in &ports {
+            while served_version(*port).as_deref() != Some("1") {
+                assert!(promoted.elapsed() < Duration::from_secs(10));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+}
+
+/// Sends one request until it gets a definitive answer (a status other than 503), retrying
+/// with the same request id across connection failures (a killed replica) and 503s.
+fn until_answered(port: u16, key: &str, id: &str, body: &str, retries: &AtomicUsize) -> u16 {
+    let started = Instant::now();
+    loop {
+        match http(port, "POST", "/v1/classify", Some(key), Some(id), body) {
+            Ok(r) if r.status != 503 => return r.status,
+            _ => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "request {id} never answered"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
+    on_both(|url, dir| {
+        let key = seed_store(url, dir, "1000000");
+        let port = free_port();
+        let mut replica = Replica::start(url, dir, port);
+        replica.wait_ready();
+        let stop = Arc::new(AtomicBool::new(false));
+        let retries = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(Mutex::new(Vec::new()));
+        let clients: Vec<_> = (0..4)
+            .map(|t| {
+                let (key, stop, retries, answered) = (
+                    key.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&retries),
+                    Arc::clone(&answered),
+                );
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let id = format!("load-{t}-{i}");
+                        // Every 5th request names a model that does not exist: a 404, unmetered.
+                        let model = if i % 5 == 0 { "missing" } else { "m" };
+                        let texts = ["good film", "awful plot", "happy end"];
+                        let body = classify_body(model, &texts[..1 + i % 3]);
+                        let status = until_answered(port, &key, &id, &body, &retries);
+                        answered.lock().unwrap().push((id, status));
+                    }
+                })
+            })
+            .collect();
+        let kills = 5;
+        for _ in 0..kills {
+            std::thread::sleep(Duration::from_millis(800));
+            replica.kill();
+            replica = Replica::start(url, dir, port);
+        }
+        replica.wait_ready();
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let answered = answered.lock().unwrap();
+        let ok: BTreeSet<&str> = answered
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let refused = answered.iter().filter(|(_, s)| *s == 404).count();
+        assert_eq!(
+            ok.len() + refused,
+            answered.len(),
+            "only 200s and 404s expected"
+        );
+        let events = usage_events(url);
+        let recorded: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(recorded.len(), events.len(), "no id recorded twice");
+        let missing: Vec<_> = ok.difference(&recorded).collect();
+        let extra: Vec<_> = recorded.difference(&ok).collect();
+        assert!(missing.is_empty(), "2xx without a usage event: {missing:?}");
+        assert!(extra.is_empty(), "usage events without a 2xx: {extra:?}");
+        let retried = retries.load(Ordering::Relaxed);
+        assert!(
+            ok.len() > 40 && refused > 5,
+            "{} ok, {refused} refused",
+            ok.len()
+        );
+        assert!(retried > 0, "the kills must hit requests in flight");
+        eprintln!(
+            "{kills} kills: {} successes, each with exactly one usage event; {refused} 404s with none; \
+             {retried} retried attempts",
+            ok.len()
+        );
+    });
+}
