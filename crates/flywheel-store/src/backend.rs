@@ -616,7 +616,7 @@ macro_rules! backend {
                 let (month, next_month) = month_bounds(now);
                 let row = sqlx::query(
                     "SELECT p.requests_per_minute, p.texts_per_month, \
-                       (SELECT w.requests FROM rate_windows w WHERE w.key_id = k.id AND w.window_start = $2) AS requests, \
+                       (SELECT w.requests FROM request_windows w WHERE w.key_id = k.id AND w.window_start >= $2) AS requests, \
                        (SELECT q.texts FROM text_quota q WHERE q.key_id = k.id AND q.month_start = $3) AS texts \
                      FROM api_keys k JOIN plans p ON p.name = k.plan WHERE k.id = $1",
                 )
@@ -784,12 +784,20 @@ macro_rules! backend {
                 if rpm <= 0 {
                     denied_by = Some(LimitKind::Requests);
                 } else {
-                    // Insert the window row or increment it while under the limit; the row stays
-                    // locked until commit, so concurrent callers serialise on it.
+                    // The key's one window row: restarted at 1 when a later minute begins, else
+                    // incremented while under the limit (a replica whose clock lags counts in
+                    // the newer window). The row stays locked until commit, so concurrent
+                    // callers serialise on it.
                     requests_used = sqlx::query_scalar(
-                        "INSERT INTO rate_windows (key_id, window_start, requests) VALUES ($1, $2, 1) \
-                         ON CONFLICT (key_id, window_start) DO UPDATE SET requests = rate_windows.requests + 1 \
-                         WHERE rate_windows.requests < $3 RETURNING requests",
+                        "INSERT INTO request_windows (key_id, window_start, requests) VALUES ($1, $2, 1) \
+                         ON CONFLICT (key_id) DO UPDATE SET \
+                           requests = CASE WHEN request_windows.window_start >= excluded.window_start \
+                             THEN request_windows.requests + 1 ELSE 1 END, \
+                           window_start = CASE WHEN request_windows.window_start >= excluded.window_start \
+                             THEN request_windows.window_start ELSE excluded.window_start END \
+                         WHERE request_windows.window_start < excluded.window_start \
+                           OR request_windows.requests < $3 \
+                         RETURNING requests",
                     )
                     .bind(key_id)
                     .bind(window)
@@ -826,7 +834,7 @@ macro_rules! backend {
                     let used_requests: i64 = match requests_used {
                         Some(n) => n - 1,
                         None => sqlx::query_scalar(
-                            "SELECT requests FROM rate_windows WHERE key_id = $1 AND window_start = $2",
+                            "SELECT requests FROM request_windows WHERE key_id = $1 AND window_start >= $2",
                         )
                         .bind(key_id)
                         .bind(window)
@@ -852,14 +860,6 @@ macro_rules! backend {
 
                 let requests_used = requests_used.unwrap_or(0);
                 let texts_used = texts_used.unwrap_or(0);
-                if requests_used == 1 {
-                    // First request of a new window: drop this key's old windows.
-                    sqlx::query("DELETE FROM rate_windows WHERE key_id = $1 AND window_start < $2")
-                        .bind(key_id)
-                        .bind(window)
-                        .execute(&mut **tx)
-                        .await?;
-                }
                 Ok(Decision {
                     allowed: true,
                     denied_by: None,

@@ -99,6 +99,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage request digest",
         include_str!("../migrations/sqlite/0002_usage_request_digest.sql"),
     ),
+    (
+        3,
+        "one request window per key",
+        include_str!("../migrations/sqlite/0003_one_request_window_per_key.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -110,6 +115,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "usage request digest",
         include_str!("../migrations/postgres/0002_usage_request_digest.sql"),
+    ),
+    (
+        3,
+        "one request window per key",
+        include_str!("../migrations/postgres/0003_one_request_window_per_key.sql"),
     ),
 ];
 
