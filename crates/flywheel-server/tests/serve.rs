@@ -490,6 +490,7 @@ async fn info_endpoints() {
         "/v1/classify",
         "/v1/explain",
         "/v1/models",
+        "/v1/usage",
         "/v1/admin/models/{name}/reload",
         "/healthz",
         "/readyz",
