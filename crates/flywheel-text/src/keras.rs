@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::segment::{segment, Segmentation};
 use crate::TextError;
 
 /// Keras's default filter characters: ``!"#$%&()*+,-./:;<=>?@[\]^_`{|}~\t\n``.
@@ -34,6 +35,11 @@ pub struct TokenizerConfig {
     pub char_level: bool,
     /// Token that stands for words outside the vocabulary; `None` drops them.
     pub oov_token: Option<String>,
+    /// How texts are cut: Keras's rules (the fields above) or a Unicode-aware segmenter, which
+    /// always applies NFKC and lower-casing and ignores `filters`, `lower`, `split` and
+    /// `char_level`.
+    #[serde(default)]
+    pub segmentation: Segmentation,
 }
 
 impl Default for TokenizerConfig {
@@ -45,6 +51,7 @@ impl Default for TokenizerConfig {
             split: " ".to_string(),
             char_level: false,
             oov_token: None,
+            segmentation: Segmentation::Keras,
         }
     }
 }
@@ -204,8 +211,13 @@ impl KerasTokenizer {
         self.vocab = vocab;
     }
 
-    /// Calls `f` on every token of `text`, as Keras splits it.
+    /// Calls `f` on every token of `text`, as Keras splits it (or as the configured segmenter
+    /// does).
     pub fn for_each_token(&self, text: &str, mut f: impl FnMut(&str)) {
+        if self.config.segmentation != Segmentation::Keras {
+            segment(self.config.segmentation, text, |t, _, _| f(t));
+            return;
+        }
         let lowered;
         let text = if self.config.lower {
             lowered = python_lower(text);
@@ -270,6 +282,10 @@ impl KerasTokenizer {
     /// piece(s) it produced map back to that one character; with `char_level` both pieces then
     /// carry the same one-character span.
     pub fn for_each_token_span(&self, text: &str, mut f: impl FnMut(&str, usize, usize)) {
+        if self.config.segmentation != Segmentation::Keras {
+            segment(self.config.segmentation, text, f);
+            return;
+        }
         // `origin[i]` = char index in `text` of the character that produced char `i` of the
         // normalised text. Lower-casing maps every char independently, except that the final
         // sigma rule picks between two one-char forms, so per-char lengths give the mapping.

@@ -1,12 +1,16 @@
-//! Text to token ids: a Keras-compatible tokenizer and `pad_sequences`.
+//! Text to token ids: a Keras-compatible tokenizer and `pad_sequences`, Unicode-aware
+//! segmenters (word, char, CJK, jieba) and fastText's n-gram hashing.
 //!
 //! Knows nothing about networks; the model crate turns ids into tensors.
 
 pub mod keras;
+pub mod ngrams;
 pub mod pad;
+pub mod segment;
 
 pub use keras::{KerasTokenizer, TokenSpan, TokenizerConfig, TokenizerState, DEFAULT_FILTERS};
 pub use pad::{pad_sequences, PadSpec, Side};
+pub use segment::Segmentation;
 
 /// Errors from text processing.
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,7 @@ fn tokenizer_and_padding_match_keras() {
             split: c["split"].as_str().unwrap().to_string(),
             char_level: c["char_level"].as_bool().unwrap(),
             oov_token: c["oov_token"].as_str().map(str::to_string),
+            segmentation: Default::default(),
         };
         let num_words = config.num_words;
         let mut tok = KerasTokenizer::new(config).unwrap();
