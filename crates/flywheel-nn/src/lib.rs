@@ -4,6 +4,7 @@
 //! No I/O, no text, no file formats. Every layer and loss is generic over [`Real`], so the
 //! gradient checks run the very code that trains, in `f64`.
 
+pub mod bag;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;
@@ -16,6 +17,10 @@ pub mod rng;
 pub mod simd;
 pub mod tensor;
 
+pub use bag::{
+    apply_input, apply_inputs_sharded, BagLoss, BagModel, BagScratch, BagTarget, BagUpdate,
+    HuffmanTree,
+};
 pub use layers::{Dense, Embedding, EmbeddingGrad, Lstm};
 pub use loss::{Loss, Targets};
 pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
