@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flywheel_data::{read_labelled, read_texts, Format, ReadOptions};
 use flywheel_model::{evaluate, train, Artifact, ModelSpec, OptimizerChoice, Task, TrainConfig};
-use flywheel_text::Side;
+use flywheel_text::{Segmentation, Side};
 
 /// Train text classifiers, evaluate them honestly and use them.
 #[derive(Parser, Debug)]
@@ -147,6 +147,36 @@ struct TrainArgs {
     /// recurrent dropout 0.2) → Dense; Adam; 10 epochs; batch 32; validation split 0.2).
     #[arg(long, default_value = "keras-lstm")]
     preset: String,
+    /// Model family: lstm (the reference; the preset's) or fasttext (mean of word and hashed
+    /// n-gram embeddings, linear classifier, SGD; fastText's defaults: dim 100, 5 epochs,
+    /// lr 0.1, no validation split).
+    #[arg(long = "model", value_name = "FAMILY")]
+    family: Option<String>,
+    /// Tokenizer: keras (the reference's rules), word (Unicode word boundaries), char, cjk
+    /// (every CJK character a token), jieba (Chinese word segmentation). All but keras apply
+    /// NFKC and lower-casing. Default: keras for lstm, word for fasttext; cjk for either when
+    /// the training texts are mostly CJK.
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// fasttext: longest word n-gram [default: 1].
+    #[arg(long)]
+    word_ngrams: Option<usize>,
+    /// fasttext: hash buckets for word and character n-grams [default: 2000000].
+    #[arg(long)]
+    buckets: Option<usize>,
+    /// fasttext: shortest character n-gram [default: 0].
+    #[arg(long)]
+    minn: Option<usize>,
+    /// fasttext: longest character n-gram; 0 = none [default: 0].
+    #[arg(long)]
+    maxn: Option<usize>,
+    /// fasttext: embedding width (alias of --embed-dim) [default: 100].
+    #[arg(long)]
+    dim: Option<usize>,
+    /// fasttext: softmax, ova (one sigmoid per label) or hs (hierarchical softmax)
+    /// [default: softmax; ova for multilabel].
+    #[arg(long)]
+    loss: Option<String>,
     /// binary, multiclass, multilabel or regression (default: inferred from the labels).
     #[arg(long)]
     task: Option<String>,
@@ -399,8 +429,63 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     if args.preset != "keras-lstm" {
         bail!("unknown preset '{}': available: keras-lstm", args.preset);
     }
-    let mut spec = ModelSpec::default();
+    let family = args.family.as_deref().unwrap_or("lstm");
     let mut cfg = TrainConfig::default();
+    let mut spec = match family {
+        "lstm" => ModelSpec::default(),
+        "fasttext" => {
+            cfg.epochs = 5;
+            cfg.lr = Some(0.1);
+            cfg.optimizer = OptimizerChoice::Sgd;
+            cfg.validation_split = 0.0;
+            ModelSpec::fasttext()
+        }
+        other => bail!("unknown model '{other}': use lstm or fasttext"),
+    };
+    if spec.is_bag() {
+        for (flag, given) in [
+            ("--max-len", args.max_len.is_some()),
+            ("--hidden", args.hidden.is_some()),
+            ("--dropout", args.dropout.is_some()),
+            ("--recurrent-dropout", args.recurrent_dropout.is_some()),
+            ("--padding", args.padding.is_some()),
+            ("--truncating", args.truncating.is_some()),
+            ("--batch-size", args.batch_size.is_some()),
+            ("--optimizer", args.optimizer.is_some()),
+            ("--patience", args.patience.is_some()),
+        ] {
+            if given {
+                bail!("{flag} does not apply to --model fasttext");
+            }
+        }
+        spec.bag.word_ngrams = args.word_ngrams.unwrap_or(spec.bag.word_ngrams);
+        spec.bag.buckets = args.buckets.unwrap_or(spec.bag.buckets);
+        spec.bag.minn = args.minn.unwrap_or(spec.bag.minn);
+        spec.bag.maxn = args.maxn.unwrap_or(spec.bag.maxn);
+        if let Some(l) = &args.loss {
+            spec.bag.loss = l.parse()?;
+        }
+        if let Some(d) = args.dim {
+            spec.embed_dim = d;
+        }
+    } else {
+        for (flag, given) in [
+            ("--word-ngrams", args.word_ngrams.is_some()),
+            ("--buckets", args.buckets.is_some()),
+            ("--minn", args.minn.is_some()),
+            ("--maxn", args.maxn.is_some()),
+            ("--dim", args.dim.is_some()),
+            ("--loss", args.loss.is_some()),
+        ] {
+            if given {
+                bail!("{flag} applies to --model fasttext only");
+            }
+        }
+    }
+    if let Some(t) = &args.tokenizer {
+        spec.tokenizer.segmentation = t.parse::<Segmentation>().map_err(anyhow::Error::msg)?;
+        spec.detect_cjk = false;
+    }
     if let Some(n) = args.num_words {
         spec.tokenizer.num_words = Some(n);
     }
@@ -419,7 +504,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     if let Some(o) = &args.optimizer {
         cfg.optimizer = o.parse::<OptimizerChoice>()?;
     }
-    cfg.lr = args.lr;
+    cfg.lr = args.lr.or(cfg.lr);
     cfg.momentum = args.momentum.unwrap_or(0.0);
     cfg.validation_split = args.validation_split.unwrap_or(cfg.validation_split);
     cfg.seed = args.seed;
@@ -655,6 +740,14 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         data: f.train.clone(),
         output: model.clone(),
         preset: "keras-lstm".to_string(),
+        family: None,
+        tokenizer: None,
+        word_ngrams: None,
+        buckets: None,
+        minn: None,
+        maxn: None,
+        dim: None,
+        loss: None,
         task: None,
         label_sep: "|".to_string(),
         epochs: None,

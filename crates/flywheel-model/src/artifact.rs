@@ -11,18 +11,19 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use flywheel_nn::{Dense, Embedding, Lstm, Parameters, Tensor, TextRnn};
+use flywheel_nn::{BagLoss, BagModel, Dense, Embedding, Lstm, Tensor, TextRnn};
 use flywheel_text::{KerasTokenizer, TokenizerState};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bag::{bag_loss, BagFeaturizer, BagNet};
 use crate::evaluate::Report;
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
 use crate::train::{EpochRecord, TrainOutcome};
-use crate::{ModelError, Pipeline};
+use crate::{ModelError, Network, Pipeline};
 
 /// The format tag in every model file.
 pub const FORMAT: &str = "flywheel.model";
@@ -78,6 +79,9 @@ pub struct ArtifactMeta {
     pub validation_metrics: Option<Report>,
     /// Version this model was derived from, if any.
     pub parent: Option<String>,
+    /// Training rows per class (hierarchical softmax rebuilds its tree from them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_counts: Vec<u64>,
     /// SHA-256 over this metadata (canonical JSON, with this field empty) and the tensors'
     /// names, shapes and bytes: any edit of the file is detected.
     pub sha256: String,
@@ -123,6 +127,7 @@ impl Artifact {
             }),
             validation_metrics: outcome.validation,
             parent: None,
+            class_counts: outcome.class_counts.clone(),
             sha256: String::new(),
         };
         Artifact {
@@ -133,27 +138,22 @@ impl Artifact {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let net = self.pipeline.net();
-        let tensors = net.tensors();
+        let buffers = raw_tensors(self.pipeline.network());
         let mut meta = self.meta.clone();
         meta.sha256 = String::new();
         let canonical = canonical_json(&meta)?;
         meta.sha256 = file_digest(
             &canonical,
-            tensors
+            buffers
                 .iter()
-                .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
+                .map(|(n, _, shape, b)| (n.as_str(), shape.as_slice(), b.clone())),
         );
         let json = serde_json::to_string(&meta)
             .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))?;
-        let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shape().to_vec(), bytes_of(t.data())))
-            .collect();
         let views = buffers
             .iter()
-            .map(|(n, shape, b)| {
-                TensorView::new(Dtype::F32, shape.clone(), b)
+            .map(|(n, dtype, shape, b)| {
+                TensorView::new(*dtype, shape.clone(), b)
                     .map(|v| (n.clone(), v))
                     .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
             })
@@ -263,7 +263,90 @@ impl Artifact {
             labels: meta.labels.clone(),
             label_sep: meta.label_sep.clone(),
         };
+        let tokenizer =
+            KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
         let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
+        let net: Network = if spec.is_bag() {
+            let view = st
+                .tensor("bag.buckets")
+                .map_err(|_| bad("tensor 'bag.buckets' is missing".to_string()))?;
+            if view.dtype() != Dtype::U32 || view.shape().len() != 1 {
+                return Err(bad(format!(
+                    "tensor 'bag.buckets' is {:?} {:?}, expected U32 [n]",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            let buckets: Vec<u32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let featurizer =
+                BagFeaturizer::with_buckets(spec.bag.clone(), tokenizer.words().len(), buckets);
+            let loss = bag_loss(spec.bag.loss, meta.task, &meta.class_counts)
+                .map_err(|e| bad(e.to_string()))?;
+            let (out_rows, outputs) = match &loss {
+                BagLoss::Hierarchical(t) => (t.nodes(), t.paths.len()),
+                BagLoss::Softmax if meta.task == Task::Binary => (2, 2),
+                _ => (k, k),
+            };
+            let rows = featurizer.rows();
+            Network::Bag(BagNet {
+                featurizer,
+                model: BagModel {
+                    input: read("bag.input", &[rows, e])?,
+                    output: read("bag.output", &[out_rows, e])?,
+                    bias: read("bag.bias", &[outputs])?,
+                    loss,
+                },
+            })
+        } else {
+            rnn_from(&st, &read, &bad, e, h, k, meta.task)?
+        };
+        let names: Vec<String> = raw_tensors(&net).into_iter().map(|r| r.0).collect();
+        if st.len() != names.len() {
+            let extra: Vec<String> = st
+                .names()
+                .into_iter()
+                .filter(|n| !names.iter().any(|m| m == n))
+                .map(str::to_string)
+                .collect();
+            return Err(bad(format!("unexpected tensors: {}", extra.join(", "))));
+        }
+        let mut unsigned = meta.clone();
+        unsigned.sha256 = String::new();
+        let canonical = canonical_json(&unsigned).map_err(|e| bad(e.to_string()))?;
+        let digest = file_digest(
+            &canonical,
+            raw_tensors(&net)
+                .iter()
+                .map(|(n, _, shape, b)| (n.as_str(), shape.as_slice(), b.clone())),
+        );
+        if digest != meta.sha256 {
+            return Err(bad(
+                "the contents do not match their checksum: the file was modified or corrupted"
+                    .to_string(),
+            ));
+        }
+        let pipeline =
+            Pipeline::new(spec.clone(), labels, tokenizer, net).map_err(|e| bad(e.to_string()))?;
+        Ok(Artifact { meta, pipeline })
+    }
+}
+
+/// The recurrent network's tensors.
+#[allow(clippy::too_many_arguments)]
+fn rnn_from(
+    st: &SafeTensors<'_>,
+    read: &dyn Fn(&str, &[usize]) -> Result<Tensor<f32>, ModelError>,
+    bad: &dyn Fn(String) -> ModelError,
+    e: usize,
+    h: usize,
+    k: usize,
+    task: Task,
+) -> Result<Network, ModelError> {
+    {
         let vocab = st
             .tensor("embedding")
             .map_err(|_| bad("tensor 'embedding' is missing".to_string()))?
@@ -284,39 +367,29 @@ impl Artifact {
                 kernel: read("dense.kernel", &[h, k])?,
                 bias: read("dense.bias", &[k])?,
             },
-            loss: meta.task.loss(),
+            loss: task.loss(),
         };
-        let names: Vec<String> = net.tensors().into_iter().map(|(n, _)| n).collect();
-        if st.len() != names.len() {
-            let extra: Vec<String> = st
-                .names()
-                .into_iter()
-                .filter(|n| !names.iter().any(|m| m == n))
-                .map(str::to_string)
-                .collect();
-            return Err(bad(format!("unexpected tensors: {}", extra.join(", "))));
-        }
-        let mut unsigned = meta.clone();
-        unsigned.sha256 = String::new();
-        let canonical = canonical_json(&unsigned).map_err(|e| bad(e.to_string()))?;
-        let digest = file_digest(
-            &canonical,
-            net.tensors()
-                .iter()
-                .map(|(n, t)| (n.as_str(), t.shape(), bytes_of(t.data()))),
-        );
-        if digest != meta.sha256 {
-            return Err(bad(
-                "the contents do not match their checksum: the file was modified or corrupted"
-                    .to_string(),
-            ));
-        }
-        let tokenizer =
-            KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
-        let pipeline =
-            Pipeline::new(spec.clone(), labels, tokenizer, net).map_err(|e| bad(e.to_string()))?;
-        Ok(Artifact { meta, pipeline })
+        Ok(Network::Rnn(net))
     }
+}
+
+/// The tensors of a network as stored: name, type, shape, little-endian bytes.
+fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = net
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, Dtype::F32, t.shape().to_vec(), bytes_of(t.data())))
+        .collect();
+    if let Network::Bag(b) = net {
+        let list = b.featurizer.bucket_list();
+        out.push((
+            "bag.buckets".to_string(),
+            Dtype::U32,
+            vec![list.len()],
+            list.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    }
+    out
 }
 
 fn bytes_of(data: &[f32]) -> Vec<u8> {

@@ -75,7 +75,7 @@ pub fn explain_label(
         seqs.push(prepared.sequence_without(pipeline, &[j]));
     }
     let scores = class_scores(pipeline, &seqs)?;
-    let k = pipeline.net().outputs();
+    let k = pipeline.outputs();
     let base_row = &scores[..k];
     let (class, name) = target_class(pipeline, base_row, label)?;
     let value = |row: &[f32]| score_of(pipeline.labels.task, row, class);
@@ -174,7 +174,7 @@ pub fn deletion_check<S: AsRef<str>>(
             seqs.push(prepared.sequence_without(pipeline, &pool[..k]));
         }
         let scores = class_scores(pipeline, &seqs)?;
-        let w = pipeline.net().outputs();
+        let w = pipeline.outputs();
         let (class, _) = target_class(pipeline, &scores[..w], None)?;
         let task = pipeline.labels.task;
         let score = |i: usize| f64::from(score_of(task, &scores[i * w..(i + 1) * w], class));
@@ -216,7 +216,7 @@ struct Prepared {
     in_vocab: Vec<bool>,
     /// For each span, its index in `full` (None: dropped).
     seq_index: Vec<Option<usize>>,
-    /// The untruncated id sequence.
+    /// The untruncated id sequence (token positions for models that see every token).
     full: Vec<u32>,
     /// Span index of each entry of `full`.
     positions: Vec<usize>,
@@ -234,7 +234,12 @@ impl Prepared {
         let mut in_vocab = Vec::with_capacity(spans.len());
         for (i, s) in spans.iter().enumerate() {
             in_vocab.push(tok.word_index(&s.token).is_some());
-            match tok.token_id(&s.token) {
+            // The fastText-style model sees every token (n-grams of unknown words included).
+            let id = match pipeline.truncates() {
+                true => tok.token_id(&s.token),
+                false => Some(i as u32),
+            };
+            match id {
                 Some(id) => {
                     seq_index.push(Some(full.len()));
                     full.push(id);
@@ -265,6 +270,18 @@ impl Prepared {
     /// The truncated sequence the model sees with the entries `drop` (indices into `full`)
     /// removed from the text.
     fn sequence_without(&self, pipeline: &Pipeline, drop: &[usize]) -> Vec<u32> {
+        if !pipeline.truncates() {
+            let tokens: Vec<&str> = self
+                .full
+                .iter()
+                .enumerate()
+                .filter(|(q, _)| !drop.contains(q))
+                .map(|(_, &pos)| self.spans[pos as usize].token.as_str())
+                .collect();
+            let mut out = Vec::new();
+            pipeline.encode_tokens_into(&tokens, &mut out);
+            return out;
+        }
         let rest: Vec<u32> = self
             .full
             .iter()
@@ -280,7 +297,7 @@ impl Prepared {
 /// The positions of a sequence of length `n` that truncation keeps.
 fn kept_range(pipeline: &Pipeline, n: usize) -> std::ops::Range<usize> {
     let pad = pipeline.pad();
-    if n <= pad.maxlen {
+    if n <= pad.maxlen || !pipeline.truncates() {
         return 0..n;
     }
     match pad.truncating {
@@ -292,12 +309,7 @@ fn kept_range(pipeline: &Pipeline, n: usize) -> std::ops::Range<usize> {
 /// Activated outputs (`[seqs.len(), outputs]`) of truncated id sequences.
 fn class_scores(pipeline: &Pipeline, seqs: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-    let mut out = pipeline.logits_par(&refs)?;
-    pipeline
-        .net()
-        .loss
-        .activate(&mut out, pipeline.net().outputs());
-    Ok(out)
+    pipeline.outputs_par(&refs)
 }
 
 /// The class to explain and its name.

@@ -2,6 +2,7 @@
 //! shared by train, eval, predict and serve), the training loop, metrics and the artifact file.
 
 pub mod artifact;
+pub mod bag;
 pub mod curves;
 pub mod evaluate;
 pub mod explain;
@@ -14,8 +15,8 @@ pub mod train;
 pub use artifact::{Artifact, ArtifactMeta, TrainingInfo};
 pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
-pub use pipeline::{Pipeline, Prediction};
-pub use spec::{ModelSpec, OptimizerChoice, TrainConfig};
+pub use pipeline::{Network, Pipeline, Prediction};
+pub use spec::{BagLossChoice, BagSpec, ModelSpec, OptimizerChoice, TrainConfig};
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
 

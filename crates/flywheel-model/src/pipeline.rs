@@ -1,13 +1,44 @@
 //! The one code path from a string to a prediction: tokenizer → truncation/padding → network →
 //! output activation → labels. Training, evaluation, prediction and serving all use it.
 
-use flywheel_nn::{PadStates, TextRnn, Workspace};
+use flywheel_nn::{BagScratch, PadStates, Parameters, Tensor, TextRnn, Workspace};
 use flywheel_text::{KerasTokenizer, PadSpec, Side};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
+use crate::bag::BagNet;
 use crate::task::{LabelSet, Task};
 use crate::{ModelError, ModelSpec};
+
+/// The network of a pipeline: one of the model families.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Network {
+    /// `Embedding → LSTM → Dense` (the reference model).
+    Rnn(TextRnn<f32>),
+    /// The fastText-style bag of n-grams.
+    Bag(BagNet),
+}
+
+impl From<TextRnn<f32>> for Network {
+    fn from(n: TextRnn<f32>) -> Self {
+        Network::Rnn(n)
+    }
+}
+
+impl Network {
+    /// Its weights, named as in the model file.
+    pub fn tensors(&self) -> Vec<(String, &Tensor<f32>)> {
+        match self {
+            Network::Rnn(n) => n.tensors(),
+            Network::Bag(b) => b.model.tensors(),
+        }
+    }
+
+    /// Number of trainable numbers.
+    pub fn num_parameters(&self) -> usize {
+        self.tensors().iter().map(|(_, t)| t.len()).sum()
+    }
+}
 
 /// Texts per inference block (one workspace, one pass of the network).
 const BLOCK: usize = 256;
@@ -21,7 +52,7 @@ pub struct Pipeline {
     pub labels: LabelSet,
     tokenizer: KerasTokenizer,
     pad: PadSpec,
-    net: TextRnn<f32>,
+    net: Network,
     pad_states: Option<PadStates<f32>>,
 }
 
@@ -84,20 +115,41 @@ impl Pipeline {
         spec: ModelSpec,
         labels: LabelSet,
         tokenizer: KerasTokenizer,
-        net: TextRnn<f32>,
+        net: impl Into<Network>,
     ) -> Result<Self, ModelError> {
         spec.validate()?;
-        if tokenizer.vocab_size() > net.embedding.vocab() {
+        let net = net.into();
+        let (rows, outputs) = match &net {
+            Network::Rnn(n) => (n.embedding.vocab(), n.outputs()),
+            Network::Bag(b) => {
+                let binary2 = labels.task == Task::Binary && b.model.outputs() == 2;
+                let outputs = if binary2 { 1 } else { b.model.outputs() };
+                if b.model.rows() != b.featurizer.rows() {
+                    return Err(ModelError::Invalid(format!(
+                        "the featurizer uses {} rows but the embedding has {}",
+                        b.featurizer.rows(),
+                        b.model.rows()
+                    )));
+                }
+                (b.model.rows(), outputs)
+            }
+        };
+        if spec.is_bag() != matches!(net, Network::Bag(_)) {
+            return Err(ModelError::Invalid(format!(
+                "the network does not match the '{}' model",
+                spec.architecture
+            )));
+        }
+        if tokenizer.vocab_size() > rows {
             return Err(ModelError::Invalid(format!(
                 "the tokenizer emits ids up to {} but the embedding has {} rows",
                 tokenizer.vocab_size(),
-                net.embedding.vocab()
+                rows
             )));
         }
-        if net.outputs() != labels.outputs() {
+        if outputs != labels.outputs() {
             return Err(ModelError::Invalid(format!(
-                "the network has {} outputs but the {} task with {} labels needs {}",
-                net.outputs(),
+                "the network has {outputs} outputs but the {} task with {} labels needs {}",
                 labels.task,
                 labels.labels.len(),
                 labels.outputs()
@@ -116,11 +168,13 @@ impl Pipeline {
                 labels.task
             )));
         }
-        if net.loss != labels.task.loss() {
-            return Err(ModelError::Invalid(format!(
-                "the network's loss does not fit the {} task",
-                labels.task
-            )));
+        if let Network::Rnn(n) = &net {
+            if n.loss != labels.task.loss() {
+                return Err(ModelError::Invalid(format!(
+                    "the network's loss does not fit the {} task",
+                    labels.task
+                )));
+            }
         }
         let pad = spec.pad();
         let mut p = Pipeline {
@@ -137,9 +191,9 @@ impl Pipeline {
 
     /// Recomputes what is derived from the weights (call after changing them).
     pub fn refresh(&mut self) -> Result<(), ModelError> {
-        self.pad_states = match self.pad.padding {
-            Side::Pre => Some(self.net.pad_states(self.pad.maxlen, self.pad.value)?),
-            Side::Post => None,
+        self.pad_states = match (&self.net, self.pad.padding) {
+            (Network::Rnn(n), Side::Pre) => Some(n.pad_states(self.pad.maxlen, self.pad.value)?),
+            _ => None,
         };
         Ok(())
     }
@@ -150,13 +204,66 @@ impl Pipeline {
     }
 
     /// The network.
-    pub fn net(&self) -> &TextRnn<f32> {
+    pub fn network(&self) -> &Network {
         &self.net
     }
 
-    /// The network, mutable; call [`Pipeline::refresh`] after changing weights.
-    pub fn net_mut(&mut self) -> &mut TextRnn<f32> {
-        &mut self.net
+    /// Number of outputs per text (`labels.outputs()`).
+    pub fn outputs(&self) -> usize {
+        self.labels.outputs()
+    }
+
+    /// Number of trainable numbers.
+    pub fn num_parameters(&self) -> usize {
+        self.net.num_parameters()
+    }
+
+    /// The recurrent network (an error for other families).
+    pub fn rnn(&self) -> Result<&TextRnn<f32>, ModelError> {
+        match &self.net {
+            Network::Rnn(n) => Ok(n),
+            _ => Err(self.wrong_family("lstm")),
+        }
+    }
+
+    /// The recurrent network, mutable; call [`Pipeline::refresh`] after changing weights.
+    pub fn rnn_mut(&mut self) -> Result<&mut TextRnn<f32>, ModelError> {
+        match &mut self.net {
+            Network::Rnn(n) => Ok(n),
+            _ => Err(ModelError::Invalid(
+                "this operation needs an lstm model".to_string(),
+            )),
+        }
+    }
+
+    /// The fastText-style network (an error for other families).
+    pub fn bag(&self) -> Result<&BagNet, ModelError> {
+        match &self.net {
+            Network::Bag(b) => Ok(b),
+            _ => Err(self.wrong_family("fasttext")),
+        }
+    }
+
+    /// The fastText-style network, mutable.
+    pub fn bag_mut(&mut self) -> Result<&mut BagNet, ModelError> {
+        match &mut self.net {
+            Network::Bag(b) => Ok(b),
+            _ => Err(ModelError::Invalid(
+                "this operation needs a fasttext model".to_string(),
+            )),
+        }
+    }
+
+    fn wrong_family(&self, want: &str) -> ModelError {
+        ModelError::Invalid(format!(
+            "this operation needs a {want} model, not {}",
+            self.spec.architecture
+        ))
+    }
+
+    /// True when a text's model input may be cut to `max_len` tokens (recurrent models).
+    pub fn truncates(&self) -> bool {
+        matches!(self.net, Network::Rnn(_))
     }
 
     /// The padding rule.
@@ -164,8 +271,13 @@ impl Pipeline {
         self.pad
     }
 
-    /// Token ids of `text` after truncation (at most `max_len`), appended to `out`.
+    /// The model input of `text`, appended to `out`: token ids after truncation (at most
+    /// `max_len`) for recurrent models, embedding rows for the fastText-style model.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
+        if let Network::Bag(b) = &self.net {
+            b.featurizer.encode_into(&self.tokenizer, text, out);
+            return;
+        }
         let start = out.len();
         self.tokenizer.text_to_sequence_into(text, out);
         let n = out.len() - start;
@@ -179,15 +291,36 @@ impl Pipeline {
         }
     }
 
-    /// Logits (`[seqs.len(), outputs]`) of truncated id sequences.
+    /// The model input of already-cut tokens (see [`Pipeline::encode_into`]).
+    pub fn encode_tokens_into(&self, tokens: &[&str], out: &mut Vec<u32>) {
+        match &self.net {
+            Network::Bag(b) => b.featurizer.encode_tokens(&self.tokenizer, tokens, out),
+            Network::Rnn(_) => {
+                let start = out.len();
+                out.extend(tokens.iter().filter_map(|t| self.tokenizer.token_id(t)));
+                let n = out.len() - start;
+                if n > self.pad.maxlen {
+                    match self.pad.truncating {
+                        Side::Pre => {
+                            out.drain(start..start + n - self.pad.maxlen);
+                        }
+                        Side::Post => out.truncate(start + self.pad.maxlen),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logits (`[seqs.len(), outputs]`) of truncated id sequences (recurrent models).
     pub fn logits_of(
         &self,
         seqs: &[&[u32]],
         ws: &mut Workspace<f32>,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        let net = self.rnn()?;
         match &self.pad_states {
-            Some(pads) => self.net.predict_pre_padded(seqs, pads, ws, out)?,
+            Some(pads) => net.predict_pre_padded(seqs, pads, ws, out)?,
             None => {
                 let (steps, b) = (self.pad.maxlen, seqs.len());
                 let mut ids = vec![0u32; steps * b];
@@ -198,16 +331,16 @@ impl Pipeline {
                         ids[t * b + j] = id;
                     }
                 }
-                self.net.predict_padded(&ids, steps, b, ws, out)?;
+                net.predict_padded(&ids, steps, b, ws, out)?;
             }
         }
         Ok(())
     }
 
     /// Logits of id sequences, computed in parallel blocks on the current rayon pool:
-    /// `[seqs.len(), outputs]`.
+    /// `[seqs.len(), outputs]` (recurrent models).
     pub fn logits_par(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
-        let k = self.net.outputs();
+        let k = self.outputs();
         let blocks: Result<Vec<Vec<f32>>, ModelError> = seqs
             .par_chunks(BLOCK)
             .map_init(Workspace::default, |ws, block| {
@@ -219,34 +352,69 @@ impl Pipeline {
         Ok(blocks?.concat())
     }
 
+    /// Output probabilities (or values) of model inputs (from [`Pipeline::encode_into`]),
+    /// computed in parallel blocks on the current rayon pool: `[seqs.len(), outputs]`.
+    pub fn outputs_par(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
+        let k = self.outputs();
+        let blocks: Result<Vec<Vec<f32>>, ModelError> = seqs
+            .par_chunks(BLOCK)
+            .map_init(Scratch::default, |s, block| {
+                let mut out = vec![0.0f32; block.len() * k];
+                self.outputs_of(block, s, &mut out)?;
+                Ok(out)
+            })
+            .collect();
+        Ok(blocks?.concat())
+    }
+
+    /// Outputs of one block of model inputs.
+    fn outputs_of(
+        &self,
+        seqs: &[&[u32]],
+        s: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let k = self.outputs();
+        match &self.net {
+            Network::Rnn(n) => {
+                self.logits_of(seqs, &mut s.ws, out)?;
+                n.loss.activate(out, k);
+            }
+            Network::Bag(b) => {
+                for (seq, row) in seqs.iter().zip(out.chunks_exact_mut(k)) {
+                    b.outputs_into(seq, self.labels.task, &mut s.bag, &mut s.probs, row)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Output probabilities (or values) of texts: `[texts.len(), outputs]`.
     pub fn outputs_of_texts<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
     ) -> Result<Vec<f32>, ModelError> {
-        let k = self.net.outputs();
+        let k = self.outputs();
         let blocks: Result<Vec<Vec<f32>>, ModelError> = texts
             .par_chunks(BLOCK)
-            .map_init(
-                || (Workspace::default(), Vec::new(), Vec::new()),
-                |(ws, ids, offsets): &mut (Workspace<f32>, Vec<u32>, Vec<usize>), block| {
-                    ids.clear();
-                    offsets.clear();
-                    offsets.push(0);
-                    for t in block {
-                        self.encode_into(t.as_ref(), ids);
-                        offsets.push(ids.len());
-                    }
-                    let seqs: Vec<&[u32]> = offsets.windows(2).map(|w| &ids[w[0]..w[1]]).collect();
-                    let mut out = vec![0.0f32; block.len() * k];
-                    self.logits_of(&seqs, ws, &mut out)?;
-                    Ok(out)
-                },
-            )
+            .map_init(Scratch::default, |s, block| {
+                s.ids.clear();
+                s.offsets.clear();
+                s.offsets.push(0);
+                for t in block {
+                    self.encode_into(t.as_ref(), &mut s.ids);
+                    s.offsets.push(s.ids.len());
+                }
+                let (ids, offsets) = (std::mem::take(&mut s.ids), std::mem::take(&mut s.offsets));
+                let seqs: Vec<&[u32]> = offsets.windows(2).map(|w| &ids[w[0]..w[1]]).collect();
+                let mut out = vec![0.0f32; block.len() * k];
+                let r = self.outputs_of(&seqs, s, &mut out);
+                drop(seqs);
+                (s.ids, s.offsets) = (ids, offsets);
+                r.map(|()| out)
+            })
             .collect();
-        let mut all: Vec<f32> = blocks?.concat();
-        self.net.loss.activate(&mut all, k);
-        Ok(all)
+        Ok(blocks?.concat())
     }
 
     /// Turns one row of outputs into a prediction.
@@ -294,10 +462,20 @@ impl Pipeline {
         &self,
         texts: &[S],
     ) -> Result<Vec<Prediction>, ModelError> {
-        let k = self.net.outputs();
+        let k = self.outputs();
         let out = self.outputs_of_texts(texts)?;
         Ok(out.chunks_exact(k).map(|row| self.decide(row)).collect())
     }
+}
+
+/// Per-thread buffers of inference.
+#[derive(Default)]
+struct Scratch {
+    ws: Workspace<f32>,
+    bag: BagScratch,
+    probs: Vec<f32>,
+    ids: Vec<u32>,
+    offsets: Vec<usize>,
 }
 
 /// Index of the largest value (the first on ties).

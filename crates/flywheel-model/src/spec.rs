@@ -2,7 +2,7 @@
 //! (`--preset keras-lstm`).
 
 use flywheel_nn::OptimizerKind;
-use flywheel_text::{PadSpec, Side, TokenizerConfig};
+use flywheel_text::{PadSpec, Segmentation, Side, TokenizerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -10,7 +10,7 @@ use crate::ModelError;
 /// The network and its preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// Network family (only `lstm` so far).
+    /// Network family: `lstm` (the reference) or `fasttext`.
     pub architecture: String,
     /// Tokenizer settings (`num_words` also sizes the embedding table).
     pub tokenizer: TokenizerConfig,
@@ -28,6 +28,71 @@ pub struct ModelSpec {
     pub dropout: f32,
     /// Recurrent dropout of the LSTM.
     pub recurrent_dropout: f32,
+    /// Settings of the `fasttext` family (ignored by the others).
+    #[serde(default)]
+    pub bag: BagSpec,
+    /// Detect CJK text when training and cut it with the `cjk` segmenter instead of the
+    /// configured word splitter (not with `char_level`); the artifact records the segmentation
+    /// chosen (and `false` here).
+    #[serde(default)]
+    pub detect_cjk: bool,
+}
+
+/// The output loss of the `fasttext` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BagLossChoice {
+    /// Softmax for classes, one-vs-all for multi-label, squared error for regression.
+    #[default]
+    Auto,
+    /// Softmax over classes.
+    Softmax,
+    /// An independent sigmoid per label ("one-vs-all").
+    Ova,
+    /// Hierarchical softmax over a Huffman tree of the classes.
+    Hs,
+}
+
+impl std::str::FromStr for BagLossChoice {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(BagLossChoice::Auto),
+            "softmax" => Ok(BagLossChoice::Softmax),
+            "ova" | "one-vs-all" => Ok(BagLossChoice::Ova),
+            "hs" => Ok(BagLossChoice::Hs),
+            other => Err(ModelError::Invalid(format!(
+                "unknown loss '{other}': use softmax, ova or hs"
+            ))),
+        }
+    }
+}
+
+/// Settings of the fastText-style model (`--model fasttext`), fastText's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BagSpec {
+    /// Longest word n-gram (1 = words only).
+    pub word_ngrams: usize,
+    /// Hash buckets shared by word and character n-grams.
+    pub buckets: usize,
+    /// Shortest character n-gram (with `maxn > 0`).
+    pub minn: usize,
+    /// Longest character n-gram; 0 = none.
+    pub maxn: usize,
+    /// The output loss.
+    pub loss: BagLossChoice,
+}
+
+impl Default for BagSpec {
+    fn default() -> Self {
+        BagSpec {
+            word_ngrams: 1,
+            buckets: 2_000_000,
+            minn: 0,
+            maxn: 0,
+            loss: BagLossChoice::Auto,
+        }
+    }
 }
 
 impl Default for ModelSpec {
@@ -47,6 +112,8 @@ impl Default for ModelSpec {
             hidden: 16,
             dropout: 0.2,
             recurrent_dropout: 0.2,
+            bag: BagSpec::default(),
+            detect_cjk: true,
         }
     }
 }
@@ -62,13 +129,60 @@ impl ModelSpec {
         }
     }
 
+    /// fastText's supervised defaults: dim 100, words only, all words kept, Unicode word
+    /// segmentation (CJK detected).
+    pub fn fasttext() -> Self {
+        ModelSpec {
+            architecture: "fasttext".to_string(),
+            tokenizer: TokenizerConfig {
+                num_words: None,
+                segmentation: Segmentation::Word,
+                ..TokenizerConfig::default()
+            },
+            embed_dim: 100,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+            ..ModelSpec::default()
+        }
+    }
+
+    /// True for the fastText-style family.
+    pub fn is_bag(&self) -> bool {
+        self.architecture == "fasttext"
+    }
+
     /// Checks that the settings can build a model.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if self.architecture != "lstm" {
+        if !matches!(self.architecture.as_str(), "lstm" | "fasttext") {
             return Err(ModelError::Invalid(format!(
-                "unknown architecture '{}': this version builds 'lstm'",
+                "unknown model '{}': use lstm or fasttext",
                 self.architecture
             )));
+        }
+        if self.is_bag() {
+            let b = &self.bag;
+            if b.word_ngrams == 0 {
+                return Err(ModelError::Invalid(
+                    "--word-ngrams must be at least 1".into(),
+                ));
+            }
+            if (b.word_ngrams > 1 || b.maxn > 0) && b.buckets == 0 {
+                return Err(ModelError::Invalid(
+                    "--buckets must be at least 1 with word or character n-grams".into(),
+                ));
+            }
+            if b.buckets > u32::MAX as usize {
+                return Err(ModelError::Invalid(format!(
+                    "--buckets must be at most {}",
+                    u32::MAX
+                )));
+            }
+            if b.maxn > 0 && (b.minn == 0 || b.minn > b.maxn) {
+                return Err(ModelError::Invalid(format!(
+                    "character n-grams need 1 <= --minn <= --maxn, got {}..{}",
+                    b.minn, b.maxn
+                )));
+            }
         }
         let positive = [
             ("--max-len", self.max_len),

@@ -8,13 +8,13 @@ use std::time::Instant;
 use flywheel_data::Record;
 use flywheel_nn::layers::dropout::fill_mask;
 use flywheel_nn::simd::{flush_denormals_on_this_thread, FlushDenormals};
-use flywheel_nn::{
-    Optimizer, Parameters, Rng, RnnGrads, Targets as NnTargets, TextRnn, TrainBatch, Workspace,
-};
+use flywheel_nn::{Optimizer, Rng, RnnGrads, Targets as NnTargets, TextRnn, TrainBatch, Workspace};
+use flywheel_text::segment::detect;
 use flywheel_text::{KerasTokenizer, Side};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::bag::train_bag;
 use crate::evaluate::{report_from_outputs, Report};
 use crate::pipeline::{argmax, Pipeline};
 use crate::spec::{ModelSpec, OptimizerChoice, TrainConfig};
@@ -102,6 +102,8 @@ pub struct TrainOutcome {
     pub val_rows: usize,
     /// Metrics on the validation rows with the final weights.
     pub validation: Option<Report>,
+    /// Training rows per class, when the model needs them to be rebuilt (hierarchical softmax).
+    pub class_counts: Vec<u64>,
 }
 
 /// Token ids of many texts, truncated to the model's length, stored flat.
@@ -175,8 +177,24 @@ pub fn train(
     }
     let labels = LabelSet::infer(records, task, label_sep, source)?;
     let targets = labels.encode(records, source)?;
-    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let resolved;
+    let spec = if spec.detect_cjk {
+        let mut s = spec.clone();
+        // A character-level tokenizer already reads CJK text well.
+        if !s.tokenizer.char_level {
+            s.tokenizer.segmentation = detect(&texts, s.tokenizer.segmentation);
+        }
+        s.detect_cjk = false;
+        resolved = s;
+        &resolved
+    } else {
+        spec
+    };
+    if spec.is_bag() {
+        return train_bag(records, source, labels, targets, spec, cfg, on_event);
+    }
+    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     tokenizer.fit(&texts);
     let vocab = spec
         .tokenizer
@@ -221,7 +239,7 @@ pub fn train(
         val_rows: n_val,
         batches,
         epochs: cfg.epochs,
-        parameters: pipeline.net().num_parameters(),
+        parameters: pipeline.num_parameters(),
         task: labels.task,
         labels: &labels.labels,
         vocab: pipeline.tokenizer().vocab_size(),
@@ -234,8 +252,8 @@ pub fn train(
     let mut dropout_rng = Rng::with_stream(cfg.seed, 2);
     let mut order: Vec<usize> = (0..n_train).collect();
     let mut chunks: Vec<Chunk> = (0..cfg.threads).map(|_| Chunk::default()).collect();
-    let mut total = pipeline.net().zero_grads();
-    let mut emb_grad = pipeline.net().embedding_grad();
+    let mut total = pipeline.rnn()?.zero_grads();
+    let mut emb_grad = pipeline.rnn()?.embedding_grad();
     let mut in_mask = vec![0.0f32; batch_size * 4 * e];
     let mut rec_mask = vec![0.0f32; batch_size * 4 * h];
     let val_seqs = encoded.slices(n_train..n);
@@ -270,7 +288,7 @@ pub fn train(
             let in_m = (spec.dropout > 0.0).then_some(&in_mask[..bs * 4 * e]);
             let rec_m = (spec.recurrent_dropout > 0.0).then_some(&rec_mask[..bs * 4 * h]);
             let parts = cfg.threads.min(bs);
-            let net = pipeline.net();
+            let net = pipeline.rnn()?;
             let job = |(c, ch): (usize, &mut Chunk)| -> Result<(), ModelError> {
                 let (lo, hi) = (c * bs / parts, (c + 1) * bs / parts);
                 run_chunk(
@@ -303,7 +321,7 @@ pub fn train(
                 loss_sum += ch.loss;
                 correct += ch.correct;
             }
-            let net = pipeline.net_mut();
+            let net = pipeline.rnn_mut()?;
             pool.install(|| net.apply_update(&mut opt, &total, &emb_grad))?;
             emb_grad.clear();
             seen += bs;
@@ -339,7 +357,10 @@ pub fn train(
         if let Some(patience) = cfg.patience {
             let improved = best.as_ref().is_none_or(|b| monitored < b.0);
             if improved {
-                let snapshot = cfg.restore_best.then(|| pipeline.net().clone());
+                let snapshot = match cfg.restore_best {
+                    true => Some(pipeline.rnn()?.clone()),
+                    false => None,
+                };
                 best = Some((monitored, epoch, snapshot));
                 since_best = 0;
             } else {
@@ -361,7 +382,7 @@ pub fn train(
     if cfg.restore_best {
         if let Some((_, epoch, Some(net))) = best {
             if epoch != history.len() {
-                *pipeline.net_mut() = net;
+                *pipeline.rnn_mut()? = net;
                 pipeline.refresh()?;
             }
             best_epoch = Some(epoch);
@@ -369,7 +390,7 @@ pub fn train(
     }
     let validation = if n_val > 0 {
         let mut outputs = pool.install(|| pipeline.logits_par(&val_seqs))?;
-        pipeline.net().loss.activate(&mut outputs, k);
+        pipeline.rnn()?.loss.activate(&mut outputs, k);
         Some(report_from_outputs(&labels, &outputs, &val_targets)?)
     } else {
         None
@@ -382,6 +403,7 @@ pub fn train(
         train_rows: n_train,
         val_rows: n_val,
         validation,
+        class_counts: Vec::new(),
     })
 }
 
@@ -498,7 +520,7 @@ fn loss_and_accuracy(
     };
     let mut scratch = vec![0.0f32; logits.len()];
     let loss = pipeline
-        .net()
+        .rnn()?
         .loss
         .forward_backward(logits, k, nn_targets, 0.0, &mut scratch)?;
     let task = pipeline.labels.task;

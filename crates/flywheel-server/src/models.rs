@@ -360,7 +360,7 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
     let pipeline = &model.artifact.pipeline;
     let outputs = pipeline.outputs_of_texts(&texts);
     metrics.batch(name, texts.len(), started.elapsed().as_secs_f64());
-    let k = pipeline.net().outputs();
+    let k = pipeline.outputs();
     match outputs {
         Ok(outputs) if k > 0 && outputs.len() == texts.len() * k => {
             let mut rows = outputs.chunks_exact(k);
@@ -450,7 +450,7 @@ fn classify_explained(
     let started = Instant::now();
     let outputs = pipeline.outputs_of_texts(&job.texts);
     metrics.batch(name, job.texts.len(), started.elapsed().as_secs_f64());
-    let k = pipeline.net().outputs();
+    let k = pipeline.outputs();
     let outputs = match outputs {
         Ok(o) if k > 0 && o.len() == job.texts.len() * k => o,
         other => return Err(ApiError::internal(failure_message(other.map(|o| o.len())))),

@@ -1,0 +1,325 @@
+//! The fastText-style family end to end: every task trains, the artifact round-trips to the
+//! same outputs, explanations point at the words that decide, training is deterministic, and
+//! Chinese text is detected and read per character without flags.
+
+use flywheel_data::Record;
+use flywheel_model::{
+    evaluate, explain, train, Artifact, BagLossChoice, ModelSpec, Prediction, Report, Task,
+    TrainConfig,
+};
+use flywheel_text::Segmentation;
+
+fn rec(text: &str, label: &str, line: u64) -> Record {
+    Record {
+        text: text.to_string(),
+        labels: vec![label.to_string()],
+        line,
+    }
+}
+
+/// Texts of random filler words plus one word (or word pair) that decides the label.
+fn data(n: usize, classes: &[&str], seed: u64) -> Vec<Record> {
+    let mut x = seed | 1;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    (0..n)
+        .map(|i| {
+            let c = i % classes.len();
+            let mut words: Vec<String> = (0..8).map(|_| format!("w{}", next(50))).collect();
+            let at = next(8) as usize;
+            words.insert(at, format!("cue{c}"));
+            rec(&words.join(" "), classes[c], i as u64 + 2)
+        })
+        .collect()
+}
+
+fn cfg() -> TrainConfig {
+    TrainConfig {
+        epochs: 10,
+        lr: Some(0.5),
+        validation_split: 0.0,
+        ..TrainConfig::default()
+    }
+}
+
+fn spec() -> ModelSpec {
+    let mut s = ModelSpec::fasttext();
+    s.embed_dim = 16;
+    s.bag.word_ngrams = 2;
+    s.bag.buckets = 10_000;
+    s
+}
+
+fn accuracy(r: &Report) -> f64 {
+    match r {
+        Report::Classification(c) => c.accuracy,
+        other => panic!("not a classification report: {other:?}"),
+    }
+}
+
+#[test]
+fn learns_multiclass_and_binary_and_round_trips_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (classes, loss) in [
+        (&["a", "b", "c"][..], BagLossChoice::Softmax),
+        (&["a", "b", "c"][..], BagLossChoice::Hs),
+        (&["a", "b", "c"][..], BagLossChoice::Ova),
+        (&["neg", "pos"][..], BagLossChoice::Softmax),
+        (&["neg", "pos"][..], BagLossChoice::Hs),
+    ] {
+        let train_rows = data(600, classes, 7);
+        let test_rows = data(150, classes, 99);
+        let mut s = spec();
+        s.bag.loss = loss;
+        let out = train(&train_rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap();
+        let acc = accuracy(&evaluate(&out.pipeline, &test_rows, "test").unwrap());
+        assert!(acc > 0.95, "{classes:?} {loss:?}: accuracy {acc}");
+        let before = out.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap();
+        let art = Artifact::from_training(out, cfg(), "train.csv", "00");
+        let path = dir.path().join("m.fw");
+        art.save(&path).unwrap();
+        let loaded = Artifact::load(&path).unwrap();
+        let after = loaded.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap();
+        assert_eq!(before, after, "{classes:?} {loss:?}");
+        assert_eq!(loaded.meta.spec.architecture, "fasttext");
+    }
+}
+
+#[test]
+fn multilabel_and_regression() {
+    let mut rows = Vec::new();
+    for i in 0..400u64 {
+        let (a, b) = (i % 2 == 0, i % 3 == 0);
+        let mut words = vec![format!("w{}", i % 17), format!("w{}", i % 11)];
+        let mut labels = Vec::new();
+        if a {
+            words.push("sports".into());
+            labels.push("sport");
+        }
+        if b {
+            words.push("money".into());
+            labels.push("finance");
+        }
+        if labels.is_empty() {
+            labels.push("other");
+            words.push("misc".into());
+        }
+        rows.push(Record {
+            text: words.join(" "),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            line: i + 2,
+        });
+    }
+    let out = train(
+        &rows,
+        "mem",
+        Some(Task::Multilabel),
+        "|",
+        &spec(),
+        &cfg(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.pipeline.labels.task, Task::Multilabel);
+    let p = out.pipeline.predict(&["w1 sports money"]).unwrap();
+    match &p[0] {
+        Prediction::Labels { labels, .. } => {
+            assert_eq!(labels, &vec!["finance".to_string(), "sport".to_string()])
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let reg: Vec<Record> = (0..300u64)
+        .map(|i| {
+            let v = (i % 3) as f32;
+            rec(
+                &format!("w{} level{}", i % 13, i % 3),
+                &v.to_string(),
+                i + 2,
+            )
+        })
+        .collect();
+    let c = TrainConfig {
+        lr: Some(0.1),
+        epochs: 20,
+        ..cfg()
+    };
+    let out = train(
+        &reg,
+        "mem",
+        Some(Task::Regression),
+        "|",
+        &spec(),
+        &c,
+        &mut |_| {},
+    )
+    .unwrap();
+    match evaluate(&out.pipeline, &reg, "mem").unwrap() {
+        Report::Regression(r) => assert!(r.mae < 0.25, "mae {}", r.mae),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn same_seed_same_model_and_other_seed_differs() {
+    let rows = data(300, &["a", "b"], 3);
+    let run = |seed| {
+        let c = TrainConfig { seed, ..cfg() };
+        let out = train(&rows, "mem", None, "|", &spec(), &c, &mut |_| {}).unwrap();
+        Artifact::from_training(out, c, "t", "00")
+            .pipeline
+            .outputs_of_texts(&["w1 w2 cue0", "cue1"])
+            .unwrap()
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn explanation_points_at_the_deciding_word() {
+    let rows = data(600, &["a", "b"], 5);
+    let out = train(&rows, "mem", None, "|", &spec(), &cfg(), &mut |_| {}).unwrap();
+    let e = explain(&out.pipeline, "w1 w2 cue1 w3 unseenword").unwrap();
+    assert_eq!(e.label, "b");
+    let top = e
+        .tokens
+        .iter()
+        .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
+        .unwrap();
+    assert_eq!(top.text, "cue1");
+    // Unknown words are still seen (through their n-grams) and get an attribution.
+    assert!(e
+        .tokens
+        .iter()
+        .any(|t| t.text == "unseenword" && !t.in_vocabulary));
+}
+
+#[test]
+fn chinese_is_detected_and_read_per_character() {
+    let pos = [
+        "这部电影很好看",
+        "服务很好，非常满意",
+        "质量好，值得推荐",
+        "很好很棒",
+    ];
+    let neg = [
+        "这部电影太差了",
+        "服务很差，不满意",
+        "质量差，不推荐",
+        "太差太烂",
+    ];
+    let mut rows = Vec::new();
+    for i in 0..200u64 {
+        let (t, l) = if i % 2 == 0 {
+            (pos[(i / 2) as usize % 4], "正面")
+        } else {
+            (neg[(i / 2) as usize % 4], "负面")
+        };
+        rows.push(rec(t, l, i + 2));
+    }
+    let out = train(&rows, "mem", None, "|", &spec(), &cfg(), &mut |_| {}).unwrap();
+    assert_eq!(
+        out.pipeline.spec.tokenizer.segmentation,
+        Segmentation::Cjk,
+        "CJK text must switch the tokenizer without flags"
+    );
+    assert!(!out.pipeline.spec.detect_cjk);
+    // A sentence never seen whole: only its characters were.
+    let p = out.pipeline.predict(&["质量很差"]).unwrap();
+    match &p[0] {
+        Prediction::Class { label, .. } => assert_eq!(label, "负面"),
+        other => panic!("{other:?}"),
+    }
+    // English data keeps the configured tokenizer.
+    let out = train(
+        &data(100, &["a", "b"], 1),
+        "mem",
+        None,
+        "|",
+        &spec(),
+        &cfg(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.pipeline.spec.tokenizer.segmentation, Segmentation::Word);
+}
+
+#[test]
+fn character_ngrams_generalise_to_unseen_spellings() {
+    // The cue is a long word; the test spells it with a different suffix no text had.
+    let mk = |n: usize, suffix: &str, seed: u64| -> Vec<Record> {
+        data(n, &["a", "b"], seed)
+            .into_iter()
+            .map(|mut r| {
+                r.text = r
+                    .text
+                    .replace("cue0", &format!("terrible{suffix}"))
+                    .replace("cue1", &format!("wonderful{suffix}"));
+                r
+            })
+            .collect()
+    };
+    let mut s = spec();
+    s.bag.minn = 3;
+    s.bag.maxn = 5;
+    let out = train(&mk(400, "ly", 2), "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap();
+    let acc = accuracy(&evaluate(&out.pipeline, &mk(100, "ness", 8), "test").unwrap());
+    assert!(acc > 0.9, "accuracy on unseen spellings {acc}");
+}
+
+#[test]
+fn rejects_bad_settings() {
+    let rows = data(50, &["a", "b"], 1);
+    let mut s = spec();
+    s.bag.minn = 5;
+    s.bag.maxn = 3;
+    let e = train(&rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("--minn"), "{e}");
+    let mut s = spec();
+    s.bag.word_ngrams = 0;
+    assert!(train(&rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).is_err());
+    let mut s = spec();
+    s.bag.loss = BagLossChoice::Hs;
+    let e = train(
+        &rows,
+        "mem",
+        Some(Task::Regression),
+        "|",
+        &s,
+        &cfg(),
+        &mut |_| {},
+    );
+    assert!(e.is_err());
+}
+
+#[test]
+fn thread_count_does_not_change_the_model() {
+    // Long texts, so rounds are big enough to be split among threads.
+    let rows: Vec<Record> = data(64, &["a", "b"], 11)
+        .into_iter()
+        .map(|mut r| {
+            r.text = std::iter::repeat_n(r.text.as_str(), 120)
+                .collect::<Vec<_>>()
+                .join(" ");
+            r
+        })
+        .collect();
+    let run = |threads| {
+        let c = TrainConfig {
+            threads,
+            epochs: 3,
+            ..cfg()
+        };
+        let out = train(&rows, "mem", None, "|", &spec(), &c, &mut |_| {}).unwrap();
+        out.pipeline
+            .outputs_of_texts(&["w1 cue0", "cue1 w9"])
+            .unwrap()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
