@@ -4,6 +4,7 @@
 
 mod admin;
 mod analysis;
+mod autotune;
 mod charts;
 mod progress;
 mod report;
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// Train a model on labelled data (CSV, TSV, JSONL or fastText format).
     Train(Box<TrainArgs>),
+    /// Search model settings within a time budget (successive halving on a stratified
+    /// validation split), retrain the best on all rows and write it.
+    Autotune(Box<autotune::AutotuneArgs>),
     /// Evaluate a model on labelled data: accuracy, per-class P/R/F1, macro-F1, confusion
     /// matrix, ROC-AUC (binary); MSE/MAE/R² (regression).
     Eval(EvalArgs),
@@ -147,9 +151,10 @@ struct TrainArgs {
     /// recurrent dropout 0.2) → Dense; Adam; 10 epochs; batch 32; validation split 0.2).
     #[arg(long, default_value = "keras-lstm")]
     preset: String,
-    /// Model family: lstm (the reference; the preset's) or fasttext (mean of word and hashed
+    /// Model family: lstm (the reference; the preset's), fasttext (mean of word and hashed
     /// n-gram embeddings, linear classifier, SGD; fastText's defaults: dim 100, 5 epochs,
-    /// lr 0.1, no validation split).
+    /// lr 0.1, no validation split) or linear (TF-IDF of words and bigrams + logistic
+    /// regression by L-BFGS, C = 1, no validation split).
     #[arg(long = "model", value_name = "FAMILY")]
     family: Option<String>,
     /// Tokenizer: keras (the reference's rules), word (Unicode word boundaries), char, cjk
@@ -177,6 +182,12 @@ struct TrainArgs {
     /// [default: softmax; ova for multilabel].
     #[arg(long)]
     loss: Option<String>,
+    /// linear: inverse regularisation strength, as scikit-learn's C [default: 1].
+    #[arg(long)]
+    c: Option<f64>,
+    /// linear: L-BFGS iterations at most [default: 500].
+    #[arg(long)]
+    max_iter: Option<usize>,
     /// binary, multiclass, multilabel or regression (default: inferred from the labels).
     #[arg(long)]
     task: Option<String>,
@@ -357,6 +368,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => cmd_train(&args).map(|_| ()),
+        Command::Autotune(args) => autotune::run(&args),
         Command::Eval(args) => cmd_eval(&args),
         Command::Predict(args) => cmd_predict(&args),
         Command::Info { model } => cmd_info(&model),
@@ -440,9 +452,36 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             cfg.validation_split = 0.0;
             ModelSpec::fasttext()
         }
-        other => bail!("unknown model '{other}': use lstm or fasttext"),
+        "linear" => {
+            cfg.epochs = 1;
+            cfg.validation_split = 0.0;
+            ModelSpec::linear()
+        }
+        other => bail!("unknown model '{other}': use lstm, fasttext or linear"),
     };
-    if spec.is_bag() {
+    let linear_only = [
+        ("--c", args.c.is_some()),
+        ("--max-iter", args.max_iter.is_some()),
+    ];
+    if family != "linear" {
+        if let Some((flag, _)) = linear_only.iter().find(|(_, given)| *given) {
+            bail!("{flag} applies to --model linear only");
+        }
+    } else {
+        for (flag, given) in [
+            ("--epochs", args.epochs.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--dim", args.dim.is_some()),
+            ("--loss", args.loss.is_some()),
+        ] {
+            if given {
+                bail!("{flag} does not apply to --model linear");
+            }
+        }
+        spec.linear.c = args.c.unwrap_or(spec.linear.c);
+        spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
+    }
+    if spec.uses_ngrams() {
         for (flag, given) in [
             ("--max-len", args.max_len.is_some()),
             ("--hidden", args.hidden.is_some()),
@@ -455,7 +494,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--patience", args.patience.is_some()),
         ] {
             if given {
-                bail!("{flag} does not apply to --model fasttext");
+                bail!("{flag} does not apply to --model {family}");
             }
         }
         spec.bag.word_ngrams = args.word_ngrams.unwrap_or(spec.bag.word_ngrams);
@@ -478,7 +517,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--loss", args.loss.is_some()),
         ] {
             if given {
-                bail!("{flag} applies to --model fasttext only");
+                bail!("{flag} applies to --model fasttext or linear only");
             }
         }
     }
@@ -663,14 +702,32 @@ fn cmd_info(model: &Path) -> Result<()> {
         m.labels.len(),
         m.labels.join(", ")
     );
-    println!(
-        "network    {} embed {} hidden {} max_len {} vocab {}",
-        m.spec.architecture,
-        m.spec.embed_dim,
-        m.spec.hidden,
-        m.spec.max_len,
-        a.pipeline.tokenizer().vocab_size()
-    );
+    let sp = &m.spec;
+    let chars = match sp.bag.maxn {
+        0 => "none".to_string(),
+        x => format!("{}-{x}", sp.bag.minn),
+    };
+    match sp.architecture.as_str() {
+        "lstm" => println!(
+            "network    lstm embed {} hidden {} max_len {} vocab {} tokenizer {}",
+            sp.embed_dim,
+            sp.hidden,
+            sp.max_len,
+            a.pipeline.tokenizer().vocab_size(),
+            sp.tokenizer.segmentation
+        ),
+        family => println!(
+            "network    {family} dim {} word-ngrams {} char-ngrams {chars} buckets {} C {} \
+             words {} tokenizer {} parameters {}",
+            sp.embed_dim,
+            sp.bag.word_ngrams,
+            sp.bag.buckets,
+            sp.linear.c,
+            a.pipeline.tokenizer().words().len(),
+            sp.tokenizer.segmentation,
+            a.pipeline.num_parameters()
+        ),
+    }
     if let Some(t) = &m.training {
         println!(
             "trained on {} ({} rows, {} for validation), sha256 {}",
@@ -748,6 +805,8 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         maxn: None,
         dim: None,
         loss: None,
+        c: None,
+        max_iter: None,
         task: None,
         label_sep: "|".to_string(),
         epochs: None,

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use flywheel_nn::{BagLoss, BagModel, Dense, Embedding, Lstm, Tensor, TextRnn};
+use flywheel_nn::{
+    BagLoss, BagModel, Dense, Embedding, LinearLoss, LinearModel, Lstm, Tensor, TextRnn,
+};
 use flywheel_text::{KerasTokenizer, TokenizerState};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -20,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bag::{bag_loss, BagFeaturizer, BagNet};
 use crate::evaluate::Report;
+use crate::linear::LinearNet;
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
 use crate::train::{EpochRecord, TrainOutcome};
@@ -266,7 +269,7 @@ impl Artifact {
         let tokenizer =
             KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
         let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
-        let net: Network = if spec.is_bag() {
+        let net: Network = if spec.uses_ngrams() {
             let view = st
                 .tensor("bag.buckets")
                 .map_err(|_| bad("tensor 'bag.buckets' is missing".to_string()))?;
@@ -284,23 +287,41 @@ impl Artifact {
                 .collect();
             let featurizer =
                 BagFeaturizer::with_buckets(spec.bag.clone(), tokenizer.words().len(), buckets);
-            let loss = bag_loss(spec.bag.loss, meta.task, &meta.class_counts)
-                .map_err(|e| bad(e.to_string()))?;
-            let (out_rows, outputs) = match &loss {
-                BagLoss::Hierarchical(t) => (t.nodes(), t.paths.len()),
-                BagLoss::Softmax if meta.task == Task::Binary => (2, 2),
-                _ => (k, k),
-            };
             let rows = featurizer.rows();
-            Network::Bag(BagNet {
-                featurizer,
-                model: BagModel {
-                    input: read("bag.input", &[rows, e])?,
-                    output: read("bag.output", &[out_rows, e])?,
-                    bias: read("bag.bias", &[outputs])?,
-                    loss,
-                },
-            })
+            if spec.architecture == "linear" {
+                let (outputs, loss) = match meta.task {
+                    Task::Binary => (2, LinearLoss::Softmax),
+                    Task::Multiclass => (k, LinearLoss::Softmax),
+                    Task::Multilabel => (k, LinearLoss::Sigmoid),
+                    Task::Regression => (1, LinearLoss::Mse),
+                };
+                Network::Linear(LinearNet {
+                    featurizer,
+                    idf: read("linear.idf", &[rows])?.data().to_vec(),
+                    model: LinearModel {
+                        weight: read("linear.weight", &[rows, outputs])?,
+                        bias: read("linear.bias", &[outputs])?,
+                        loss,
+                    },
+                })
+            } else {
+                let loss = bag_loss(spec.bag.loss, meta.task, &meta.class_counts)
+                    .map_err(|e| bad(e.to_string()))?;
+                let (out_rows, outputs) = match &loss {
+                    BagLoss::Hierarchical(t) => (t.nodes(), t.paths.len()),
+                    BagLoss::Softmax if meta.task == Task::Binary => (2, 2),
+                    _ => (k, k),
+                };
+                Network::Bag(BagNet {
+                    featurizer,
+                    model: BagModel {
+                        input: read("bag.input", &[rows, e])?,
+                        output: read("bag.output", &[out_rows, e])?,
+                        bias: read("bag.bias", &[outputs])?,
+                        loss,
+                    },
+                })
+            }
         } else {
             rnn_from(&st, &read, &bad, e, h, k, meta.task)?
         };
@@ -380,8 +401,21 @@ fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
         .into_iter()
         .map(|(n, t)| (n, Dtype::F32, t.shape().to_vec(), bytes_of(t.data())))
         .collect();
-    if let Network::Bag(b) = net {
-        let list = b.featurizer.bucket_list();
+    let featurizer = match net {
+        Network::Bag(b) => Some(&b.featurizer),
+        Network::Linear(l) => {
+            out.push((
+                "linear.idf".to_string(),
+                Dtype::F32,
+                vec![l.idf.len()],
+                bytes_of(&l.idf),
+            ));
+            Some(&l.featurizer)
+        }
+        Network::Rnn(_) => None,
+    };
+    if let Some(f) = featurizer {
+        let list = f.bucket_list();
         out.push((
             "bag.buckets".to_string(),
             Dtype::U32,

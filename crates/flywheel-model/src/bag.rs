@@ -452,9 +452,9 @@ pub(crate) fn train_bag(
         }
         let (val_loss, val_accuracy) = if n_val > 0 {
             let outputs = outputs_of_rows(&pipeline, &all, n_train..n)?;
-            let vt = slice(&targets, n_train..n, k);
+            let vt = targets.slice(n_train..n, k);
             let r = report_from_outputs(&labels, &outputs, &vt)?;
-            (Some(mean_nll(&labels, &outputs, &vt)), accuracy_of(&r))
+            (Some(mean_nll(&labels, &outputs, &vt)), r.accuracy())
         } else {
             (None, None)
         };
@@ -476,7 +476,7 @@ pub(crate) fn train_bag(
         Some(report_from_outputs(
             &labels,
             &outputs,
-            &slice(&targets, n_train..n, k),
+            &targets.slice(n_train..n, k),
         )?)
     } else {
         None
@@ -532,19 +532,4 @@ fn mean_nll(labels: &LabelSet, outputs: &[f32], targets: &Targets) -> f64 {
         _ => 0.0,
     };
     total / n as f64
-}
-
-fn accuracy_of(r: &crate::evaluate::Report) -> Option<f64> {
-    match r {
-        crate::evaluate::Report::Classification(c) => Some(c.accuracy),
-        crate::evaluate::Report::Multilabel(m) => Some(1.0 - m.hamming_loss),
-        crate::evaluate::Report::Regression(_) => None,
-    }
-}
-
-fn slice(t: &Targets, range: std::ops::Range<usize>, k: usize) -> Targets {
-    match t {
-        Targets::Classes(c) => Targets::Classes(c[range].to_vec()),
-        Targets::Values(v) => Targets::Values(v[range.start * k..range.end * k].to_vec()),
-    }
 }

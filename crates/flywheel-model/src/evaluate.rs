@@ -35,6 +35,17 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Share of right predictions (per label for multi-label); none for regression.
+    pub fn accuracy(&self) -> Option<f64> {
+        match self {
+            Report::Classification(c) => Some(c.accuracy),
+            Report::Multilabel(m) => Some(1.0 - m.hamming_loss),
+            Report::Regression(_) => None,
+        }
+    }
+}
+
 /// Metrics from model outputs (probabilities or values, `[n, outputs]`) and encoded targets.
 pub fn report_from_outputs(
     labels: &LabelSet,

@@ -2,10 +2,12 @@
 //! shared by train, eval, predict and serve), the training loop, metrics and the artifact file.
 
 pub mod artifact;
+pub mod autotune;
 pub mod bag;
 pub mod curves;
 pub mod evaluate;
 pub mod explain;
+pub mod linear;
 pub mod metrics;
 pub mod pipeline;
 pub mod spec;
@@ -13,10 +15,11 @@ pub mod task;
 pub mod train;
 
 pub use artifact::{Artifact, ArtifactMeta, TrainingInfo};
+pub use autotune::{autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric};
 pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
-pub use spec::{BagLossChoice, BagSpec, ModelSpec, OptimizerChoice, TrainConfig};
+pub use spec::{BagLossChoice, BagSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig};
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
 

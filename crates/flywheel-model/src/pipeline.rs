@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::bag::BagNet;
+use crate::linear::LinearNet;
 use crate::task::{LabelSet, Task};
 use crate::{ModelError, ModelSpec};
 
@@ -17,6 +18,8 @@ pub enum Network {
     Rnn(TextRnn<f32>),
     /// The fastText-style bag of n-grams.
     Bag(BagNet),
+    /// TF-IDF + logistic regression.
+    Linear(LinearNet),
 }
 
 impl From<TextRnn<f32>> for Network {
@@ -31,6 +34,7 @@ impl Network {
         match self {
             Network::Rnn(n) => n.tensors(),
             Network::Bag(b) => b.model.tensors(),
+            Network::Linear(l) => l.model.tensors(),
         }
     }
 
@@ -133,10 +137,28 @@ impl Pipeline {
                 }
                 (b.model.rows(), outputs)
             }
+            Network::Linear(l) => {
+                let binary2 = labels.task == Task::Binary && l.model.outputs() == 2;
+                let outputs = if binary2 { 1 } else { l.model.outputs() };
+                if l.model.features() != l.featurizer.rows() || l.idf.len() != l.featurizer.rows() {
+                    return Err(ModelError::Invalid(format!(
+                        "the featurizer uses {} rows but the model has {} weights and {} IDF values",
+                        l.featurizer.rows(),
+                        l.model.features(),
+                        l.idf.len()
+                    )));
+                }
+                (l.model.features(), outputs)
+            }
         };
-        if spec.is_bag() != matches!(net, Network::Bag(_)) {
+        let family = match &net {
+            Network::Rnn(_) => "lstm",
+            Network::Bag(_) => "fasttext",
+            Network::Linear(_) => "linear",
+        };
+        if spec.architecture != family {
             return Err(ModelError::Invalid(format!(
-                "the network does not match the '{}' model",
+                "the network is a {family} network but the spec says '{}'",
                 spec.architecture
             )));
         }
@@ -261,7 +283,8 @@ impl Pipeline {
         ))
     }
 
-    /// True when a text's model input may be cut to `max_len` tokens (recurrent models).
+    /// True when a text's model input is a truncated id sequence (recurrent models), false when
+    /// it is the feature rows of every token (n-gram families).
     pub fn truncates(&self) -> bool {
         matches!(self.net, Network::Rnn(_))
     }
@@ -274,9 +297,10 @@ impl Pipeline {
     /// The model input of `text`, appended to `out`: token ids after truncation (at most
     /// `max_len`) for recurrent models, embedding rows for the fastText-style model.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
-        if let Network::Bag(b) = &self.net {
-            b.featurizer.encode_into(&self.tokenizer, text, out);
-            return;
+        match &self.net {
+            Network::Bag(b) => return b.featurizer.encode_into(&self.tokenizer, text, out),
+            Network::Linear(l) => return l.featurizer.encode_into(&self.tokenizer, text, out),
+            Network::Rnn(_) => {}
         }
         let start = out.len();
         self.tokenizer.text_to_sequence_into(text, out);
@@ -295,6 +319,7 @@ impl Pipeline {
     pub fn encode_tokens_into(&self, tokens: &[&str], out: &mut Vec<u32>) {
         match &self.net {
             Network::Bag(b) => b.featurizer.encode_tokens(&self.tokenizer, tokens, out),
+            Network::Linear(l) => l.featurizer.encode_tokens(&self.tokenizer, tokens, out),
             Network::Rnn(_) => {
                 let start = out.len();
                 out.extend(tokens.iter().filter_map(|t| self.tokenizer.token_id(t)));
@@ -383,6 +408,11 @@ impl Pipeline {
             Network::Bag(b) => {
                 for (seq, row) in seqs.iter().zip(out.chunks_exact_mut(k)) {
                     b.outputs_into(seq, self.labels.task, &mut s.bag, &mut s.probs, row)?;
+                }
+            }
+            Network::Linear(l) => {
+                for (seq, row) in seqs.iter().zip(out.chunks_exact_mut(k)) {
+                    l.outputs_into(seq, self.labels.task, &mut s.sparse, row)?;
                 }
             }
         }
@@ -474,6 +504,7 @@ struct Scratch {
     ws: Workspace<f32>,
     bag: BagScratch,
     probs: Vec<f32>,
+    sparse: (Vec<u32>, Vec<f32>, Vec<f32>),
     ids: Vec<u32>,
     offsets: Vec<usize>,
 }

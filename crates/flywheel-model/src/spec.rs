@@ -10,7 +10,7 @@ use crate::ModelError;
 /// The network and its preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// Network family: `lstm` (the reference) or `fasttext`.
+    /// Network family: `lstm` (the reference), `fasttext` or `linear`.
     pub architecture: String,
     /// Tokenizer settings (`num_words` also sizes the embedding table).
     pub tokenizer: TokenizerConfig,
@@ -28,14 +28,35 @@ pub struct ModelSpec {
     pub dropout: f32,
     /// Recurrent dropout of the LSTM.
     pub recurrent_dropout: f32,
-    /// Settings of the `fasttext` family (ignored by the others).
+    /// Features of the `fasttext` and `linear` families (ignored by `lstm`).
     #[serde(default)]
     pub bag: BagSpec,
+    /// Settings of the `linear` family.
+    #[serde(default)]
+    pub linear: LinearSpec,
     /// Detect CJK text when training and cut it with the `cjk` segmenter instead of the
     /// configured word splitter (not with `char_level`); the artifact records the segmentation
     /// chosen (and `false` here).
     #[serde(default)]
     pub detect_cjk: bool,
+}
+
+/// Settings of the `linear` family (TF-IDF + logistic regression).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearSpec {
+    /// Inverse regularisation strength, as scikit-learn's `C`.
+    pub c: f64,
+    /// L-BFGS iterations at most.
+    pub max_iter: usize,
+}
+
+impl Default for LinearSpec {
+    fn default() -> Self {
+        LinearSpec {
+            c: 1.0,
+            max_iter: 500,
+        }
+    }
 }
 
 /// The output loss of the `fasttext` family.
@@ -113,6 +134,7 @@ impl Default for ModelSpec {
             dropout: 0.2,
             recurrent_dropout: 0.2,
             bag: BagSpec::default(),
+            linear: LinearSpec::default(),
             detect_cjk: true,
         }
     }
@@ -146,20 +168,42 @@ impl ModelSpec {
         }
     }
 
+    /// TF-IDF + logistic regression on word bigrams (scikit-learn's `ngram_range=(1, 2)`),
+    /// `C = 1`, Unicode word segmentation (CJK detected).
+    pub fn linear() -> Self {
+        let mut s = ModelSpec::fasttext();
+        s.architecture = "linear".to_string();
+        s.bag.word_ngrams = 2;
+        s
+    }
+
     /// True for the fastText-style family.
     pub fn is_bag(&self) -> bool {
         self.architecture == "fasttext"
     }
 
+    /// True for the families built on n-gram features (`fasttext`, `linear`).
+    pub fn uses_ngrams(&self) -> bool {
+        matches!(self.architecture.as_str(), "fasttext" | "linear")
+    }
+
     /// Checks that the settings can build a model.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if !matches!(self.architecture.as_str(), "lstm" | "fasttext") {
+        if !matches!(self.architecture.as_str(), "lstm" | "fasttext" | "linear") {
             return Err(ModelError::Invalid(format!(
-                "unknown model '{}': use lstm or fasttext",
+                "unknown model '{}': use lstm, fasttext or linear",
                 self.architecture
             )));
         }
-        if self.is_bag() {
+        if self.architecture == "linear"
+            && !(self.linear.c.is_finite() && self.linear.c > 0.0 && self.linear.max_iter > 0)
+        {
+            return Err(ModelError::Invalid(format!(
+                "--c must be a positive number (got {}) and the iterations at least 1",
+                self.linear.c
+            )));
+        }
+        if self.uses_ngrams() {
             let b = &self.bag;
             if b.word_ngrams == 0 {
                 return Err(ModelError::Invalid(

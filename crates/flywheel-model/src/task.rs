@@ -77,6 +77,16 @@ pub enum Targets {
     Classes(Vec<u32>),
 }
 
+impl Targets {
+    /// The targets of rows `range` (`k` values per row for value targets).
+    pub fn slice(&self, range: std::ops::Range<usize>, k: usize) -> Targets {
+        match self {
+            Targets::Classes(c) => Targets::Classes(c[range].to_vec()),
+            Targets::Values(v) => Targets::Values(v[range.start * k..range.end * k].to_vec()),
+        }
+    }
+}
+
 /// The task and its label names, fixed at training time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelSet {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bag::train_bag;
 use crate::evaluate::{report_from_outputs, Report};
+use crate::linear::train_linear;
 use crate::pipeline::{argmax, Pipeline};
 use crate::spec::{ModelSpec, OptimizerChoice, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
@@ -191,8 +192,10 @@ pub fn train(
     } else {
         spec
     };
-    if spec.is_bag() {
-        return train_bag(records, source, labels, targets, spec, cfg, on_event);
+    match spec.architecture.as_str() {
+        "fasttext" => return train_bag(records, source, labels, targets, spec, cfg, on_event),
+        "linear" => return train_linear(records, source, labels, targets, spec, cfg, on_event),
+        _ => {}
     }
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     tokenizer.fit(&texts);
@@ -257,7 +260,7 @@ pub fn train(
     let mut in_mask = vec![0.0f32; batch_size * 4 * e];
     let mut rec_mask = vec![0.0f32; batch_size * 4 * h];
     let val_seqs = encoded.slices(n_train..n);
-    let val_targets = slice_targets(&targets, n_train..n, k);
+    let val_targets = targets.slice(n_train..n, k);
 
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Option<TextRnn<f32>>)> = None;
@@ -527,12 +530,4 @@ fn loss_and_accuracy(
     let acc =
         (task != Task::Regression).then(|| count_correct(logits, nn_targets, k, task) / n as f64);
     Ok((loss as f64 / n as f64, acc))
-}
-
-/// The targets of rows `range`.
-fn slice_targets(t: &Targets, range: std::ops::Range<usize>, k: usize) -> Targets {
-    match t {
-        Targets::Classes(c) => Targets::Classes(c[range].to_vec()),
-        Targets::Values(v) => Targets::Values(v[range.start * k..range.end * k].to_vec()),
-    }
 }

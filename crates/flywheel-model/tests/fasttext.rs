@@ -323,3 +323,74 @@ fn thread_count_does_not_change_the_model() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
 }
+
+fn linear_spec() -> ModelSpec {
+    let mut s = ModelSpec::linear();
+    s.bag.buckets = 10_000;
+    s.linear.c = 10.0;
+    s
+}
+
+#[test]
+fn linear_family_learns_round_trips_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    for classes in [&["a", "b", "c"][..], &["neg", "pos"][..]] {
+        let out = train(
+            &data(600, classes, 7),
+            "mem",
+            None,
+            "|",
+            &linear_spec(),
+            &cfg(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let acc = accuracy(&evaluate(&out.pipeline, &data(150, classes, 99), "test").unwrap());
+        assert!(acc > 0.95, "{classes:?}: accuracy {acc}");
+        let e = explain(&out.pipeline, "w1 w2 cue1 w3").unwrap();
+        let top = e
+            .tokens
+            .iter()
+            .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
+            .unwrap();
+        assert_eq!(top.text, "cue1");
+        let before = out.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap();
+        let path = dir.path().join("l.fw");
+        Artifact::from_training(out, cfg(), "train.csv", "00")
+            .save(&path)
+            .unwrap();
+        let loaded = Artifact::load(&path).unwrap();
+        assert_eq!(loaded.meta.spec.architecture, "linear");
+        assert_eq!(
+            before,
+            loaded.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap()
+        );
+    }
+    // Regression: least squares on the level word.
+    let reg: Vec<Record> = (0..300u64)
+        .map(|i| {
+            rec(
+                &format!("w{} level{}", i % 13, i % 3),
+                &((i % 3) as f32).to_string(),
+                i + 2,
+            )
+        })
+        .collect();
+    let out = train(
+        &reg,
+        "mem",
+        Some(Task::Regression),
+        "|",
+        &linear_spec(),
+        &cfg(),
+        &mut |_| {},
+    )
+    .unwrap();
+    match evaluate(&out.pipeline, &reg, "mem").unwrap() {
+        Report::Regression(r) => assert!(r.r2 > 0.8, "r2 {}", r.r2),
+        other => panic!("{other:?}"),
+    }
+    let mut bad = linear_spec();
+    bad.linear.c = 0.0;
+    assert!(train(&reg, "mem", None, "|", &bad, &cfg(), &mut |_| {}).is_err());
+}

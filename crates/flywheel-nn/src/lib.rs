@@ -8,6 +8,7 @@ pub mod bag;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;
+pub mod linear;
 pub mod loss;
 pub mod math;
 pub mod net;
@@ -22,6 +23,7 @@ pub use bag::{
     HuffmanTree,
 };
 pub use layers::{Dense, Embedding, EmbeddingGrad, Lstm};
+pub use linear::{LinearLoss, LinearModel, LinearTargets, SparseColumns, SparseRows};
 pub use loss::{Loss, Targets};
 pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
 pub use optim::{Optimizer, OptimizerKind};

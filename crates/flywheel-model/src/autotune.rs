@@ -1,0 +1,532 @@
+//! Hyper-parameter search: which model family and settings suit *this* data (the fastText-style
+//! family and TF-IDF + logistic regression; the recurrent reference is far slower per point of
+//! accuracy on the shared datasets and is not searched).
+//!
+//! * A stratified validation split (each class keeps its share) is cut from the training rows.
+//! * Configurations are drawn from a seeded search space and run as successive halving: every
+//!   candidate trains on a third of the remaining rows, the best third of them again on all of
+//!   them; each trial is scored on the validation split with the chosen metric.
+//! * The time budget becomes a number of trials through a cost model of this engine's speed
+//!   (work = tokens × epochs × features per token × width), fixed before anything runs: the same
+//!   data, seed and budget always make the same trials and the same choice, however fast the
+//!   machine is. Trials run concurrently, one per thread, each on one thread.
+//! * The best configuration is retrained on all rows (training and validation).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use flywheel_data::Record;
+use flywheel_nn::Rng;
+use flywheel_text::segment::cjk_share;
+use flywheel_text::Segmentation;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::evaluate::{evaluate, Report};
+use crate::spec::{ModelSpec, TrainConfig};
+use crate::task::{LabelSet, Targets, Task};
+use crate::train::{train, TrainOutcome};
+use crate::ModelError;
+
+/// What a trial is scored by (higher is better).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    /// Unweighted mean of per-class F1.
+    MacroF1,
+    /// Share of rows predicted right (subset accuracy for multi-label).
+    Accuracy,
+    /// F1 of one label.
+    F1(String),
+}
+
+impl std::str::FromStr for Metric {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "macro-f1" => Ok(Metric::MacroF1),
+            "accuracy" => Ok(Metric::Accuracy),
+            other => match other.strip_prefix("f1:") {
+                Some(l) if !l.is_empty() => Ok(Metric::F1(l.to_string())),
+                _ => Err(ModelError::Invalid(format!(
+                    "unknown metric '{other}': use macro-f1, accuracy or f1:LABEL"
+                ))),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metric::MacroF1 => f.write_str("macro-f1"),
+            Metric::Accuracy => f.write_str("accuracy"),
+            Metric::F1(l) => write!(f, "f1:{l}"),
+        }
+    }
+}
+
+impl Metric {
+    /// The metric's value in a report.
+    pub fn of(&self, report: &Report) -> Result<f64, ModelError> {
+        match (self, report) {
+            (Metric::MacroF1, Report::Classification(r)) => Ok(r.macro_f1),
+            (Metric::MacroF1, Report::Multilabel(r)) => Ok(r.macro_f1),
+            (Metric::Accuracy, Report::Classification(r)) => Ok(r.accuracy),
+            (Metric::Accuracy, Report::Multilabel(r)) => Ok(r.subset_accuracy),
+            (Metric::F1(l), Report::Classification(r)) => r
+                .per_class
+                .get(l)
+                .map(|c| c.f1)
+                .ok_or_else(|| unknown_label(l, &r.labels)),
+            (Metric::F1(l), Report::Multilabel(r)) => r
+                .per_class
+                .get(l)
+                .map(|c| c.f1)
+                .ok_or_else(|| unknown_label(l, &r.labels)),
+            (_, Report::Regression(r)) => Ok(r.r2),
+        }
+    }
+}
+
+fn unknown_label(l: &str, labels: &[String]) -> ModelError {
+    ModelError::Invalid(format!(
+        "--metric f1:{l}: no such label; the labels are {}",
+        labels.join(", ")
+    ))
+}
+
+/// Settings of a search.
+#[derive(Debug, Clone)]
+pub struct AutotuneOptions {
+    /// Planned wall time of the search and the final training, seconds.
+    pub budget_secs: f64,
+    /// What to maximise.
+    pub metric: Metric,
+    /// Seed of the split, the search and every trial.
+    pub seed: u64,
+    /// Trials run at once (and threads of the final training).
+    pub threads: usize,
+    /// Share of the rows held out for validation.
+    pub validation_fraction: f64,
+}
+
+/// One configuration of the search space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// The model settings.
+    pub spec: ModelSpec,
+    /// The training settings.
+    pub config: TrainConfig,
+}
+
+impl Candidate {
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        let s = &self.spec;
+        let chars = if s.bag.maxn > 0 {
+            format!("{}-{}", s.bag.minn, s.bag.maxn)
+        } else {
+            "none".to_string()
+        };
+        if s.architecture == "linear" {
+            return format!(
+                "linear tokenizer={} C={} word-ngrams={} char-ngrams={}",
+                s.tokenizer.segmentation, s.linear.c, s.bag.word_ngrams, chars
+            );
+        }
+        format!(
+            "{} tokenizer={} dim={} epochs={} lr={:.3} word-ngrams={} char-ngrams={}",
+            s.architecture,
+            s.tokenizer.segmentation,
+            s.embed_dim,
+            self.config.epochs,
+            self.config.lr.unwrap_or(0.1),
+            s.bag.word_ngrams,
+            chars
+        )
+    }
+}
+
+/// The result of one trial.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// 1-based number in the order trials were planned.
+    pub number: usize,
+    /// Successive-halving rung (0 = a third of the rows).
+    pub rung: usize,
+    /// Rows trained on.
+    pub rows: usize,
+    /// The configuration.
+    pub candidate: Candidate,
+    /// Metric on the validation split.
+    pub score: f64,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// Progress of a search.
+#[derive(Debug)]
+pub enum AutotuneEvent<'a> {
+    /// The plan is fixed.
+    Plan {
+        /// Trials per rung.
+        rungs: &'a [usize],
+        /// Training rows of the split.
+        train_rows: usize,
+        /// Validation rows.
+        val_rows: usize,
+        /// Planned seconds.
+        planned_secs: f64,
+    },
+    /// A trial finished.
+    Trial(&'a Trial),
+    /// The final training starts.
+    Final(&'a Candidate),
+}
+
+/// The outcome: every trial, the choice and the model trained with it on all rows.
+#[derive(Debug)]
+pub struct AutotuneOutcome {
+    /// All trials, in plan order.
+    pub trials: Vec<Trial>,
+    /// The chosen configuration.
+    pub best: Candidate,
+    /// Its validation score in the last rung.
+    pub best_score: f64,
+    /// The final model.
+    pub outcome: TrainOutcome,
+}
+
+/// Per-trial fixed cost in seconds (reading, tokenizing, writing nothing) per million tokens.
+const SECS_PER_MTOKEN: f64 = 0.6;
+/// Feature-row updates per second of the fastText-style engine on one core (measured on the
+/// 2-core machine of docs/benchmarks.md: tweets, 25 epochs, bigrams, width 100).
+const UPDATES_PER_SEC: f64 = 1.2e9;
+
+/// Searches and trains; `on_event` sees the plan and every trial.
+pub fn autotune(
+    records: &[Record],
+    source: &str,
+    task: Option<Task>,
+    label_sep: &str,
+    opts: &AutotuneOptions,
+    on_event: &mut dyn FnMut(AutotuneEvent<'_>),
+) -> Result<AutotuneOutcome, ModelError> {
+    if !(opts.validation_fraction > 0.0 && opts.validation_fraction < 0.5) {
+        return Err(ModelError::Invalid(format!(
+            "the validation fraction must be in (0, 0.5), got {}",
+            opts.validation_fraction
+        )));
+    }
+    if !(opts.budget_secs.is_finite() && opts.budget_secs > 0.0) {
+        return Err(ModelError::Invalid("--budget must be positive".into()));
+    }
+    let labels = LabelSet::infer(records, task, label_sep, source)?;
+    let task = labels.task;
+    let targets = labels.encode(records, source)?;
+    let (train_idx, val_idx) = stratified_split(
+        &targets,
+        task,
+        records.len(),
+        opts.validation_fraction,
+        opts.seed,
+    );
+    if train_idx.len() < 10 || val_idx.is_empty() {
+        return Err(ModelError::Invalid(format!(
+            "{source}: {} rows are too few to search (need at least 10 to train and 1 to validate)",
+            records.len()
+        )));
+    }
+    let train_rows: Vec<Record> = train_idx.iter().map(|&i| records[i].clone()).collect();
+    let val_rows: Vec<Record> = val_idx.iter().map(|&i| records[i].clone()).collect();
+
+    // The cost model's inputs: tokens of the training rows.
+    let texts: Vec<&str> = train_rows.iter().map(|r| r.text.as_str()).collect();
+    let cjk = cjk_share(&texts) >= 0.2;
+    let tokens: f64 = texts
+        .iter()
+        .map(|t| {
+            if cjk {
+                t.chars().filter(|c| !c.is_whitespace()).count()
+            } else {
+                t.split_whitespace().count()
+            }
+        })
+        .sum::<usize>() as f64
+        + texts.len() as f64;
+    let classes = labels.outputs().max(2) as f64;
+    let cost = |c: &Candidate, rows_share: f64| -> f64 {
+        let s = &c.spec;
+        if s.architecture == "linear" {
+            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
+            let per_token = s.bag.word_ngrams as f64
+                + if s.bag.maxn > 0 {
+                    (s.bag.maxn - s.bag.minn + 1) as f64 * 4.0
+                } else {
+                    0.0
+                };
+            let t = tokens * rows_share;
+            return t / 1e6 * SECS_PER_MTOKEN
+                + t * per_token * classes * s.linear.max_iter as f64 * 12.0 / UPDATES_PER_SEC;
+        }
+        let per_token = s.bag.word_ngrams as f64
+            + if s.bag.maxn > 0 {
+                (s.bag.maxn - s.bag.minn + 1) as f64 * 4.0
+            } else {
+                0.0
+            };
+        let t = tokens * rows_share;
+        t / 1e6 * SECS_PER_MTOKEN
+            + t * c.config.epochs as f64 * per_token * s.embed_dim as f64 * 2.0 / UPDATES_PER_SEC
+    };
+
+    // Draw candidates until the plan fills the search's share of the budget.
+    let threads = opts.threads.max(1);
+    let mut rng = Rng::with_stream(opts.seed, 7);
+    let search_budget = opts.budget_secs * 0.8 * threads as f64;
+    let mut pool: Vec<Candidate> = Vec::new();
+    let mut planned = 0.0;
+    loop {
+        let c = draw(&mut rng, cjk, task, opts.seed);
+        // Rung 0 on a third of the rows, a third of candidates again on all of them.
+        let need = cost(&c, 1.0 / 3.0) + cost(&c, 1.0) / 3.0;
+        if planned + need > search_budget && pool.len() >= 3 {
+            break;
+        }
+        planned += need;
+        pool.push(c);
+        if pool.len() >= 300 {
+            break;
+        }
+    }
+    let finalists = pool.len().div_ceil(3);
+    let rungs = [pool.len(), finalists];
+    on_event(AutotuneEvent::Plan {
+        rungs: &rungs,
+        train_rows: train_rows.len(),
+        val_rows: val_rows.len(),
+        planned_secs: planned / threads as f64 + cost(&pool[0], 1.25),
+    });
+
+    let trial_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    let mut trials: Vec<Trial> = Vec::new();
+    let third = (train_rows.len() / 3).max(10).min(train_rows.len());
+    let mut survivors: Vec<Candidate> = pool;
+    let mut number = 0usize;
+    for (rung, rows) in [(0usize, &train_rows[..third]), (1, &train_rows[..])] {
+        let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
+        for batch in survivors.chunks(threads) {
+            let results: Vec<Result<(f64, f64), ModelError>> = trial_pool.install(|| {
+                batch
+                    .par_iter()
+                    .map(|c| run_trial(c, rows, &val_rows, source, task, label_sep, &opts.metric))
+                    .collect()
+            });
+            for (c, r) in batch.iter().zip(results) {
+                let (score, seconds) = r?;
+                number += 1;
+                let t = Trial {
+                    number,
+                    rung,
+                    rows: rows.len(),
+                    candidate: c.clone(),
+                    score,
+                    seconds,
+                };
+                on_event(AutotuneEvent::Trial(&t));
+                scored.push((score, scored.len(), c.clone()));
+                trials.push(t);
+            }
+        }
+        // Best first; ties keep plan order, so the choice is deterministic.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        survivors = scored
+            .into_iter()
+            .take(if rung == 0 { finalists } else { 1 })
+            .map(|s| s.2)
+            .collect();
+    }
+    let best = survivors
+        .into_iter()
+        .next()
+        .ok_or_else(|| ModelError::Invalid("the search produced no candidate".into()))?;
+    let best_score = trials
+        .iter()
+        .rev()
+        .find(|t| t.candidate == best)
+        .map_or(f64::NAN, |t| t.score);
+    on_event(AutotuneEvent::Final(&best));
+    let mut cfg = best.config.clone();
+    cfg.threads = threads;
+    let outcome = train(
+        records,
+        source,
+        Some(task),
+        label_sep,
+        &best.spec,
+        &cfg,
+        &mut |_| {},
+    )?;
+    Ok(AutotuneOutcome {
+        trials,
+        best: Candidate {
+            spec: best.spec,
+            config: cfg,
+        },
+        best_score,
+        outcome,
+    })
+}
+
+/// Trains one candidate on `rows` (one thread) and scores it on `val`.
+fn run_trial(
+    c: &Candidate,
+    rows: &[Record],
+    val: &[Record],
+    source: &str,
+    task: Task,
+    label_sep: &str,
+    metric: &Metric,
+) -> Result<(f64, f64), ModelError> {
+    let started = Instant::now();
+    let out = train(
+        rows,
+        source,
+        Some(task),
+        label_sep,
+        &c.spec,
+        &c.config,
+        &mut |_| {},
+    )?;
+    let report = evaluate(&out.pipeline, val, source)?;
+    Ok((metric.of(&report)?, started.elapsed().as_secs_f64()))
+}
+
+/// One random configuration: a third of them TF-IDF + logistic regression, the rest of the
+/// fastText-style family.
+fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64) -> Candidate {
+    let pick = |rng: &mut Rng, xs: &[usize]| xs[rng.below(xs.len())];
+    if rng.below(3) == 0 {
+        let mut spec = ModelSpec::linear();
+        spec.detect_cjk = false;
+        spec.tokenizer.segmentation = if cjk {
+            [Segmentation::Cjk, Segmentation::Jieba][rng.below(2)]
+        } else {
+            Segmentation::Word
+        };
+        spec.bag.word_ngrams = pick(rng, &[1, 2, 2, 3]);
+        let chars: [(usize, usize); 3] = if cjk {
+            [(0, 0), (0, 0), (1, 2)]
+        } else {
+            [(0, 0), (2, 4), (2, 5)]
+        };
+        (spec.bag.minn, spec.bag.maxn) = chars[rng.below(chars.len())];
+        spec.linear.c = [1.0, 10.0, 100.0, 1000.0][rng.below(4)];
+        let config = TrainConfig {
+            epochs: 1,
+            validation_split: 0.0,
+            seed,
+            threads: 1,
+            ..TrainConfig::default()
+        };
+        return Candidate { spec, config };
+    }
+    let mut spec = ModelSpec::fasttext();
+    spec.detect_cjk = false;
+    spec.tokenizer.segmentation = if cjk {
+        [Segmentation::Cjk, Segmentation::Jieba][rng.below(2)]
+    } else {
+        Segmentation::Word
+    };
+    spec.embed_dim = pick(rng, &[16, 32, 64, 100]);
+    spec.bag.word_ngrams = pick(rng, &[1, 2, 2, 3]);
+    let chars: [(usize, usize); 4] = if cjk {
+        [(0, 0), (0, 0), (1, 2), (1, 3)]
+    } else {
+        [(0, 0), (0, 0), (2, 4), (3, 6)]
+    };
+    let (minn, maxn) = chars[rng.below(chars.len())];
+    spec.bag.minn = minn;
+    spec.bag.maxn = maxn;
+    let epochs = pick(rng, &[5, 10, 15, 25, 40, 60]);
+    // Log-uniform learning rate in [0.05, 1.0] (regression needs smaller steps).
+    let hi = if task == Task::Regression {
+        0.1f64
+    } else {
+        1.0
+    };
+    let lr = rng.uniform(0.05f64.ln(), hi.ln()).exp();
+    let config = TrainConfig {
+        epochs,
+        lr: Some((lr * 1000.0).round() / 1000.0),
+        validation_split: 0.0,
+        seed,
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    Candidate { spec, config }
+}
+
+/// Row indices `(train, validation)` of a stratified split of `n` rows: each class gives
+/// `fraction` of its rows, chosen at random with `seed`, to validation (every class keeps at
+/// least one training row). Regression and multi-label rows split at random.
+pub fn stratified_split(
+    targets: &Targets,
+    task: Task,
+    n: usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::with_stream(seed, 5);
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let key = match (task, targets) {
+            (Task::Multiclass, Targets::Classes(c)) => i64::from(c[i]),
+            (Task::Binary, Targets::Values(v)) => i64::from(v[i] > 0.5),
+            _ => 0,
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (_, mut rows) in groups {
+        rng.shuffle(&mut rows);
+        let k = ((rows.len() as f64) * fraction).round() as usize;
+        let k = k.min(rows.len().saturating_sub(1));
+        val.extend_from_slice(&rows[..k]);
+        train.extend_from_slice(&rows[k..]);
+    }
+    rng.shuffle(&mut train);
+    val.sort_unstable();
+    (train, val)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stratified_and_seeded() {
+        let classes: Vec<u32> = (0..100).map(|i| u32::from(i % 10 == 0)).collect();
+        let t = Targets::Classes(classes.clone());
+        let (train, val) = stratified_split(&t, Task::Multiclass, 100, 0.2, 1);
+        assert_eq!(train.len() + val.len(), 100);
+        assert_eq!(val.iter().filter(|&&i| classes[i] == 1).count(), 2);
+        assert_eq!(val.len(), 20);
+        assert_eq!(stratified_split(&t, Task::Multiclass, 100, 0.2, 1).1, val);
+        assert_ne!(stratified_split(&t, Task::Multiclass, 100, 0.2, 2).1, val);
+    }
+
+    #[test]
+    fn metrics_parse() {
+        assert_eq!("macro-f1".parse::<Metric>().unwrap(), Metric::MacroF1);
+        assert_eq!(
+            "f1:spam".parse::<Metric>().unwrap(),
+            Metric::F1("spam".into())
+        );
+        assert!("f1:".parse::<Metric>().is_err());
+        assert!("auc".parse::<Metric>().is_err());
+    }
+}

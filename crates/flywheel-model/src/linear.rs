@@ -1,0 +1,240 @@
+//! The `linear` family: TF-IDF vectors of words and hashed word/character n-grams (the
+//! fastText-style family's features) and logistic regression (softmax, or a sigmoid per label;
+//! least squares for regression) fitted by L-BFGS — the classical strong baseline, in the same
+//! artifact format as every other model.
+//!
+//! TF-IDF as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`: `tf = 1 + ln(count)`,
+//! `idf = ln((1 + n) / (1 + df)) + 1` over the training rows, each vector L2-normalised.
+
+use std::time::Instant;
+
+use flywheel_data::Record;
+use flywheel_nn::{LinearLoss, LinearModel, LinearTargets, SparseRows};
+use flywheel_text::KerasTokenizer;
+
+use crate::bag::BagFeaturizer;
+use crate::evaluate::report_from_outputs;
+use crate::pipeline::{Network, Pipeline};
+use crate::spec::{ModelSpec, TrainConfig};
+use crate::task::{LabelSet, Targets, Task};
+use crate::train::{EpochRecord, TrainEvent, TrainOutcome};
+use crate::ModelError;
+
+/// L-BFGS stops when no gradient component exceeds this (scikit-learn's default `tol`).
+const GTOL: f64 = 1e-4;
+
+/// The linear network: features, their IDF weights, the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearNet {
+    /// Tokens to feature rows.
+    pub featurizer: BagFeaturizer,
+    /// IDF weight of every feature row.
+    pub idf: Vec<f32>,
+    /// Weights and bias.
+    pub model: LinearModel,
+}
+
+impl LinearNet {
+    /// The TF-IDF vector of sorted feature rows (as [`BagFeaturizer`] emits them).
+    pub fn tfidf(&self, rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+        tfidf(&self.idf, rows, idx, val);
+    }
+
+    /// Outputs of one text's feature rows for the task (`[labels.outputs()]`).
+    pub fn outputs_into(
+        &self,
+        rows: &[u32],
+        task: Task,
+        buf: &mut (Vec<u32>, Vec<f32>, Vec<f32>),
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (idx, val, probs) = buf;
+        self.tfidf(rows, idx, val);
+        probs.clear();
+        probs.resize(self.model.outputs(), 0.0);
+        self.model.predict(idx, val, probs)?;
+        if task == Task::Binary && probs.len() == 2 {
+            out[0] = probs[1];
+        } else {
+            out.copy_from_slice(probs);
+        }
+        Ok(())
+    }
+}
+
+/// TF-IDF of sorted rows with repeats: one entry per distinct row, L2-normalised.
+fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    idx.clear();
+    val.clear();
+    let mut i = 0;
+    while i < rows.len() {
+        let f = rows[i];
+        let start = i;
+        while i < rows.len() && rows[i] == f {
+            i += 1;
+        }
+        let w = idf.get(f as usize).copied().unwrap_or(0.0);
+        if w > 0.0 {
+            idx.push(f);
+            val.push((1.0 + ((i - start) as f32).ln()) * w);
+        }
+    }
+    let norm = val.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        val.iter_mut().for_each(|v| *v /= norm);
+    }
+}
+
+/// Trains the linear model (called by [`crate::train`] for `linear` specs).
+pub(crate) fn train_linear(
+    records: &[Record],
+    source: &str,
+    labels: LabelSet,
+    targets: Targets,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let started = Instant::now();
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let n = records.len();
+    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
+    if n_train == 0 {
+        return Err(ModelError::Invalid(format!(
+            "{source}: {n} rows leave nothing to train on with --validation-split {}",
+            cfg.validation_split
+        )));
+    }
+    let n_val = n - n_train;
+    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
+    tokenizer.fit(&texts[..n_train]);
+    let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
+    let mut rows: Vec<u32> = Vec::new();
+    let mut offsets = vec![0usize];
+    let mut toks: Vec<String> = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        toks.clear();
+        tokenizer.for_each_token(t, |w| toks.push(w.to_string()));
+        let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
+        if i < n_train {
+            featurizer.fit_tokens(&tokenizer, &refs, &mut rows);
+        } else {
+            featurizer.encode_tokens(&tokenizer, &refs, &mut rows);
+        }
+        offsets.push(rows.len());
+    }
+    // Document frequencies over the training rows (rows are sorted within a text).
+    let width = featurizer.rows();
+    let mut df = vec![0u32; width];
+    for w in offsets.windows(2).take(n_train) {
+        let text = &rows[w[0]..w[1]];
+        for (j, &f) in text.iter().enumerate() {
+            if j == 0 || text[j - 1] != f {
+                df[f as usize] += 1;
+            }
+        }
+    }
+    let idf: Vec<f32> = df
+        .iter()
+        .map(|&d| (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32)
+        .collect();
+    let mut x = SparseRows::new();
+    let (mut idx, mut val) = (Vec::new(), Vec::new());
+    for w in offsets.windows(2) {
+        tfidf(&idf, &rows[w[0]..w[1]], &mut idx, &mut val);
+        x.push(&idx, &val);
+    }
+    let k = labels.outputs();
+    let (loss, outputs) = match labels.task {
+        Task::Binary => (LinearLoss::Softmax, 2),
+        Task::Multiclass => (LinearLoss::Softmax, k),
+        Task::Multilabel => (LinearLoss::Sigmoid, k),
+        Task::Regression => (LinearLoss::Mse, 1),
+    };
+    let classes: Vec<u32> = match (&targets, labels.task) {
+        (Targets::Classes(c), _) => c[..n_train].to_vec(),
+        (Targets::Values(v), Task::Binary) => {
+            v[..n_train].iter().map(|&y| u32::from(y > 0.5)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let values: Vec<f32> = match &targets {
+        Targets::Values(v) if loss != LinearLoss::Softmax => v[..n_train * k].to_vec(),
+        _ => Vec::new(),
+    };
+    let y = match loss {
+        LinearLoss::Softmax => LinearTargets::Classes(&classes),
+        _ => LinearTargets::Values(&values),
+    };
+    let mut train_x = SparseRows::new();
+    for i in 0..n_train {
+        let (a, b) = x.row(i);
+        train_x.push(a, b);
+    }
+    let mut model = LinearModel::new(width, outputs, loss);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads.max(1))
+        .build()
+        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
+    let l2 = 1.0 / (spec.linear.c * n_train as f64);
+    let net_labels = labels.clone();
+    on_event(TrainEvent::Start {
+        train_rows: n_train,
+        val_rows: n_val,
+        batches: 1,
+        epochs: 1,
+        parameters: width * outputs + outputs,
+        task: net_labels.task,
+        labels: &net_labels.labels,
+        vocab: tokenizer.vocab_size(),
+    });
+    let objective = pool.install(|| model.fit(&train_x, y, l2, spec.linear.max_iter, GTOL))?;
+    let net = LinearNet {
+        featurizer,
+        idf,
+        model,
+    };
+    let pipeline = Pipeline::new(
+        spec.clone(),
+        labels.clone(),
+        tokenizer,
+        Network::Linear(net),
+    )?;
+    let outputs_of = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
+        let seqs: Vec<&[u32]> = range.map(|i| &rows[offsets[i]..offsets[i + 1]]).collect();
+        pool.install(|| pipeline.outputs_par(&seqs))
+    };
+    let train_out = outputs_of(0..n_train)?;
+    let train_report = report_from_outputs(&labels, &train_out, &targets.slice(0..n_train, k))?;
+    let validation = if n_val > 0 {
+        let out = outputs_of(n_train..n)?;
+        Some(report_from_outputs(
+            &labels,
+            &out,
+            &targets.slice(n_train..n, k),
+        )?)
+    } else {
+        None
+    };
+    let record = EpochRecord {
+        epoch: 1,
+        loss: objective,
+        accuracy: train_report.accuracy(),
+        val_loss: None,
+        val_accuracy: validation.as_ref().and_then(|r| r.accuracy()),
+    };
+    on_event(TrainEvent::Epoch {
+        record: &record,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(TrainOutcome {
+        pipeline,
+        history: vec![record],
+        best_epoch: None,
+        stopped_early: false,
+        train_rows: n_train,
+        val_rows: n_val,
+        validation,
+        class_counts: Vec::new(),
+    })
+}

@@ -1,0 +1,84 @@
+//! The hyper-parameter search: deterministic for a seed, scores every trial on held-out rows,
+//! and returns a model retrained on all rows that does what the best trial did.
+
+use flywheel_data::Record;
+use flywheel_model::autotune::AutotuneEvent;
+use flywheel_model::{autotune, evaluate, AutotuneOptions, Metric, Report};
+
+fn data(n: usize, seed: u64) -> Vec<Record> {
+    let mut x = seed | 1;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    (0..n)
+        .map(|i| {
+            let c = i % 3;
+            let mut words: Vec<String> = (0..6).map(|_| format!("w{}", next(30))).collect();
+            words.insert(next(6) as usize, format!("cue{c}"));
+            Record {
+                text: words.join(" "),
+                labels: vec![["x", "y", "z"][c].to_string()],
+                line: i as u64 + 2,
+            }
+        })
+        .collect()
+}
+
+fn opts(seed: u64) -> AutotuneOptions {
+    AutotuneOptions {
+        budget_secs: 1.0,
+        metric: Metric::MacroF1,
+        seed,
+        threads: 2,
+        validation_fraction: 0.2,
+    }
+}
+
+#[test]
+fn same_seed_same_choice_and_a_good_model() {
+    let rows = data(300, 4);
+    let mut plan = None;
+    let mut seen = 0;
+    let a = autotune(&rows, "mem", None, "|", &opts(7), &mut |ev| match ev {
+        AutotuneEvent::Plan {
+            rungs, val_rows, ..
+        } => plan = Some((rungs.to_vec(), val_rows)),
+        AutotuneEvent::Trial(_) => seen += 1,
+        AutotuneEvent::Final(_) => {}
+    })
+    .unwrap();
+    let (rungs, val_rows) = plan.unwrap();
+    assert_eq!(val_rows, 60, "a fifth of the rows, stratified");
+    assert!(
+        rungs[0] >= 3 && rungs[1] == rungs[0].div_ceil(3),
+        "{rungs:?}"
+    );
+    assert_eq!(seen, rungs[0] + rungs[1]);
+    assert_eq!(a.trials.len(), seen);
+    let b = autotune(&rows, "mem", None, "|", &opts(7), &mut |_| {}).unwrap();
+    assert_eq!(a.best, b.best);
+    let scores = |o: &flywheel_model::AutotuneOutcome| -> Vec<f64> {
+        o.trials.iter().map(|t| t.score).collect()
+    };
+    assert_eq!(scores(&a), scores(&b));
+    // The chosen model was retrained on all rows and generalises.
+    assert_eq!(a.outcome.train_rows, 300);
+    match evaluate(&a.outcome.pipeline, &data(150, 99), "test").unwrap() {
+        Report::Classification(r) => assert!(r.macro_f1 > 0.9, "{}", r.macro_f1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rejects_unknown_label_metric_and_tiny_data() {
+    let rows = data(300, 4);
+    let mut o = opts(1);
+    o.metric = Metric::F1("nope".into());
+    let e = autotune(&rows, "mem", None, "|", &o, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("no such label"), "{e}");
+    let e = autotune(&rows[..6], "mem", None, "|", &opts(1), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("too few"), "{e}");
+}
