@@ -106,11 +106,18 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
                 rungs,
                 train_rows,
                 val_rows,
+                folds,
                 planned_secs,
             } => eprintln!(
                 "Plan: {} candidates on a third of {train_rows} rows, the best {} on all; \
-                 scored on {val_rows} held-out rows; ~{planned_secs:.0} s",
-                rungs[0], rungs[1]
+                 scored on {val_rows} held-out rows{}; ~{planned_secs:.0} s",
+                rungs[0],
+                rungs[1],
+                if folds > 1 {
+                    format!(" (mean of {folds} cross-validation folds)")
+                } else {
+                    String::new()
+                }
             ),
             AutotuneEvent::Trial(t) => {
                 if json {

@@ -2,7 +2,8 @@
 //! family and TF-IDF + logistic regression; the recurrent reference is far slower per point of
 //! accuracy on the shared datasets and is not searched).
 //!
-//! * A stratified validation split (each class keeps its share) is cut from the training rows.
+//! * A stratified validation split (each class keeps its share) is cut from the training rows;
+//!   below 2,000 rows, trials are scored by stratified 5-fold cross-validation instead.
 //! * Configurations are drawn from a seeded search space and run as successive halving: every
 //!   candidate trains on a third of the remaining rows, the best third of them again on all of
 //!   them; each trial is scored on the validation split with the chosen metric.
@@ -173,8 +174,10 @@ pub enum AutotuneEvent<'a> {
         rungs: &'a [usize],
         /// Training rows of the split.
         train_rows: usize,
-        /// Validation rows.
+        /// Validation rows (of each fold).
         val_rows: usize,
+        /// Folds each trial is scored on (1 = a single held-out split).
+        folds: usize,
         /// Planned seconds.
         planned_secs: f64,
     },
@@ -197,6 +200,15 @@ pub struct AutotuneOutcome {
     pub outcome: TrainOutcome,
 }
 
+/// Character n-grams per token for each n-gram length (after repeats in a text merge).
+const CHAR_NGRAMS_PER_LENGTH: f64 = 4.0;
+/// Work of one L-BFGS iteration per non-zero and class (objective, line search, updates), in
+/// units of a feature-row update; L-BFGS usually stops well before `max_iter`.
+const LINEAR_PASS: f64 = 5.0;
+/// Data sets with fewer rows are scored by cross-validation.
+const CV_BELOW: usize = 2_000;
+/// Folds of that cross-validation.
+const CV_FOLDS: usize = 5;
 /// Per-trial fixed cost in seconds (reading, tokenizing, writing nothing) per million tokens.
 const SECS_PER_MTOKEN: f64 = 0.6;
 /// Feature-row updates per second of the fastText-style engine on one core (measured on the
@@ -237,23 +249,40 @@ pub fn autotune(
             records.len()
         )));
     }
-    let train_rows: Vec<Record> = train_idx.iter().map(|&i| records[i].clone()).collect();
-    let val_rows: Vec<Record> = val_idx.iter().map(|&i| records[i].clone()).collect();
+    let pick = |idx: &[usize]| -> Vec<Record> { idx.iter().map(|&i| records[i].clone()).collect() };
+    // Small data: a single held-out fifth is too noisy to choose by, so trials are scored by
+    // stratified k-fold cross-validation instead.
+    let folds: Vec<(Vec<Record>, Vec<Record>)> = if records.len() < CV_BELOW {
+        stratified_folds(&targets, task, records.len(), CV_FOLDS, opts.seed)
+            .into_iter()
+            .map(|(t, v)| (pick(&t), pick(&v)))
+            .collect()
+    } else {
+        vec![(pick(&train_idx), pick(&val_idx))]
+    };
+    let (train_rows, val_rows) = (&folds[0].0, &folds[0].1);
 
     // The cost model's inputs: tokens of the training rows.
     let texts: Vec<&str> = train_rows.iter().map(|r| r.text.as_str()).collect();
     let cjk = cjk_share(&texts) >= 0.2;
+    // Distinct tokens per text: repeats within a text cost one row access (features are
+    // merged into runs), so long documents cost less per token than short ones.
     let tokens: f64 = texts
         .iter()
         .map(|t| {
-            if cjk {
-                t.chars().filter(|c| !c.is_whitespace()).count()
+            let mut seen: Vec<&str> = if cjk {
+                t.char_indices()
+                    .filter(|(_, c)| !c.is_whitespace())
+                    .map(|(i, c)| &t[i..i + c.len_utf8()])
+                    .collect()
             } else {
-                t.split_whitespace().count()
-            }
+                t.split_whitespace().collect()
+            };
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len() + 1
         })
-        .sum::<usize>() as f64
-        + texts.len() as f64;
+        .sum::<usize>() as f64;
     let classes = labels.outputs().max(2) as f64;
     let cost = |c: &Candidate, rows_share: f64| -> f64 {
         let s = &c.spec;
@@ -261,17 +290,18 @@ pub fn autotune(
             // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
             let per_token = s.bag.word_ngrams as f64
                 + if s.bag.maxn > 0 {
-                    (s.bag.maxn - s.bag.minn + 1) as f64 * 4.0
+                    (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
                 } else {
                     0.0
                 };
             let t = tokens * rows_share;
             return t / 1e6 * SECS_PER_MTOKEN
-                + t * per_token * classes * s.linear.max_iter as f64 * 12.0 / UPDATES_PER_SEC;
+                + t * per_token * classes * s.linear.max_iter as f64 * LINEAR_PASS
+                    / UPDATES_PER_SEC;
         }
         let per_token = s.bag.word_ngrams as f64
             + if s.bag.maxn > 0 {
-                (s.bag.maxn - s.bag.minn + 1) as f64 * 4.0
+                (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
             } else {
                 0.0
             };
@@ -286,10 +316,19 @@ pub fn autotune(
     let search_budget = opts.budget_secs * 0.8 * threads as f64;
     let mut pool: Vec<Candidate> = Vec::new();
     let mut planned = 0.0;
+    let mut draws = 0;
     loop {
         let c = draw(&mut rng, cjk, task, opts.seed);
+        draws += 1;
+        if pool.contains(&c) {
+            // A configuration already planned; stop when the space is exhausted.
+            if draws > 20 * (pool.len() + 10) {
+                break;
+            }
+            continue;
+        }
         // Rung 0 on a third of the rows, a third of candidates again on all of them.
-        let need = cost(&c, 1.0 / 3.0) + cost(&c, 1.0) / 3.0;
+        let need = (cost(&c, 1.0 / 3.0) + cost(&c, 1.0) / 3.0) * folds.len() as f64;
         if planned + need > search_budget && pool.len() >= 3 {
             break;
         }
@@ -305,6 +344,7 @@ pub fn autotune(
         rungs: &rungs,
         train_rows: train_rows.len(),
         val_rows: val_rows.len(),
+        folds: folds.len(),
         planned_secs: planned / threads as f64 + cost(&pool[0], 1.25),
     });
 
@@ -313,16 +353,37 @@ pub fn autotune(
         .build()
         .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
     let mut trials: Vec<Trial> = Vec::new();
-    let third = (train_rows.len() / 3).max(10).min(train_rows.len());
     let mut survivors: Vec<Candidate> = pool;
     let mut number = 0usize;
-    for (rung, rows) in [(0usize, &train_rows[..third]), (1, &train_rows[..])] {
+    for rung in 0..2usize {
+        let share = |rows: &[Record]| -> usize {
+            match rung {
+                0 => (rows.len() / 3).max(10).min(rows.len()),
+                _ => rows.len(),
+            }
+        };
+        let rows_used = share(train_rows);
         let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
         for batch in survivors.chunks(threads) {
             let results: Vec<Result<(f64, f64), ModelError>> = trial_pool.install(|| {
                 batch
                     .par_iter()
-                    .map(|c| run_trial(c, rows, &val_rows, source, task, label_sep, &opts.metric))
+                    .map(|c| {
+                        let mut total = (0.0, 0.0);
+                        for (tr, va) in &folds {
+                            let (score, secs) = run_trial(
+                                c,
+                                &tr[..share(tr)],
+                                va,
+                                source,
+                                task,
+                                label_sep,
+                                &opts.metric,
+                            )?;
+                            total = (total.0 + score, total.1 + secs);
+                        }
+                        Ok((total.0 / folds.len() as f64, total.1))
+                    })
                     .collect()
             });
             for (c, r) in batch.iter().zip(results) {
@@ -331,7 +392,7 @@ pub fn autotune(
                 let t = Trial {
                     number,
                     rung,
-                    rows: rows.len(),
+                    rows: rows_used,
                     candidate: c.clone(),
                     score,
                     seconds,
@@ -425,6 +486,8 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64) -> Candidate {
         };
         (spec.bag.minn, spec.bag.maxn) = chars[rng.below(chars.len())];
         spec.linear.c = [1.0, 10.0, 100.0, 1000.0][rng.below(4)];
+        // scikit-learn's default iteration cap: bounds a trial's cost.
+        spec.linear.max_iter = 100;
         let config = TrainConfig {
             epochs: 1,
             validation_split: 0.0,
@@ -503,6 +566,45 @@ pub fn stratified_split(
     (train, val)
 }
 
+/// `(train, validation)` row indices of `k` stratified folds: each class's rows, shuffled with
+/// `seed`, are dealt to the folds in turn, so every fold holds about `1/k` of every class.
+pub fn stratified_folds(
+    targets: &Targets,
+    task: Task,
+    n: usize,
+    k: usize,
+    seed: u64,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut rng = Rng::with_stream(seed, 6);
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let key = match (task, targets) {
+            (Task::Multiclass, Targets::Classes(c)) => i64::from(c[i]),
+            (Task::Binary, Targets::Values(v)) => i64::from(v[i] > 0.5),
+            _ => 0,
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    let k = k.max(2);
+    let mut fold_of = vec![0usize; n];
+    let mut next = 0usize;
+    for (_, mut rows) in groups {
+        rng.shuffle(&mut rows);
+        for i in rows {
+            fold_of[i] = next % k;
+            next += 1;
+        }
+    }
+    (0..k)
+        .map(|f| {
+            let mut train: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
+            let val: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
+            rng.shuffle(&mut train);
+            (train, val)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +619,22 @@ mod tests {
         assert_eq!(val.len(), 20);
         assert_eq!(stratified_split(&t, Task::Multiclass, 100, 0.2, 1).1, val);
         assert_ne!(stratified_split(&t, Task::Multiclass, 100, 0.2, 2).1, val);
+    }
+
+    #[test]
+    fn folds_cover_every_row_once_and_keep_class_shares() {
+        let classes: Vec<u32> = (0..100).map(|i| u32::from(i % 5 == 0)).collect();
+        let t = Targets::Classes(classes.clone());
+        let folds = stratified_folds(&t, Task::Multiclass, 100, 5, 3);
+        let mut seen = vec![0; 100];
+        for (train, val) in &folds {
+            assert_eq!(train.len() + val.len(), 100);
+            assert_eq!(val.iter().filter(|&&i| classes[i] == 1).count(), 4);
+            for &i in val {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&s| s == 1));
     }
 
     #[test]

@@ -44,14 +44,18 @@ fn same_seed_same_choice_and_a_good_model() {
     let mut seen = 0;
     let a = autotune(&rows, "mem", None, "|", &opts(7), &mut |ev| match ev {
         AutotuneEvent::Plan {
-            rungs, val_rows, ..
-        } => plan = Some((rungs.to_vec(), val_rows)),
+            rungs,
+            val_rows,
+            folds,
+            ..
+        } => plan = Some((rungs.to_vec(), val_rows, folds)),
         AutotuneEvent::Trial(_) => seen += 1,
         AutotuneEvent::Final(_) => {}
     })
     .unwrap();
-    let (rungs, val_rows) = plan.unwrap();
+    let (rungs, val_rows, folds) = plan.unwrap();
     assert_eq!(val_rows, 60, "a fifth of the rows, stratified");
+    assert_eq!(folds, 5, "small data is cross-validated");
     assert!(
         rungs[0] >= 3 && rungs[1] == rungs[0].div_ceil(3),
         "{rungs:?}"
