@@ -356,11 +356,14 @@ impl Artifact {
     }
 }
 
+/// Reads a named `f32` tensor of the given shape from the file being loaded.
+type ReadTensor<'a> = dyn Fn(&str, &[usize]) -> Result<Tensor<f32>, ModelError> + 'a;
+
 /// The recurrent network's tensors.
 #[allow(clippy::too_many_arguments)]
 fn rnn_from(
     st: &SafeTensors<'_>,
-    read: &dyn Fn(&str, &[usize]) -> Result<Tensor<f32>, ModelError>,
+    read: &ReadTensor<'_>,
     bad: &dyn Fn(String) -> ModelError,
     e: usize,
     h: usize,
