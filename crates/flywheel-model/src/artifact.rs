@@ -82,6 +82,9 @@ pub struct ArtifactMeta {
     pub validation_metrics: Option<Report>,
     /// Version this model was derived from, if any.
     pub parent: Option<String>,
+    /// Multi-label decision threshold tuned on validation rows (absent: 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
     /// Training rows per class (hierarchical softmax rebuilds its tree from them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_counts: Vec<u64>,
@@ -131,6 +134,8 @@ impl Artifact {
             validation_metrics: outcome.validation,
             parent: None,
             class_counts: outcome.class_counts.clone(),
+            threshold: (p.labels.task == Task::Multilabel && p.labels.threshold != 0.5)
+                .then_some(p.labels.threshold),
             sha256: String::new(),
         };
         Artifact {
@@ -265,7 +270,14 @@ impl Artifact {
             task: meta.task,
             labels: meta.labels.clone(),
             label_sep: meta.label_sep.clone(),
+            threshold: meta.threshold.unwrap_or(0.5),
         };
+        if !(labels.threshold > 0.0 && labels.threshold < 1.0) {
+            return Err(bad(format!(
+                "threshold {} is outside (0, 1)",
+                labels.threshold
+            )));
+        }
         let tokenizer =
             KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
         let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());

@@ -82,8 +82,8 @@ pub fn report_from_outputs(
                 .chunks_exact(k)
                 .map(|r| r.iter().map(|&v| v > 0.5).collect())
                 .collect();
-            let y_pred: Vec<Vec<bool>> =
-                rows.map(|r| r.iter().map(|&p| p > 0.5).collect()).collect();
+            let t = labels.threshold;
+            let y_pred: Vec<Vec<bool>> = rows.map(|r| r.iter().map(|&p| p > t).collect()).collect();
             Report::Multilabel(multilabel_report(&labels.labels, &y_true, &y_pred)?)
         }
         (Task::Regression, Targets::Values(y)) => {

@@ -477,7 +477,7 @@ impl Pipeline {
                 labels: names
                     .iter()
                     .zip(row)
-                    .filter(|(_, &p)| p > 0.5)
+                    .filter(|(_, &p)| p > self.labels.threshold)
                     .map(|(l, _)| l.clone())
                     .collect(),
                 score: row.iter().copied().fold(0.0, f32::max),

@@ -96,6 +96,9 @@ pub struct LabelSet {
     pub labels: Vec<String>,
     /// Separator of several labels in one field (multi-label).
     pub label_sep: String,
+    /// Multi-label: a label is predicted when its probability exceeds this (0.5 unless tuned
+    /// on validation rows at training time).
+    pub threshold: f32,
 }
 
 impl LabelSet {
@@ -134,6 +137,7 @@ impl LabelSet {
             task,
             labels: Vec::new(),
             label_sep: label_sep.to_string(),
+            threshold: 0.5,
         };
         if task != Task::Regression {
             let mut names = BTreeSet::new();

@@ -161,8 +161,50 @@ struct Chunk {
     correct: f64,
 }
 
-/// Trains a model on labelled records (`source` names the data in error messages).
+/// Trains a model on labelled records (`source` names the data in error messages). A
+/// multi-label model with validation rows gets the decision threshold (one for all labels,
+/// from 0.05 to 0.95) that maximises macro-F1 on them.
 pub fn train(
+    records: &[Record],
+    source: &str,
+    task: Option<Task>,
+    label_sep: &str,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let mut out = train_family(records, source, task, label_sep, spec, cfg, on_event)?;
+    if out.pipeline.labels.task == Task::Multilabel && out.val_rows > 0 {
+        let val = &records[out.train_rows..];
+        let targets = out.pipeline.labels.encode(val, source)?;
+        let texts: Vec<&str> = val.iter().map(|r| r.text.as_str()).collect();
+        let outputs = out.pipeline.outputs_of_texts(&texts)?;
+        let mut best: Option<(f64, f32, Report)> = None;
+        for step in 1..20 {
+            let mut labels = out.pipeline.labels.clone();
+            labels.threshold = step as f32 * 0.05;
+            let report = report_from_outputs(&labels, &outputs, &targets)?;
+            let f1 = match &report {
+                Report::Multilabel(m) => m.macro_f1,
+                _ => 0.0,
+            };
+            // On ties, the threshold nearest 0.5.
+            let better = best.as_ref().is_none_or(|b| {
+                f1 > b.0 || (f1 == b.0 && (labels.threshold - 0.5).abs() < (b.1 - 0.5).abs())
+            });
+            if better {
+                best = Some((f1, labels.threshold, report));
+            }
+        }
+        if let Some((_, threshold, report)) = best {
+            out.pipeline.labels.threshold = threshold;
+            out.validation = Some(report);
+        }
+    }
+    Ok(out)
+}
+
+fn train_family(
     records: &[Record],
     source: &str,
     task: Option<Task>,

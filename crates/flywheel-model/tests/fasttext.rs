@@ -394,3 +394,70 @@ fn linear_family_learns_round_trips_and_explains() {
     bad.linear.c = 0.0;
     assert!(train(&reg, "mem", None, "|", &bad, &cfg(), &mut |_| {}).is_err());
 }
+
+#[test]
+fn multilabel_threshold_is_tuned_on_validation_and_saved() {
+    // Three labels; each text carries the cue words of its labels among many fillers, so
+    // probabilities of true labels sit below 0.5 for a short training run.
+    let mut rows = Vec::new();
+    let names = ["red", "green", "blue"];
+    for i in 0..600u64 {
+        let mut words: Vec<String> = (0..12)
+            .map(|j| format!("f{}", (i * 7 + j * 13) % 97))
+            .collect();
+        let mut labels = Vec::new();
+        // Rare labels (one text in eight each): an under-trained model keeps their
+        // probabilities low, so the best threshold is below 0.5.
+        for (b, name) in names.iter().enumerate() {
+            if i % 8 == b as u64 || i % 24 == 3 + b as u64 {
+                words.push(format!("cue{name}"));
+                labels.push(name.to_string());
+            }
+        }
+        if labels.is_empty() {
+            labels.push("none".to_string());
+        }
+        rows.push(Record {
+            text: words.join(" "),
+            labels,
+            line: i + 2,
+        });
+    }
+    let c = TrainConfig {
+        epochs: 1,
+        lr: Some(0.05),
+        validation_split: 0.25,
+        ..cfg()
+    };
+    let out = train(
+        &rows,
+        "mem",
+        Some(Task::Multilabel),
+        "|",
+        &spec(),
+        &c,
+        &mut |_| {},
+    )
+    .unwrap();
+    let t = out.pipeline.labels.threshold;
+    assert!(t > 0.0 && t < 0.5, "threshold {t}");
+    // The tuned threshold is at least as good as 0.5 on the validation rows.
+    let val = &rows[out.train_rows..];
+    let tuned = match evaluate(&out.pipeline, val, "v").unwrap() {
+        Report::Multilabel(m) => m.macro_f1,
+        other => panic!("{other:?}"),
+    };
+    let mut half = out.pipeline.clone();
+    half.labels.threshold = 0.5;
+    let plain = match evaluate(&half, val, "v").unwrap() {
+        Report::Multilabel(m) => m.macro_f1,
+        other => panic!("{other:?}"),
+    };
+    assert!(tuned > plain, "tuned {tuned} <= 0.5's {plain}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ml.fw");
+    Artifact::from_training(out, c, "t", "00")
+        .save(&path)
+        .unwrap();
+    assert_eq!(Artifact::load(&path).unwrap().pipeline.labels.threshold, t);
+}
