@@ -717,12 +717,15 @@ fn cmd_info(model: &Path) -> Result<()> {
             sp.tokenizer.segmentation
         ),
         family => println!(
-            "network    {family} dim {} word-ngrams {} char-ngrams {chars} buckets {} C {} \
-             words {} tokenizer {} parameters {}",
-            sp.embed_dim,
+            "network    {family} {} word-ngrams {} char-ngrams {chars} buckets {} words {} \
+             tokenizer {} parameters {}",
+            if family == "linear" {
+                format!("C {}", sp.linear.c)
+            } else {
+                format!("dim {}", sp.embed_dim)
+            },
             sp.bag.word_ngrams,
             sp.bag.buckets,
-            sp.linear.c,
             a.pipeline.tokenizer().words().len(),
             sp.tokenizer.segmentation,
             a.pipeline.num_parameters()
