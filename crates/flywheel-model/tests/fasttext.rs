@@ -461,3 +461,38 @@ fn multilabel_threshold_is_tuned_on_validation_and_saved() {
         .unwrap();
     assert_eq!(Artifact::load(&path).unwrap().pipeline.labels.threshold, t);
 }
+
+#[test]
+fn damaged_ngram_model_files_are_refused() {
+    for spec in [spec(), linear_spec()] {
+        let out = train(
+            &data(200, &["a", "b", "c"], 3),
+            "mem",
+            None,
+            "|",
+            &spec,
+            &cfg(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let bytes = Artifact::from_training(out, cfg(), "t", "00")
+            .to_bytes()
+            .unwrap();
+        assert!(Artifact::from_bytes(&bytes, "ok").is_ok());
+        // Truncated anywhere.
+        for cut in [10, bytes.len() / 3, bytes.len() - 1] {
+            assert!(
+                Artifact::from_bytes(&bytes[..cut], "cut").is_err(),
+                "cut at {cut}"
+            );
+        }
+        // One flipped bit in the data part (the bucket list and the weights live at the end).
+        for back in [1, 5, 17, 64, 301] {
+            let mut b = bytes.clone();
+            let at = b.len() - back;
+            b[at] ^= 0x10;
+            let e = Artifact::from_bytes(&b, "flip").unwrap_err().to_string();
+            assert!(e.contains("checksum"), "{}: {e}", spec.architecture);
+        }
+    }
+}
