@@ -321,3 +321,99 @@ fn corrupt_and_foreign_model_files_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn fasttext_linear_and_autotune_from_the_command_line() {
+    let f = Fixture::new();
+    for (name, args) in [
+        (
+            "ft.fw",
+            &[
+                "--model",
+                "fasttext",
+                "--epochs",
+                "10",
+                "--lr",
+                "0.5",
+                "--word-ngrams",
+                "2",
+                "--dim",
+                "16",
+                "--buckets",
+                "5000",
+            ][..],
+        ),
+        ("lin.fw", &["--model", "linear", "--c", "10"][..]),
+    ] {
+        let model = f.p(name);
+        let data = f.p("train.csv");
+        let mut a: Vec<&str> = vec!["train", &data, "-o", &model];
+        a.extend(args);
+        let train_args: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        ok(&train_args);
+        let report: serde_json::Value =
+            serde_json::from_str(&ok(&["eval", &model, &f.p("test.csv"), "--json"])).unwrap();
+        assert!(
+            report["macro_f1"].as_f64().unwrap() > 0.95,
+            "{name}: {report}"
+        );
+        let info = ok(&["info", &model]);
+        assert!(info.contains(args[1]), "{info}");
+        let e: serde_json::Value =
+            serde_json::from_str(&ok(&["explain", &model, "the plot was awful", "--json"]))
+                .unwrap();
+        assert_eq!(e["label"], "neg");
+    }
+    // Flags of one family are refused for another, with the flag named.
+    let err = fails(&[
+        "train",
+        &f.p("train.csv"),
+        "-o",
+        &f.p("x.fw"),
+        "--model",
+        "fasttext",
+        "--hidden",
+        "8",
+    ]);
+    assert!(err.contains("--hidden"), "{err}");
+    let err = fails(&["train", &f.p("train.csv"), "-o", &f.p("x.fw"), "--c", "3"]);
+    assert!(err.contains("--c"), "{err}");
+    let err = fails(&[
+        "train",
+        &f.p("train.csv"),
+        "-o",
+        &f.p("x.fw"),
+        "--tokenizer",
+        "klingon",
+    ]);
+    assert!(err.contains("unknown tokenizer"), "{err}");
+
+    // Autotune: a plan, one line per trial, a final table, a model eval can read.
+    let model = f.p("auto.fw");
+    let out = run(&[
+        "autotune",
+        &f.p("train.csv"),
+        "-o",
+        &model,
+        "--budget",
+        "2s",
+        "--threads",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Plan:") && err.contains("trial") && err.contains("| rank |"));
+    assert!(err.contains("Chose"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", &model, &f.p("test.csv"), "--json"])).unwrap();
+    assert!(report["macro_f1"].as_f64().unwrap() > 0.95, "{report}");
+    let err = fails(&[
+        "autotune",
+        &f.p("train.csv"),
+        "-o",
+        &model,
+        "--budget",
+        "5x",
+    ]);
+    assert!(err.contains("--budget"), "{err}");
+}
