@@ -1,11 +1,12 @@
 //! Text to token ids: a Keras-compatible tokenizer and `pad_sequences`, Unicode-aware
-//! segmenters (word, char, CJK, jieba) and fastText's n-gram hashing.
+//! segmenters (word, char, CJK, jieba), fastText's n-gram hashing and PII redaction.
 //!
 //! Knows nothing about networks; the model crate turns ids into tensors.
 
 pub mod keras;
 pub mod ngrams;
 pub mod pad;
+pub mod redact;
 pub mod segment;
 
 pub use keras::{KerasTokenizer, TokenSpan, TokenizerConfig, TokenizerState, DEFAULT_FILTERS};
