@@ -347,9 +347,16 @@ impl Artifact {
                 .collect();
             return Err(bad(format!("unexpected tensors: {}", extra.join(", "))));
         }
+        // The digest covers the metadata as its writer canonicalised it: from the typed values
+        // (so `f32` fields widen exactly as they did then), keeping only the fields the file
+        // holds, so files written before a field was added still verify.
+        let stored: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| bad(format!("metadata is not valid JSON: {e}")))?;
         let mut unsigned = meta.clone();
         unsigned.sha256 = String::new();
-        let canonical = canonical_json(&unsigned).map_err(|e| bad(e.to_string()))?;
+        let mut typed = serde_json::to_value(&unsigned).map_err(|e| bad(e.to_string()))?;
+        keep_fields_of(&mut typed, &stored);
+        let canonical = serde_json::to_string(&typed).map_err(|e| bad(e.to_string()))?;
         let digest = file_digest(
             &canonical,
             raw_tensors(&net)
@@ -443,6 +450,27 @@ fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
 
 fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Removes from the objects in `value` the keys that the same objects in `like` lack.
+fn keep_fields_of(value: &mut serde_json::Value, like: &serde_json::Value) {
+    use serde_json::Value;
+    match (value, like) {
+        (Value::Object(v), Value::Object(l)) => {
+            v.retain(|k, _| l.contains_key(k));
+            for (k, child) in v.iter_mut() {
+                if let Some(lc) = l.get(k) {
+                    keep_fields_of(child, lc);
+                }
+            }
+        }
+        (Value::Array(v), Value::Array(l)) => {
+            for (child, lc) in v.iter_mut().zip(l) {
+                keep_fields_of(child, lc);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The metadata as canonical JSON: through `serde_json::Value`, so keys are sorted and numbers
