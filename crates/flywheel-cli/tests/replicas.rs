@@ -312,7 +312,7 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
             assert_eq!(r.header("x-ratelimit-limit-requests"), Some("100"));
             assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
             let reset = r.header("x-ratelimit-reset-requests").unwrap();
-            let secs: u64 = reset.trim_end_matches('s').parse().unwrap();
+            let secs = reset_seconds(reset);
             assert!(secs <= 60, "{reset}");
             let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry));
@@ -453,4 +453,27 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
             ok.len()
         );
     });
+}
+
+/// Seconds of an OpenAI-style reset duration (`45s`, `1m0s`, `1h2m3s`).
+fn reset_seconds(d: &str) -> u64 {
+    let mut total = 0;
+    let mut num = String::new();
+    for c in d.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().unwrap_or_else(|_| panic!("bad duration {d}"));
+        num.clear();
+        total += n * match c {
+            'd' => 86_400,
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => panic!("bad duration {d}"),
+        };
+    }
+    assert!(num.is_empty(), "bad duration {d}");
+    total
 }
