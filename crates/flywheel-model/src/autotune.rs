@@ -286,19 +286,6 @@ pub fn autotune(
     let classes = labels.outputs().max(2) as f64;
     let cost = |c: &Candidate, rows_share: f64| -> f64 {
         let s = &c.spec;
-        if s.architecture == "linear" {
-            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
-            let per_token = s.bag.word_ngrams as f64
-                + if s.bag.maxn > 0 {
-                    (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
-                } else {
-                    0.0
-                };
-            let t = tokens * rows_share;
-            return t / 1e6 * SECS_PER_MTOKEN
-                + t * per_token * classes * s.linear.max_iter as f64 * LINEAR_PASS
-                    / UPDATES_PER_SEC;
-        }
         let per_token = s.bag.word_ngrams as f64
             + if s.bag.maxn > 0 {
                 (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
@@ -306,8 +293,13 @@ pub fn autotune(
                 0.0
             };
         let t = tokens * rows_share;
-        t / 1e6 * SECS_PER_MTOKEN
-            + t * c.config.epochs as f64 * per_token * s.embed_dim as f64 * 2.0 / UPDATES_PER_SEC
+        let passes = if s.architecture == "linear" {
+            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
+            classes * s.linear.max_iter as f64 * LINEAR_PASS
+        } else {
+            c.config.epochs as f64 * s.embed_dim as f64 * 2.0
+        };
+        t / 1e6 * SECS_PER_MTOKEN + t * per_token * passes / UPDATES_PER_SEC
     };
 
     // Draw candidates until the plan fills the search's share of the budget.
@@ -533,6 +525,20 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64) -> Candidate {
     Candidate { spec, config }
 }
 
+/// Row indices by class (first label); one group for regression and multi-label.
+fn class_groups(targets: &Targets, task: Task, n: usize) -> BTreeMap<i64, Vec<usize>> {
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let key = match (task, targets) {
+            (Task::Multiclass, Targets::Classes(c)) => i64::from(c[i]),
+            (Task::Binary, Targets::Values(v)) => i64::from(v[i] > 0.5),
+            _ => 0,
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    groups
+}
+
 /// Row indices `(train, validation)` of a stratified split of `n` rows: each class gives
 /// `fraction` of its rows, chosen at random with `seed`, to validation (every class keeps at
 /// least one training row). Regression and multi-label rows split at random.
@@ -544,15 +550,7 @@ pub fn stratified_split(
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut rng = Rng::with_stream(seed, 5);
-    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for i in 0..n {
-        let key = match (task, targets) {
-            (Task::Multiclass, Targets::Classes(c)) => i64::from(c[i]),
-            (Task::Binary, Targets::Values(v)) => i64::from(v[i] > 0.5),
-            _ => 0,
-        };
-        groups.entry(key).or_default().push(i);
-    }
+    let groups = class_groups(targets, task, n);
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (_, mut rows) in groups {
         rng.shuffle(&mut rows);
@@ -576,15 +574,7 @@ pub fn stratified_folds(
     seed: u64,
 ) -> Vec<(Vec<usize>, Vec<usize>)> {
     let mut rng = Rng::with_stream(seed, 6);
-    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for i in 0..n {
-        let key = match (task, targets) {
-            (Task::Multiclass, Targets::Classes(c)) => i64::from(c[i]),
-            (Task::Binary, Targets::Values(v)) => i64::from(v[i] > 0.5),
-            _ => 0,
-        };
-        groups.entry(key).or_default().push(i);
-    }
+    let groups = class_groups(targets, task, n);
     let k = k.max(2);
     let mut fold_of = vec![0usize; n];
     let mut next = 0usize;

@@ -20,10 +20,10 @@ use flywheel_text::{ngrams, KerasTokenizer};
 use rayon::prelude::*;
 
 use crate::evaluate::report_from_outputs;
-use crate::pipeline::{Network, Pipeline};
+use crate::pipeline::{task_outputs, Network, Pipeline};
 use crate::spec::{BagLossChoice, BagSpec, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{EpochRecord, TrainEvent, TrainOutcome};
+use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
 use crate::ModelError;
 
 /// Examples per data-parallel round: their hidden vectors are computed against the same input
@@ -107,11 +107,29 @@ impl BagFeaturizer {
 
     /// Rows of a text.
     pub fn encode_into(&self, tokenizer: &KerasTokenizer, text: &str, out: &mut Vec<u32>) {
-        let mut tokens: Vec<String> = Vec::new();
-        tokenizer.for_each_token(text, |t| tokens.push(t.to_string()));
-        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        self.encode_tokens(tokenizer, &refs, out);
+        let mut buf = String::new();
+        let tokens = cut(tokenizer, text, &mut buf);
+        self.encode_tokens(tokenizer, &tokens, out);
     }
+}
+
+/// The tokens of `text`, kept in one buffer (no allocation per token).
+fn cut<'a>(tokenizer: &KerasTokenizer, text: &str, buf: &'a mut String) -> Vec<&'a str> {
+    buf.clear();
+    let mut ends = Vec::new();
+    tokenizer.for_each_token(text, |t| {
+        buf.push_str(t);
+        ends.push(buf.len());
+    });
+    let buf: &'a String = buf;
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let t = &buf[start..end];
+            start = end;
+            t
+        })
+        .collect()
 }
 
 /// Word rows, character n-gram buckets, the end marker and word n-gram buckets of `tokens`,
@@ -175,11 +193,7 @@ impl BagNet {
         probs.clear();
         probs.resize(self.model.outputs(), 0.0);
         self.model.predict(features, scratch, probs)?;
-        if task == Task::Binary && probs.len() == 2 {
-            out[0] = probs[1];
-        } else {
-            out.copy_from_slice(probs);
-        }
+        task_outputs(task, probs, out);
         Ok(())
     }
 }
@@ -210,15 +224,44 @@ pub fn bag_loss(
     })
 }
 
-/// Rows of many texts, stored flat.
-struct Rows {
+/// Feature rows of many texts, stored flat, with each text's token count (the marker
+/// included), which fastText's learning-rate schedule counts.
+pub(crate) struct Rows {
     rows: Vec<u32>,
     offsets: Vec<usize>,
     tokens: Vec<u32>,
 }
 
 impl Rows {
-    fn get(&self, i: usize) -> &[u32] {
+    /// The rows of `texts`; the first `n_train` add their new buckets to `featurizer`, the
+    /// others only look theirs up.
+    pub(crate) fn featurize(
+        tokenizer: &KerasTokenizer,
+        featurizer: &mut BagFeaturizer,
+        texts: &[&str],
+        n_train: usize,
+    ) -> Rows {
+        let mut all = Rows {
+            rows: Vec::new(),
+            offsets: vec![0],
+            tokens: Vec::with_capacity(texts.len()),
+        };
+        let mut buf = String::new();
+        for (i, t) in texts.iter().enumerate() {
+            let refs = cut(tokenizer, t, &mut buf);
+            if i < n_train {
+                featurizer.fit_tokens(tokenizer, &refs, &mut all.rows);
+            } else {
+                featurizer.encode_tokens(tokenizer, &refs, &mut all.rows);
+            }
+            all.offsets.push(all.rows.len());
+            all.tokens.push(refs.len() as u32 + 1);
+        }
+        all
+    }
+
+    /// Text `i`'s rows (sorted).
+    pub(crate) fn get(&self, i: usize) -> &[u32] {
         &self.rows[self.offsets[i]..self.offsets[i + 1]]
     }
 }
@@ -236,35 +279,12 @@ pub(crate) fn train_bag(
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     let n = records.len();
-    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
-    if n_train == 0 {
-        return Err(ModelError::Invalid(format!(
-            "{source}: {n} rows leave nothing to train on with --validation-split {}",
-            cfg.validation_split
-        )));
-    }
+    let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
     // The vocabulary and the buckets come from the training rows only.
     tokenizer.fit(&texts[..n_train]);
     let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
-    let mut all = Rows {
-        rows: Vec::new(),
-        offsets: vec![0],
-        tokens: Vec::with_capacity(n),
-    };
-    let mut toks: Vec<String> = Vec::new();
-    for (i, t) in texts.iter().enumerate() {
-        toks.clear();
-        tokenizer.for_each_token(t, |w| toks.push(w.to_string()));
-        let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
-        if i < n_train {
-            featurizer.fit_tokens(&tokenizer, &refs, &mut all.rows);
-        } else {
-            featurizer.encode_tokens(&tokenizer, &refs, &mut all.rows);
-        }
-        all.offsets.push(all.rows.len());
-        all.tokens.push(refs.len() as u32 + 1);
-    }
+    let all = Rows::featurize(&tokenizer, &mut featurizer, &texts, n_train);
     let k = labels.outputs();
     let class_counts: Vec<u64> = match &targets {
         Targets::Classes(c) => {

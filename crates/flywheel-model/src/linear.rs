@@ -12,12 +12,12 @@ use flywheel_data::Record;
 use flywheel_nn::{LinearLoss, LinearModel, LinearTargets, SparseRows};
 use flywheel_text::KerasTokenizer;
 
-use crate::bag::BagFeaturizer;
+use crate::bag::{BagFeaturizer, Rows};
 use crate::evaluate::report_from_outputs;
-use crate::pipeline::{Network, Pipeline};
+use crate::pipeline::{task_outputs, Network, Pipeline};
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{EpochRecord, TrainEvent, TrainOutcome};
+use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
 use crate::ModelError;
 
 /// L-BFGS stops when no gradient component exceeds this (scikit-learn's default `tol`).
@@ -53,11 +53,7 @@ impl LinearNet {
         probs.clear();
         probs.resize(self.model.outputs(), 0.0);
         self.model.predict(idx, val, probs)?;
-        if task == Task::Binary && probs.len() == 2 {
-            out[0] = probs[1];
-        } else {
-            out.copy_from_slice(probs);
-        }
+        task_outputs(task, probs, out);
         Ok(())
     }
 }
@@ -98,36 +94,17 @@ pub(crate) fn train_linear(
     let started = Instant::now();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let n = records.len();
-    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
-    if n_train == 0 {
-        return Err(ModelError::Invalid(format!(
-            "{source}: {n} rows leave nothing to train on with --validation-split {}",
-            cfg.validation_split
-        )));
-    }
+    let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     tokenizer.fit(&texts[..n_train]);
     let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
-    let mut rows: Vec<u32> = Vec::new();
-    let mut offsets = vec![0usize];
-    let mut toks: Vec<String> = Vec::new();
-    for (i, t) in texts.iter().enumerate() {
-        toks.clear();
-        tokenizer.for_each_token(t, |w| toks.push(w.to_string()));
-        let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
-        if i < n_train {
-            featurizer.fit_tokens(&tokenizer, &refs, &mut rows);
-        } else {
-            featurizer.encode_tokens(&tokenizer, &refs, &mut rows);
-        }
-        offsets.push(rows.len());
-    }
+    let all = Rows::featurize(&tokenizer, &mut featurizer, &texts, n_train);
     // Document frequencies over the training rows (rows are sorted within a text).
     let width = featurizer.rows();
     let mut df = vec![0u32; width];
-    for w in offsets.windows(2).take(n_train) {
-        let text = &rows[w[0]..w[1]];
+    for i in 0..n_train {
+        let text = all.get(i);
         for (j, &f) in text.iter().enumerate() {
             if j == 0 || text[j - 1] != f {
                 df[f as usize] += 1;
@@ -140,8 +117,8 @@ pub(crate) fn train_linear(
         .collect();
     let mut x = SparseRows::new();
     let (mut idx, mut val) = (Vec::new(), Vec::new());
-    for w in offsets.windows(2) {
-        tfidf(&idf, &rows[w[0]..w[1]], &mut idx, &mut val);
+    for i in 0..n {
+        tfidf(&idf, all.get(i), &mut idx, &mut val);
         x.push(&idx, &val);
     }
     let k = labels.outputs();
@@ -201,7 +178,7 @@ pub(crate) fn train_linear(
         Network::Linear(net),
     )?;
     let outputs_of = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
-        let seqs: Vec<&[u32]> = range.map(|i| &rows[offsets[i]..offsets[i + 1]]).collect();
+        let seqs: Vec<&[u32]> = range.map(|i| all.get(i)).collect();
         pool.install(|| pipeline.outputs_par(&seqs))
     };
     let train_out = outputs_of(0..n_train)?;

@@ -126,8 +126,7 @@ impl Pipeline {
         let (rows, outputs) = match &net {
             Network::Rnn(n) => (n.embedding.vocab(), n.outputs()),
             Network::Bag(b) => {
-                let binary2 = labels.task == Task::Binary && b.model.outputs() == 2;
-                let outputs = if binary2 { 1 } else { b.model.outputs() };
+                let outputs = task_width(labels.task, b.model.outputs());
                 if b.model.rows() != b.featurizer.rows() {
                     return Err(ModelError::Invalid(format!(
                         "the featurizer uses {} rows but the embedding has {}",
@@ -138,8 +137,7 @@ impl Pipeline {
                 (b.model.rows(), outputs)
             }
             Network::Linear(l) => {
-                let binary2 = labels.task == Task::Binary && l.model.outputs() == 2;
-                let outputs = if binary2 { 1 } else { l.model.outputs() };
+                let outputs = task_width(labels.task, l.model.outputs());
                 if l.model.features() != l.featurizer.rows() || l.idf.len() != l.featurizer.rows() {
                     return Err(ModelError::Invalid(format!(
                         "the featurizer uses {} rows but the model has {} weights and {} IDF values",
@@ -304,6 +302,11 @@ impl Pipeline {
         }
         let start = out.len();
         self.tokenizer.text_to_sequence_into(text, out);
+        self.truncate_from(out, start);
+    }
+
+    /// Cuts the ids appended to `out` since `start` to `max_len`, at the configured end.
+    fn truncate_from(&self, out: &mut Vec<u32>, start: usize) {
         let n = out.len() - start;
         if n > self.pad.maxlen {
             match self.pad.truncating {
@@ -323,15 +326,7 @@ impl Pipeline {
             Network::Rnn(_) => {
                 let start = out.len();
                 out.extend(tokens.iter().filter_map(|t| self.tokenizer.token_id(t)));
-                let n = out.len() - start;
-                if n > self.pad.maxlen {
-                    match self.pad.truncating {
-                        Side::Pre => {
-                            out.drain(start..start + n - self.pad.maxlen);
-                        }
-                        Side::Post => out.truncate(start + self.pad.maxlen),
-                    }
-                }
+                self.truncate_from(out, start);
             }
         }
     }
@@ -495,6 +490,26 @@ impl Pipeline {
         let k = self.outputs();
         let out = self.outputs_of_texts(texts)?;
         Ok(out.chunks_exact(k).map(|row| self.decide(row)).collect())
+    }
+}
+
+/// Outputs per text for `task` from a model with `model_outputs` outputs: a binary model with
+/// a softmax (or tree) over both classes reports one probability, the second class's.
+pub(crate) fn task_width(task: Task, model_outputs: usize) -> usize {
+    if task == Task::Binary && model_outputs == 2 {
+        1
+    } else {
+        model_outputs
+    }
+}
+
+/// Writes the task's outputs (`[task_width]`) from a model's probabilities (see
+/// [`task_width`]).
+pub(crate) fn task_outputs(task: Task, probs: &[f32], out: &mut [f32]) {
+    if task_width(task, probs.len()) == 1 && probs.len() == 2 {
+        out[0] = probs[1];
+    } else {
+        out.copy_from_slice(probs);
     }
 }
 

@@ -161,6 +161,22 @@ struct Chunk {
     correct: f64,
 }
 
+/// Rows trained on out of `n`: Keras's `floor(n · (1 − validation_split))`, at least one.
+pub(crate) fn training_rows(
+    n: usize,
+    cfg: &TrainConfig,
+    source: &str,
+) -> Result<usize, ModelError> {
+    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
+    if n_train == 0 {
+        return Err(ModelError::Invalid(format!(
+            "{source}: {n} rows leave nothing to train on with --validation-split {}",
+            cfg.validation_split
+        )));
+    }
+    Ok(n_train)
+}
+
 /// Trains a model on labelled records (`source` names the data in error messages). A
 /// multi-label model with validation rows gets the decision threshold (one for all labels,
 /// from 0.05 to 0.95) that maximises macro-F1 on them.
@@ -260,13 +276,7 @@ fn train_family(
     drop(texts);
 
     let n = records.len();
-    let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
-    if n_train == 0 {
-        return Err(ModelError::Invalid(format!(
-            "{source}: {n} rows leave nothing to train on with --validation-split {}",
-            cfg.validation_split
-        )));
-    }
+    let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
     let batch_size = match cfg.optimizer {
         OptimizerChoice::Gd => n_train,

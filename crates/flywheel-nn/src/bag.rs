@@ -138,7 +138,7 @@ pub fn apply_inputs_sharded(
     use rayon::prelude::*;
     if parts <= 1 {
         for (features, upd) in round {
-            apply_input(input, dim, features, upd, |_| true);
+            apply_input(input, dim, features, upd);
         }
         return;
     }
@@ -173,24 +173,15 @@ struct SharedRows(*mut f32);
 unsafe impl Sync for SharedRows {}
 
 /// Applies an update's input part: adds `grad / n` to the row of every feature of the example
-/// for which `owns(feature)` holds (several threads can share the rows of one round by
-/// feature ownership).
-pub fn apply_input(
-    input: &mut [f32],
-    dim: usize,
-    features: &[u32],
-    upd: &BagUpdate,
-    owns: impl Fn(u32) -> bool,
-) {
+/// (see [`apply_inputs_sharded`] for a round split among threads).
+pub fn apply_input(input: &mut [f32], dim: usize, features: &[u32], upd: &BagUpdate) {
     if features.is_empty() {
         return;
     }
     let inv = 1.0 / features.len() as f32;
     for (f, c) in runs(features) {
-        if owns(f) {
-            let f = f as usize;
-            axpy(c * inv, &upd.grad, &mut input[f * dim..(f + 1) * dim]);
-        }
+        let f = f as usize;
+        axpy(c * inv, &upd.grad, &mut input[f * dim..(f + 1) * dim]);
     }
 }
 
@@ -272,6 +263,7 @@ impl BagModel {
         }
     }
 
+    #[inline(always)]
     fn hidden_into(&self, features: &[u32], h: &mut Vec<f32>) {
         let d = self.dim();
         h.clear();
@@ -354,7 +346,7 @@ impl BagModel {
             .and_then(|()| self.output_step(features.len(), target, lr, scratch, &mut upd));
         if r.is_ok() {
             let dim = self.dim();
-            apply_input(self.input.data_mut(), dim, features, &upd, |_| true);
+            apply_input(self.input.data_mut(), dim, features, &upd);
         }
         let loss = upd.loss;
         scratch.update = upd;
@@ -366,19 +358,15 @@ impl BagModel {
     /// against the same input rows.
     pub fn hidden(&self, features: &[u32], upd: &mut BagUpdate) -> Result<(), NnError> {
         self.check(features)?;
-        crate::multiversion!(self.hidden_dispatch(features, upd) as hidden_avx2);
+        let h = &mut upd.hidden;
+        crate::multiversion!(self.hidden_into(features, h) as hidden_avx2);
         Ok(())
-    }
-
-    #[inline(always)]
-    fn hidden_dispatch(&self, features: &[u32], upd: &mut BagUpdate) {
-        self.hidden_into(features, &mut upd.hidden);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn hidden_avx2(&self, features: &[u32], upd: &mut BagUpdate) {
-        self.hidden_into(features, &mut upd.hidden);
+    unsafe fn hidden_avx2(&self, features: &[u32], h: &mut Vec<f32>) {
+        self.hidden_into(features, h);
     }
 
     /// The output layer's part of a step for an example of `n` features whose hidden vector is
