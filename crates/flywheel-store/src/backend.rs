@@ -96,35 +96,7 @@ macro_rules! backend {
                     });
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query(
-                    "INSERT INTO models (name, public, latest_version, created_at) \
-                     VALUES ($1, $2, 0, $3) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(false)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?;
-                // The UPDATE locks the model's row: concurrent pushes get distinct versions.
-                let version: i64 = sqlx::query_scalar(
-                    "UPDATE models SET latest_version = latest_version + 1 WHERE name = $1 \
-                     RETURNING latest_version",
-                )
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO model_versions (name, version, sha256, size_bytes, artifact, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(name)
-                .bind(version)
-                .bind(&actual)
-                .bind(bytes.len() as i64)
-                .bind(bytes)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?;
+                let version = insert_version(&mut tx, name, bytes, &actual, created_at).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -215,37 +187,7 @@ macro_rules! backend {
             pub async fn set_alias(&self, name: &str, alias: Alias, version: i64) -> Result<()> {
                 let now = now_unix();
                 let mut tx = self.pool.begin_with($begin).await?;
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT version FROM model_versions WHERE name = $1 AND version = $2",
-                )
-                .bind(name)
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if exists.is_none() {
-                    return Err(Error::NotFound(format!("model {name:?} version {version}")));
-                }
-                sqlx::query(
-                    "INSERT INTO model_aliases (name, alias, version, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-                )
-                .bind(name)
-                .bind(alias.as_str())
-                .bind(version)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO alias_history (name, alias, version, action, reverted, at) \
-                     VALUES ($1, $2, $3, 'set', $4, $5)",
-                )
-                .bind(name)
-                .bind(alias.as_str())
-                .bind(version)
-                .bind(false)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                point_alias(&mut tx, name, alias, version, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -868,6 +810,90 @@ macro_rules! backend {
                 })
             }
 
+
+            /// Inserts the next version of `name` (creating the model, private, if new) inside
+            /// `tx` and returns its number.
+            async fn insert_version(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                name: &str,
+                bytes: &[u8],
+                sha256_hex: &str,
+                created_at: i64,
+            ) -> Result<i64> {
+                sqlx::query(
+                    "INSERT INTO models (name, public, latest_version, created_at) \
+                     VALUES ($1, $2, 0, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(false)
+                .bind(created_at)
+                .execute(&mut **tx)
+                .await?;
+                // The UPDATE locks the model's row: concurrent pushes get distinct versions.
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE models SET latest_version = latest_version + 1 WHERE name = $1 \
+                     RETURNING latest_version",
+                )
+                .bind(name)
+                .fetch_one(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO model_versions (name, version, sha256, size_bytes, artifact, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(name)
+                .bind(version)
+                .bind(sha256_hex)
+                .bind(bytes.len() as i64)
+                .bind(bytes)
+                .bind(created_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(version)
+            }
+
+            /// Points `alias` of `name` at `version` inside `tx` and records it in the history.
+            async fn point_alias(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                name: &str,
+                alias: Alias,
+                version: i64,
+                now: i64,
+            ) -> Result<()> {
+                let exists: Option<i64> = sqlx::query_scalar(
+                    "SELECT version FROM model_versions WHERE name = $1 AND version = $2",
+                )
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if exists.is_none() {
+                    return Err(Error::NotFound(format!("model {name:?} version {version}")));
+                }
+                sqlx::query(
+                    "INSERT INTO model_aliases (name, alias, version, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(name)
+                .bind(alias.as_str())
+                .bind(version)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO alias_history (name, alias, version, action, reverted, at) \
+                     VALUES ($1, $2, $3, 'set', $4, $5)",
+                )
+                .bind(name)
+                .bind(alias.as_str())
+                .bind(version)
+                .bind(false)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             /// Inserts `event` inside `tx`; `false` when its id is already recorded.
             async fn insert_event(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -890,6 +916,8 @@ macro_rules! backend {
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
+
+            crate::feedback::feedback_ops!($store, $db, $begin);
         }
     };
 }

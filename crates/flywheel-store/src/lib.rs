@@ -1,7 +1,8 @@
 //! Durable state for flywheel behind one interface: the model registry (versions stored in the
 //! database, `champion`/`challenger` aliases with history and rollback), tenants, API keys
 //! (only their SHA-256 is stored), plans, rate limits shared by every replica, and idempotent
-//! usage events.
+//! usage events; and the feedback loop's state (datasets kept with a model, a frozen holdout,
+//! sampled predictions, corrections, retrain decisions and leases).
 //!
 //! Two back ends, chosen by URL in [`Store::open`]: SQLite (`sqlite://PATH`, created if missing,
 //! WAL mode, foreign keys on) and PostgreSQL (`postgres://...`, for several replicas). The
@@ -10,6 +11,7 @@
 //! Timestamps are Unix seconds (UTC) throughout.
 
 mod backend;
+mod feedback;
 pub mod testing;
 mod types;
 mod util;
@@ -26,6 +28,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub use backend::{PostgresStore, SqliteStore};
+pub use feedback::dataset_sha256;
 pub use types::*;
 pub use util::{day_range, days_from_civil, format_day, parse_day};
 
@@ -104,6 +107,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "one request window per key",
         include_str!("../migrations/sqlite/0003_one_request_window_per_key.sql"),
     ),
+    (
+        4,
+        "feedback loop",
+        include_str!("../migrations/sqlite/0004_feedback_loop.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -120,6 +128,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "one request window per key",
         include_str!("../migrations/postgres/0003_one_request_window_per_key.sql"),
+    ),
+    (
+        4,
+        "feedback loop",
+        include_str!("../migrations/postgres/0004_feedback_loop.sql"),
     ),
 ];
 
@@ -277,5 +290,77 @@ impl Store {
     }
     pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
         dispatch!(self, s => s.usage_report(filter).await)
+    }
+    pub async fn push_model_with_data(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+        created_at: i64,
+        base: Option<&[DataRow]>,
+        holdout: Option<&[DataRow]>,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.push_model_with_data(name, bytes, sha256, created_at, base, holdout).await)
+    }
+    pub async fn base_dataset(&self, name: &str, version: i64) -> Result<Option<DatasetInfo>> {
+        dispatch!(self, s => s.base_dataset(name, version).await)
+    }
+    pub async fn holdout_dataset(&self, name: &str) -> Result<Option<DatasetInfo>> {
+        dispatch!(self, s => s.holdout_dataset(name).await)
+    }
+    pub async fn dataset_rows(&self, dataset_id: i64) -> Result<Vec<DataRow>> {
+        dispatch!(self, s => s.dataset_rows(dataset_id).await)
+    }
+    pub async fn log_predictions(&self, predictions: &[NewPrediction]) -> Result<u64> {
+        dispatch!(self, s => s.log_predictions(predictions).await)
+    }
+    pub async fn find_prediction(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        index: i64,
+    ) -> Result<Option<LoggedPrediction>> {
+        dispatch!(self, s => s.find_prediction(tenant, request_id, index).await)
+    }
+    pub async fn get_prediction(&self, id: i64) -> Result<Option<LoggedPrediction>> {
+        dispatch!(self, s => s.get_prediction(id).await)
+    }
+    pub async fn review_queue(
+        &self,
+        model: &str,
+        tenant: Option<&str>,
+        strategy: ReviewStrategy,
+        limit: i64,
+    ) -> Result<Vec<LoggedPrediction>> {
+        dispatch!(self, s => s.review_queue(model, tenant, strategy, limit).await)
+    }
+    pub async fn add_feedback(&self, feedback: &NewFeedback) -> Result<(Feedback, bool)> {
+        dispatch!(self, s => s.add_feedback(feedback).await)
+    }
+    pub async fn feedback_since(&self, model: &str, after_id: i64) -> Result<Vec<Feedback>> {
+        dispatch!(self, s => s.feedback_since(model, after_id).await)
+    }
+    pub async fn count_feedback_since(&self, model: &str, after_id: i64) -> Result<(i64, i64)> {
+        dispatch!(self, s => s.count_feedback_since(model, after_id).await)
+    }
+    pub async fn finish_retrain(
+        &self,
+        bytes: &[u8],
+        base_dataset: Option<i64>,
+        decision: &RetrainDecision,
+    ) -> Result<RetrainDecision> {
+        dispatch!(self, s => s.finish_retrain(bytes, base_dataset, decision).await)
+    }
+    pub async fn record_decision(&self, decision: &RetrainDecision) -> Result<RetrainDecision> {
+        dispatch!(self, s => s.record_decision(decision).await)
+    }
+    pub async fn decisions(&self, name: &str) -> Result<Vec<RetrainDecision>> {
+        dispatch!(self, s => s.decisions(name).await)
+    }
+    pub async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
+        dispatch!(self, s => s.try_lease(name, holder, now, ttl).await)
+    }
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        dispatch!(self, s => s.release_lease(name, holder).await)
     }
 }

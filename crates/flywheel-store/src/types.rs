@@ -219,3 +219,137 @@ pub struct UsageRow {
     pub texts: i64,
     pub characters: i64,
 }
+
+/// One labelled row of a stored dataset (base data or holdout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataRow {
+    pub text: String,
+    /// One label (several for multi-label; the value as text for regression).
+    pub labels: Vec<String>,
+}
+
+/// Which stored dataset of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataRole {
+    /// The data a version was trained on, before feedback.
+    Base,
+    /// The holdout frozen at the first push that gave one.
+    Holdout,
+}
+
+impl DataRole {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataRole::Base => "base",
+            DataRole::Holdout => "holdout",
+        }
+    }
+}
+
+/// A stored dataset's description (without its rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetInfo {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// Hex SHA-256 over the rows (see [`crate::dataset_sha256`]).
+    pub sha256: String,
+    pub rows: i64,
+    pub created_at: i64,
+}
+
+/// A served prediction to keep for review (its text already redacted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrediction {
+    pub tenant: String,
+    pub model: String,
+    pub version: i64,
+    /// The request's id; with `index`, the prediction's identity for feedback.
+    pub request_id: String,
+    /// Position of the text in the request's `inputs`.
+    pub index: i64,
+    pub text: String,
+    /// The predicted label (several joined by `", "`; the value for regression).
+    pub label: String,
+    pub score: f64,
+    /// In `[0, 1]`, higher = less sure; `None` for regression.
+    pub uncertainty: Option<f64>,
+    pub created_at: i64,
+}
+
+/// A logged prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedPrediction {
+    pub id: i64,
+    /// Whether feedback already labels it.
+    pub labelled: bool,
+    pub prediction: NewPrediction,
+}
+
+/// How the review queue is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewStrategy {
+    /// Most uncertain first (ties: oldest first).
+    Uncertainty,
+    /// A random sample.
+    Random,
+}
+
+impl std::str::FromStr for ReviewStrategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "uncertainty" => Ok(ReviewStrategy::Uncertainty),
+            "random" => Ok(ReviewStrategy::Random),
+            other => Err(Error::Invalid(format!(
+                "strategy {other:?} (expected uncertainty or random)"
+            ))),
+        }
+    }
+}
+
+/// A correction to store (its text already redacted). `request_id` makes it idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFeedback {
+    pub tenant: String,
+    pub model: String,
+    /// The logged prediction it corrects, if any.
+    pub prediction_id: Option<i64>,
+    pub text: String,
+    pub labels: Vec<String>,
+    pub request_id: String,
+    /// Hex SHA-256 of the request body: the same id with another body is a conflict.
+    pub request_sha256: String,
+    pub created_at: i64,
+}
+
+/// A stored correction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    pub id: i64,
+    pub feedback: NewFeedback,
+}
+
+/// Outcome of one retrain: what was compared and why the challenger was (not) promoted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrainDecision {
+    /// Set by the store.
+    pub id: i64,
+    pub name: String,
+    pub champion_version: i64,
+    /// The challenger's version (`None` when training failed before one existed).
+    pub challenger_version: Option<i64>,
+    pub promoted: bool,
+    pub reason: String,
+    /// The numbers compared, as JSON.
+    pub report: String,
+    /// Feedback rows trained on.
+    pub feedback_rows: i64,
+    /// Highest feedback id considered.
+    pub feedback_upto: i64,
+    pub seed: i64,
+    /// `manual`, `feedback` (after N new items) or `schedule`.
+    pub cause: String,
+    pub at: i64,
+}
