@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flywheel_model::Artifact;
-use flywheel_store::{Alias, Store, UsageFilter, UsageRow, KEY_PREFIX_LEN, KEY_SCHEME};
+use flywheel_store::{Alias, DataRow, Store, UsageFilter, UsageRow, KEY_PREFIX_LEN, KEY_SCHEME};
 use sha2::{Digest, Sha256};
 
 /// Where the store lives.
@@ -40,6 +40,22 @@ enum ModelsCommand {
         model: PathBuf,
         /// Registry name of the model.
         #[arg(long)]
+        name: String,
+        /// The labelled data the model was trained on, kept with this version: `flywheel
+        /// retrain` trains challengers on it plus the feedback.
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Labelled data never trained on, frozen at the model's first push: every challenger
+        /// is compared with the champion on it.
+        #[arg(long, value_name = "FILE")]
+        holdout: Option<PathBuf>,
+        /// Replace personal data by typed placeholders in the stored rows: pii or none.
+        #[arg(long, default_value = "pii", value_parser = ["pii", "none"])]
+        redact: String,
+    },
+    /// Show a model's alias changes and retrain decisions (numbers and reasons).
+    History {
+        /// Registry name of the model.
         name: String,
     },
     /// List registered models and their versions.
@@ -285,7 +301,26 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 pub fn models(args: ModelsArgs) -> Result<()> {
     match args.command {
-        ModelsCommand::Push { model, name } => push(&args.db, &model, &name),
+        ModelsCommand::Push {
+            model,
+            name,
+            data,
+            holdout,
+            redact,
+        } => push(
+            &args.db,
+            &model,
+            &name,
+            data.as_deref(),
+            holdout.as_deref(),
+            redact == "pii",
+        ),
+        ModelsCommand::History { name } => {
+            with_store(
+                &args.db,
+                |store| async move { history(&store, &name).await },
+            )
+        }
         ModelsCommand::List { name } => with_store(&args.db, |store| async move {
             let models = store.list_models().await?;
             let models: Vec<_> = models
@@ -376,20 +411,177 @@ pub fn models(args: ModelsArgs) -> Result<()> {
     }
 }
 
-fn push(db: &Database, model: &Path, name: &str) -> Result<()> {
+/// Reads a labelled file into storable rows (redacted when asked).
+fn data_rows(path: &Path, redact_pii: bool) -> Result<(Vec<flywheel_data::Record>, Vec<DataRow>)> {
+    let data = flywheel_data::read_labelled(path, &flywheel_data::ReadOptions::default())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let rows = data
+        .records
+        .iter()
+        .map(|r| DataRow {
+            text: if redact_pii {
+                flywheel_text::redact::redact(&r.text).0
+            } else {
+                r.text.clone()
+            },
+            labels: r.labels.clone(),
+        })
+        .collect();
+    Ok((data.records, rows))
+}
+
+fn push(
+    db: &Database,
+    model: &Path,
+    name: &str,
+    data: Option<&Path>,
+    holdout: Option<&Path>,
+    redact_pii: bool,
+) -> Result<()> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    Artifact::load(model)
+    let artifact = Artifact::load(model)
         .with_context(|| format!("{} is not a usable flywheel model", model.display()))?;
+    let base = match data {
+        Some(path) => {
+            let (records, rows) = data_rows(path, redact_pii)?;
+            // The base data must be data the model can learn from again: known labels.
+            artifact
+                .pipeline
+                .labels
+                .encode(&records, &path.display().to_string())?;
+            Some(rows)
+        }
+        None => None,
+    };
+    let frozen = match holdout {
+        Some(path) => {
+            let (records, rows) = data_rows(path, redact_pii)?;
+            let report =
+                flywheel_model::evaluate(&artifact.pipeline, &records, &path.display().to_string())
+                    .with_context(|| {
+                        format!("evaluating the model on the holdout {}", path.display())
+                    })?;
+            let scores = flywheel_model::Scores::of(&report);
+            eprintln!(
+                "Holdout {}: {} rows; this model scores {:.4} on it",
+                path.display(),
+                rows.len(),
+                scores.headline
+            );
+            Some(rows)
+        }
+        None => None,
+    };
     let sha256 = hex(&Sha256::digest(&bytes));
     let size = bytes.len();
     let name = name.to_string();
     with_store(db, |store| async move {
-        let version = store.push_model(&name, &bytes, &sha256, now_unix()).await?;
+        let version = store
+            .push_model_with_data(
+                &name,
+                &bytes,
+                &sha256,
+                now_unix(),
+                base.as_deref(),
+                frozen.as_deref(),
+            )
+            .await?;
         println!(
             "Pushed {name} version {version} ({size} bytes, sha256 {})",
             &sha256[..12]
         );
+        if let Some(rows) = &base {
+            println!("  base data: {} rows kept for retraining", rows.len());
+        }
         eprintln!("Make it the champion with: flywheel models promote {name} {version}");
+        Ok(())
+    })
+}
+
+/// Alias changes and retrain decisions, oldest first.
+async fn history(store: &Store, name: &str) -> Result<()> {
+    let aliases = store.alias_history(name).await?;
+    let decisions = store.decisions(name).await?;
+    if aliases.is_empty() && decisions.is_empty() {
+        bail!("model {name:?} has no history (unknown model, or nothing promoted yet)");
+    }
+    let mut rows: Vec<(i64, u8, Vec<String>)> = Vec::new();
+    for a in &aliases {
+        let what = match (a.action.as_str(), a.reverted) {
+            ("rollback", _) => format!("rollback: champion back to version {}", a.version),
+            (_, true) => format!("{} → version {} (later rolled back)", a.alias, a.version),
+            _ => format!("{} → version {}", a.alias, a.version),
+        };
+        rows.push((a.at, 0, vec![format_time(a.at), "alias".into(), what]));
+    }
+    for d in &decisions {
+        let challenger = d
+            .challenger_version
+            .map(|v| format!("v{v}"))
+            .unwrap_or_else(|| "none".into());
+        let what = format!(
+            "retrain ({}, seed {}, {} feedback rows): champion v{} vs challenger {challenger}: {}",
+            d.cause, d.seed, d.feedback_rows, d.champion_version, d.reason
+        );
+        rows.push((d.at, 1, vec![format_time(d.at), "decision".into(), what]));
+    }
+    // Decisions before the alias changes they caused (same second).
+    rows.sort_by_key(|r| (r.0, std::cmp::Reverse(r.1)));
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.2).collect();
+    print_table(&["WHEN (UTC)", "KIND", "WHAT"], &rows);
+    Ok(())
+}
+
+/// `flywheel retrain NAME`.
+#[derive(Args, Debug)]
+pub struct RetrainArgs {
+    #[command(flatten)]
+    db: Database,
+    /// Registry name of the model.
+    name: String,
+    /// Promote only if macro-F1 (regression: R²) on the frozen holdout improves by at least
+    /// this many points.
+    #[arg(long, default_value_t = 0.5)]
+    min_gain: f64,
+    /// ...and no class's F1 falls by more than this many points.
+    #[arg(long, default_value_t = 2.0)]
+    max_class_drop: f64,
+    /// Training seed (default: the champion's seed plus the highest feedback id; recorded).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Training threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Retrains a registered model on its base data plus feedback and promotes the challenger only
+/// if it beats the champion on the frozen holdout.
+pub fn retrain(args: RetrainArgs, threads: usize) -> Result<()> {
+    let opts = flywheel_server::retrain::RetrainOptions {
+        policy: flywheel_model::PromotionPolicy {
+            min_gain: args.min_gain,
+            max_class_drop: args.max_class_drop,
+        },
+        seed: args.seed,
+        threads,
+        cause: "manual".into(),
+    };
+    let name = args.name.clone();
+    with_store(&args.db, |store| async move {
+        let d = flywheel_server::retrain::retrain(&store, &name, &opts).await?;
+        match d.challenger_version {
+            Some(v) => println!(
+                "{name}: challenger version {v} trained on {} feedback rows (seed {}) — {}",
+                d.feedback_rows, d.seed, d.reason
+            ),
+            None => println!("{name}: {}", d.reason),
+        }
+        if d.promoted {
+            println!(
+                "{name}: champion is now version {}",
+                d.challenger_version.unwrap_or_default()
+            );
+        }
         Ok(())
     })
 }

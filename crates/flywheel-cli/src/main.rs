@@ -85,8 +85,11 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Model registry (in the database): push, list, promote, rollback, grant, public.
+    /// Model registry (in the database): push, list, promote, rollback, history, grant, public.
     Models(admin::ModelsArgs),
+    /// Retrain a registered model on its base data plus the feedback; the challenger replaces
+    /// the champion only if it beats it on the frozen holdout.
+    Retrain(admin::RetrainArgs),
     /// Tenants (customer accounts): create, list.
     Tenants(admin::TenantsArgs),
     /// Plans (per-key rate limits and monthly quotas): create, list.
@@ -349,6 +352,31 @@ struct ServeArgs {
     /// Bearer token for the admin endpoints (at least 16 characters); without it they are off.
     #[arg(long, env = "FLYWHEEL_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// With a store: the fraction of classify requests whose predictions are kept for review
+    /// and feedback (a request with "log": true is always kept).
+    #[arg(long, default_value_t = 0.05, value_name = "RATE")]
+    log_predictions: f64,
+    /// Replace personal data (e-mail, phone, card and ID numbers, IPs, URL credentials) by
+    /// typed placeholders before any text is stored: pii or none.
+    #[arg(long, default_value = "pii", value_parser = ["pii", "none"])]
+    redact: String,
+    /// Retrain a model in the background once this many new feedback items arrived.
+    #[arg(long, value_name = "N")]
+    retrain_after: Option<u64>,
+    /// Retrain a model in the background this long after its last retrain when there is new
+    /// feedback (e.g. 30m, 1h).
+    #[arg(long, value_name = "DURATION")]
+    retrain_every: Option<String>,
+    /// Training threads of a background retrain (serving keeps its own threads).
+    #[arg(long, default_value_t = 1)]
+    retrain_threads: usize,
+    /// Background retrains promote only if macro-F1 on the frozen holdout improves by at least
+    /// this many points...
+    #[arg(long, default_value_t = 0.5)]
+    min_gain: f64,
+    /// ...and no class's F1 falls by more than this many points.
+    #[arg(long, default_value_t = 2.0)]
+    max_class_drop: f64,
 }
 
 fn main() {
@@ -402,6 +430,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => cmd_serve(args),
         Command::Quickstart { dir, threads } => cmd_quickstart(&dir, threads),
         Command::Models(args) => admin::models(args),
+        Command::Retrain(args) => {
+            let n = threads(args.threads);
+            admin::retrain(args, n)
+        }
         Command::Tenants(args) => admin::tenants(args),
         Command::Plans(args) => admin::plans(args),
         Command::Keys(args) => admin::keys(args),
@@ -767,6 +799,23 @@ fn cmd_serve(args: ServeArgs) -> Result<()> {
         admin_token: args.admin_token,
         database_url: args.database_url.or(env_url),
         registry_poll: std::time::Duration::from_millis(args.registry_poll_ms),
+        log_predictions: args.log_predictions,
+        redact: args.redact == "pii",
+        retrain: flywheel_server::AutoRetrain {
+            after: args.retrain_after,
+            every: match &args.retrain_every {
+                Some(s) => Some(std::time::Duration::from_secs_f64(
+                    autotune::parse_budget(s)
+                        .map_err(|e| anyhow::anyhow!("--retrain-every: {e}"))?,
+                )),
+                None => None,
+            },
+            threads: args.retrain_threads,
+            policy: flywheel_model::PromotionPolicy {
+                min_gain: args.min_gain,
+                max_class_drop: args.max_class_drop,
+            },
+        },
     };
     let what = match &config.database_url {
         Some(url) => format!("the registry's champions ({})", admin::redact(url)),

@@ -3,58 +3,17 @@
 //! with SIGKILL under load lose no usage event and record none twice. Each test runs on SQLite
 //! (several processes on one file) and, when `FLYWHEEL_TEST_POSTGRES_URL` is set, PostgreSQL.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flywheel_store::testing::ScratchDatabase;
 use flywheel_store::{Store, UsageFilter};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs `test` with a SQLite URL, then with a fresh PostgreSQL database when configured.
-fn on_both(test: fn(&str, &Path)) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("flywheel.db").display());
-    test(&url, dir.path());
-    let rt = runtime();
-    let Some(db) = rt.block_on(ScratchDatabase::create()).unwrap() else {
-        eprintln!("FLYWHEEL_TEST_POSTGRES_URL is not set: skipping the PostgreSQL run");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let outcome = std::panic::catch_unwind(|| test(&db.url, dir.path()));
-    rt.block_on(db.drop_now()).unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e);
-    }
-}
-
-/// Runs the binary; it must succeed. Returns stdout.
-fn flywheel(url: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .current_dir(dir)
-        .output()
-        .expect("flywheel runs");
-    assert!(
-        out.status.success(),
-        "flywheel {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Trains a tiny model file with the binary.
 fn train(dir: &Path, out: &str, seed: &str) -> PathBuf {
@@ -111,129 +70,6 @@ fn seed_store(url: &str, dir: &Path, requests_per_minute: &str) -> String {
     )
     .trim()
     .to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `flywheel serve` process on the store.
-struct Replica {
-    child: Child,
-    port: u16,
-}
-
-impl Replica {
-    fn start(url: &str, dir: &Path, port: u16) -> Replica {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("serve-{port}.log")))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
-            .args(["serve", "--database-url", url, "--threads", "1"])
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .args(["--registry-poll-ms", "200"])
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("flywheel serve starts");
-        Replica { child, port }
-    }
-
-    fn wait_ready(&self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if matches!(http(self.port, "GET", "/readyz", None, None, ""), Ok(r) if r.status == 200)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("replica on port {} never became ready", self.port);
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    request_id: Option<&str>,
-    body: &str,
-) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if let Some(k) = key {
-        head.push_str(&format!("authorization: Bearer {k}\r\n"));
-    }
-    if let Some(id) = request_id {
-        head.push_str(&format!("x-request-id: {id}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("truncated response"))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status line"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: body.to_string(),
-    })
 }
 
 fn classify_body(model: &str, texts: &[&str]) -> String {

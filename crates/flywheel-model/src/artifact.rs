@@ -55,6 +55,21 @@ pub struct TrainingInfo {
     pub validation_rows: usize,
 }
 
+/// The origin of a model retrained from the registry: its parent and the data it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// Registry name of the model.
+    pub model: String,
+    /// The champion version it was retrained from.
+    pub parent_version: i64,
+    /// SHA-256 of the base data (recorded when the parent's lineage was pushed).
+    pub base_sha256: String,
+    /// Feedback rows trained on (after the held-back slice was set aside).
+    pub feedback_rows: u64,
+    /// Highest feedback id considered.
+    pub feedback_upto: i64,
+}
+
 /// Everything in a model file besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactMeta {
@@ -88,6 +103,9 @@ pub struct ArtifactMeta {
     /// Training rows per class (hierarchical softmax rebuilds its tree from them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_counts: Vec<u64>,
+    /// Where a retrained model came from (absent for a model trained from a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     /// SHA-256 over this metadata (canonical JSON, with this field empty) and the tensors'
     /// names, shapes and bytes: any edit of the file is detected.
     pub sha256: String,
@@ -134,6 +152,7 @@ impl Artifact {
             validation_metrics: outcome.validation,
             parent: None,
             class_counts: outcome.class_counts.clone(),
+            lineage: None,
             threshold: (p.labels.task == Task::Multilabel && p.labels.threshold != 0.5)
                 .then_some(p.labels.threshold),
             sha256: String::new(),

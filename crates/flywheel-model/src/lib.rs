@@ -10,15 +10,17 @@ pub mod explain;
 pub mod linear;
 pub mod metrics;
 pub mod pipeline;
+pub mod promotion;
 pub mod spec;
 pub mod task;
 pub mod train;
 
-pub use artifact::{Artifact, ArtifactMeta, TrainingInfo};
+pub use artifact::{Artifact, ArtifactMeta, Lineage, TrainingInfo};
 pub use autotune::{autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric};
 pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
+pub use promotion::{judge, PromotionPolicy, Scores, Verdict};
 pub use spec::{BagLossChoice, BagSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig};
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};

@@ -59,6 +59,12 @@ pub(crate) struct AppState {
     /// SHA-256 of the admin token; `None` disables the admin endpoints.
     pub admin_token_sha256: Option<[u8; 32]>,
     pub draining: AtomicBool,
+    /// Fraction of classify requests whose predictions are logged.
+    pub log_rate: f64,
+    /// Redact personal data before storing texts.
+    pub redact: bool,
+    /// Background retraining settings.
+    pub retrain: crate::AutoRetrain,
 }
 
 impl AppState {
@@ -104,6 +110,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .merge(limited)
+        .route("/v1/feedback", post(crate::feedback::post_feedback))
+        .route("/v1/review-queue", get(crate::feedback::review_queue))
+        .route("/v1/review/{id}", post(crate::feedback::review))
         .route("/v1/models", get(list_models))
         .route("/v1/usage", get(usage))
         .route("/v1/admin/models/{name}/reload", post(reload))
@@ -186,6 +195,8 @@ struct ClassifyRequest {
     inputs: Vec<String>,
     top_k: Option<usize>,
     explain: bool,
+    /// Keep these predictions for review and feedback by request id.
+    log: bool,
 }
 
 /// A parsed, validated explanation request.
@@ -202,26 +213,55 @@ async fn classify(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = state.caller(&headers).await?;
-    let (bytes, model, texts, characters, answer) = within_timeout(state.limits.timeout, async {
-        let bytes = read_json_body(&state.limits, &headers, body).await?;
-        let req = parse_classify(&state.limits, &bytes)?;
-        let slot = model_slot(&state, &req.model)?;
-        state.check_access(&caller, &req.model).await?;
-        state.precheck(&caller, req.inputs.len()).await?;
-        let texts = req.inputs.len();
-        let characters = req.inputs.iter().map(|t| t.chars().count()).sum::<usize>();
-        let work = Work::Classify {
-            top_k: req.top_k,
-            explain: req.explain,
-        };
-        let answer = submit(&slot, req.inputs, work).await?;
-        Ok((bytes, req.model, texts, characters, answer))
-    })
-    .await?;
-    respond_metered(
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (bytes, model, texts, characters, mut answer, kept) =
+        within_timeout(state.limits.timeout, async {
+            let bytes = read_json_body(&state.limits, &headers, body).await?;
+            let req = parse_classify(&state.limits, &bytes)?;
+            let slot = model_slot(&state, &req.model)?;
+            state.check_access(&caller, &req.model).await?;
+            state.precheck(&caller, req.inputs.len()).await?;
+            let texts = req.inputs.len();
+            let characters = req.inputs.iter().map(|t| t.chars().count()).sum::<usize>();
+            let log = state.store.is_some()
+                && (req.log || crate::feedback::sampled(&request_id, state.log_rate));
+            let kept = if log { req.inputs.clone() } else { Vec::new() };
+            let work = Work::Classify {
+                top_k: req.top_k,
+                explain: req.explain,
+                log,
+            };
+            let answer = submit(&slot, req.inputs, work).await?;
+            Ok((bytes, req.model, texts, characters, answer, kept))
+        })
+        .await?;
+    let logged = std::mem::take(&mut answer.logged);
+    let version = answer.registry_version;
+    let mut response = respond_metered(
         &state, &caller, &headers, &bytes, &model, texts, characters, answer,
     )
-    .await
+    .await?;
+    if !kept.is_empty() && kept.len() == logged.len() {
+        let ok = crate::feedback::log_predictions(
+            &state,
+            &caller,
+            &request_id,
+            &model,
+            version,
+            &kept,
+            &logged,
+        )
+        .await;
+        response.headers_mut().insert(
+            "x-prediction-logged",
+            HeaderValue::from_static(if ok { "true" } else { "false" }),
+        );
+    }
+    Ok(response)
 }
 
 /// Meters a computed answer (outside the request's time limit: a commit is never cut short
@@ -308,7 +348,7 @@ where
     }
 }
 
-fn model_slot(state: &AppState, name: &str) -> Result<Arc<ModelSlot>, ApiError> {
+pub(crate) fn model_slot(state: &AppState, name: &str) -> Result<Arc<ModelSlot>, ApiError> {
     state.models.load().get(name).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -341,7 +381,7 @@ async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Answ
 }
 
 /// Checks the content type and reads at most `max_body_bytes` of body.
-async fn read_json_body(
+pub(crate) async fn read_json_body(
     limits: &Limits,
     headers: &HeaderMap,
     body: Body,
@@ -385,7 +425,7 @@ async fn read_json_body(
 }
 
 /// The body as a JSON object whose keys are all in `fields`.
-fn parse_object(
+pub(crate) fn parse_object(
     bytes: &[u8],
     fields: &[&str],
     example: &str,
@@ -423,7 +463,10 @@ fn parse_object(
 }
 
 /// The required string field `name`.
-fn required_string(obj: &mut Map<String, Value>, name: &str) -> Result<String, ApiError> {
+pub(crate) fn required_string(
+    obj: &mut Map<String, Value>,
+    name: &str,
+) -> Result<String, ApiError> {
     match obj.remove(name) {
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => {
@@ -434,7 +477,7 @@ fn required_string(obj: &mut Map<String, Value>, name: &str) -> Result<String, A
 }
 
 /// Checks one text against the character limit and for NUL characters; `param` names it.
-fn check_text(limits: &Limits, s: &str, param: &str) -> Result<(), ApiError> {
+pub(crate) fn check_text(limits: &Limits, s: &str, param: &str) -> Result<(), ApiError> {
     if s.len() > limits.max_chars {
         let chars = s.chars().count();
         if chars > limits.max_chars {
@@ -462,7 +505,7 @@ fn check_text(limits: &Limits, s: &str, param: &str) -> Result<(), ApiError> {
 fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiError> {
     let mut obj = parse_object(
         bytes,
-        &["model", "inputs", "top_k", "explain"],
+        &["model", "inputs", "top_k", "explain", "log"],
         "{\"model\": \"NAME\", \"inputs\": [\"text\"]}",
     )?;
     let model = required_string(&mut obj, "model")?;
@@ -512,11 +555,17 @@ fn parse_classify(limits: &Limits, bytes: &[u8]) -> Result<ClassifyRequest, ApiE
             return Err(ApiError::invalid("'explain' must be true or false").param("explain"))
         }
     };
+    let log = match obj.remove("log") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ApiError::invalid("'log' must be true or false").param("log")),
+    };
     Ok(ClassifyRequest {
         model,
         inputs: texts,
         top_k,
         explain,
+        log,
     })
 }
 

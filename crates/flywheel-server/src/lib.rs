@@ -16,11 +16,14 @@
 //! ```
 
 mod access;
+mod autoretrain;
 mod error;
+mod feedback;
 mod http;
 mod metrics;
 mod models;
 mod registry;
+pub mod retrain;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -123,6 +126,48 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// How often the registry is polled for new champions and models [default: 1 s].
     pub registry_poll: Duration,
+    /// Fraction of classify requests whose predictions are kept for review (with a store;
+    /// chosen by a hash of the request id, so a retry is sampled the same way). A request
+    /// with `"log": true` is always kept [default: 0.05].
+    pub log_predictions: f64,
+    /// Replace personal data (e-mail, phone, card, ID numbers, IPs, URL credentials) by typed
+    /// placeholders before any text is stored [default: true].
+    pub redact: bool,
+    /// Retraining in the background (with a store).
+    pub retrain: AutoRetrain,
+}
+
+/// When the server retrains a model by itself: after `after` new feedback items and/or every
+/// `every` (when there is new feedback), one job per model at a time across replicas.
+#[derive(Debug, Clone)]
+pub struct AutoRetrain {
+    /// Retrain once this many feedback items arrived since the last retrain.
+    pub after: Option<u64>,
+    /// Retrain this long after the last retrain when there is new feedback.
+    pub every: Option<Duration>,
+    /// Training threads of a background retrain (its own pool; serving keeps its threads)
+    /// [default: 1].
+    pub threads: usize,
+    /// When a challenger is promoted.
+    pub policy: flywheel_model::PromotionPolicy,
+}
+
+impl Default for AutoRetrain {
+    fn default() -> Self {
+        AutoRetrain {
+            after: None,
+            every: None,
+            threads: 1,
+            policy: flywheel_model::PromotionPolicy::default(),
+        }
+    }
+}
+
+impl AutoRetrain {
+    /// Whether background retraining is on.
+    pub fn enabled(&self) -> bool {
+        self.after.is_some() || self.every.is_some()
+    }
 }
 
 impl Default for ServerConfig {
@@ -144,6 +189,9 @@ impl Default for ServerConfig {
             admin_token: None,
             database_url: None,
             registry_poll: Duration::from_secs(1),
+            log_predictions: 0.05,
+            redact: true,
+            retrain: AutoRetrain::default(),
         }
     }
 }
@@ -165,6 +213,23 @@ impl ServerConfig {
                 ))
             }
             _ => {}
+        }
+        if !(0.0..=1.0).contains(&self.log_predictions) {
+            return Err(ServerError::Config(
+                "--log-predictions must be a fraction between 0 and 1".into(),
+            ));
+        }
+        if self.retrain.enabled() && self.database_url.is_none() {
+            return Err(ServerError::Config(
+                "--retrain-after/--retrain-every need a store (--database-url): feedback and \
+                 the registry live there"
+                    .into(),
+            ));
+        }
+        if self.retrain.after == Some(0) || self.retrain.every.is_some_and(|d| d.is_zero()) {
+            return Err(ServerError::Config(
+                "--retrain-after and --retrain-every must be positive".into(),
+            ));
         }
         if self.registry_poll.is_zero() {
             return Err(ServerError::Config(
@@ -190,6 +255,7 @@ impl ServerConfig {
             ("max-chars", self.max_chars),
             ("max-body-bytes", self.max_body_bytes),
             ("max-concurrency", self.max_concurrency),
+            ("retrain-threads", self.retrain.threads),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -287,6 +353,9 @@ impl Server {
                 .as_deref()
                 .map(|t| http::sha256(t.trim())),
             draining: AtomicBool::new(false),
+            log_rate: config.log_predictions,
+            redact: config.redact,
+            retrain: config.retrain.clone(),
         });
         if let Some(store) = &state.store {
             let report = registry::sync(&state, store).await?;
@@ -320,6 +389,12 @@ impl Server {
             .store
             .clone()
             .map(|store| registry::spawn_poller(Arc::clone(&state), store, state.registry_poll));
+        let retrainer = match &state.store {
+            Some(store) if state.retrain.enabled() => {
+                Some(autoretrain::spawn(Arc::clone(&state), store.clone()))
+            }
+            _ => None,
+        };
         let app = http::router(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let result = axum::serve(listener, app)
@@ -329,7 +404,7 @@ impl Server {
                 tracing::info!("shutting down: draining requests in flight");
             })
             .await;
-        for task in [hup, poller].into_iter().flatten() {
+        for task in [hup, poller, retrainer].into_iter().flatten() {
             task.abort();
         }
         if let Some(store) = &state.store {

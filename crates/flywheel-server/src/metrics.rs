@@ -71,6 +71,8 @@ struct Inner {
     explain: BTreeMap<String, Histogram>,
     explained: BTreeMap<String, u64>,
     reloads: BTreeMap<(String, &'static str), u64>,
+    feedback: BTreeMap<String, u64>,
+    retrains: BTreeMap<(String, &'static str), u64>,
 }
 
 /// What is counted: requests, latencies, batches, reloads.
@@ -144,6 +146,20 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
+    /// Records one stored correction.
+    pub fn feedback(&self, model: &str) {
+        *self.lock().feedback.entry(model.to_string()).or_insert(0) += 1;
+    }
+
+    /// Records a background retrain (`outcome` is `promoted`, `rejected` or `failed`).
+    pub fn retrain(&self, model: &str, outcome: &'static str) {
+        *self
+            .lock()
+            .retrains
+            .entry((model.to_string(), outcome))
+            .or_insert(0) += 1;
+    }
+
     /// The Prometheus text exposition of everything, plus the given gauges.
     pub fn render(&self, models: &[ModelGauge], in_flight: usize) -> String {
         let m = self.lock();
@@ -192,6 +208,22 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "flywheel_explained_texts_total{{model=\"{}\"}} {n}",
+                escape(model)
+            );
+        }
+        out.push_str("# HELP flywheel_feedback_total Corrections stored.\n# TYPE flywheel_feedback_total counter\n");
+        for (model, n) in &m.feedback {
+            let _ = writeln!(
+                out,
+                "flywheel_feedback_total{{model=\"{}\"}} {n}",
+                escape(model)
+            );
+        }
+        out.push_str("# HELP flywheel_retrains_total Background retrains by outcome.\n# TYPE flywheel_retrains_total counter\n");
+        for ((model, outcome), n) in &m.retrains {
+            let _ = writeln!(
+                out,
+                "flywheel_retrains_total{{model=\"{}\",outcome=\"{outcome}\"}} {n}",
                 escape(model)
             );
         }

@@ -67,14 +67,78 @@ impl LoadedModel {
 pub(crate) struct Answer {
     pub body: Bytes,
     pub registry_version: Option<i64>,
+    /// One summary per text, when the request asked for its predictions to be logged.
+    pub logged: Vec<Logged>,
+}
+
+/// What the prediction log keeps of one prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Logged {
+    /// The predicted label (several joined by `", "`; the value for regression).
+    pub label: String,
+    /// Its probability (the value for regression).
+    pub score: f32,
+    /// In `[0, 1]`, higher = less sure: one minus the margin between the two most probable
+    /// labels (multi-label: the label nearest the threshold); `None` for regression.
+    pub uncertainty: Option<f32>,
+}
+
+impl Logged {
+    /// The summary of a prediction.
+    pub fn of(p: &Prediction, threshold: f32) -> Logged {
+        match p {
+            Prediction::Class {
+                label,
+                score,
+                scores,
+            } => {
+                let mut probs: Vec<f32> = scores.iter().map(|(_, p)| *p).collect();
+                probs.sort_by(|a, b| b.total_cmp(a));
+                let margin = match probs.as_slice() {
+                    [a, b, ..] => a - b,
+                    _ => 1.0,
+                };
+                Logged {
+                    label: label.clone(),
+                    score: *score,
+                    uncertainty: Some((1.0 - margin).clamp(0.0, 1.0)),
+                }
+            }
+            Prediction::Labels {
+                labels,
+                score,
+                scores,
+            } => {
+                let nearest = scores
+                    .iter()
+                    .map(|(_, p)| (p - threshold).abs())
+                    .fold(f32::INFINITY, f32::min);
+                let room = threshold.max(1.0 - threshold).max(f32::EPSILON);
+                Logged {
+                    label: labels.join(", "),
+                    score: *score,
+                    uncertainty: Some((1.0 - nearest / room).clamp(0.0, 1.0)),
+                }
+            }
+            Prediction::Value(v) => Logged {
+                label: v.to_string(),
+                score: *v,
+                uncertainty: None,
+            },
+        }
+    }
 }
 
 /// What a queued request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Work {
     /// Classify the texts, keeping the k best scores (`top_k`); `explain` adds each
-    /// prediction's token attributions.
-    Classify { top_k: Option<usize>, explain: bool },
+    /// prediction's token attributions; `log` asks for a [`Logged`] summary per text.
+    Classify {
+        top_k: Option<usize>,
+        explain: bool,
+        log: bool,
+    },
     /// Explain the one text with respect to `label` (`None`: the predicted label).
     Explain { label: Option<String> },
 }
@@ -365,14 +429,21 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
         Ok(outputs) if k > 0 && outputs.len() == texts.len() * k => {
             let mut rows = outputs.chunks_exact(k);
             for job in jobs {
-                let top_k = match job.work {
-                    Work::Classify { top_k, .. } => top_k,
-                    Work::Explain { .. } => None,
+                let (top_k, log) = match job.work {
+                    Work::Classify { top_k, log, .. } => (top_k, log),
+                    Work::Explain { .. } => (None, false),
                 };
+                let mut logged = Vec::new();
                 let predictions: Vec<PredictionOut> = rows
                     .by_ref()
                     .take(job.texts.len())
-                    .map(|row| PredictionOut::new(pipeline.decide(row), top_k))
+                    .map(|row| {
+                        let p = pipeline.decide(row);
+                        if log {
+                            logged.push(Logged::of(&p, pipeline.labels.threshold));
+                        }
+                        PredictionOut::new(p, top_k)
+                    })
                     .collect();
                 let body = ClassifyResponse {
                     model: name,
@@ -383,6 +454,7 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
                 let _ = job.reply.send(encode(&body).map(|body| Answer {
                     body,
                     registry_version: model.registry_version,
+                    logged,
                 }));
             }
         }
@@ -398,9 +470,16 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
 
 /// Runs a request that is not batched (one asking for explanations) and answers it.
 fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
+    let mut logged = Vec::new();
     let result = match &job.work {
         Work::Explain { label } => explain_one(name, model, &job, label.as_deref(), metrics),
-        Work::Classify { top_k, .. } => classify_explained(name, model, &job, *top_k, metrics),
+        Work::Classify { top_k, log, .. } => classify_explained(name, model, &job, *top_k, metrics)
+            .map(|(body, summaries)| {
+                if *log {
+                    logged = summaries;
+                }
+                body
+            }),
     };
     if let Err(e) = &result {
         if e.status.is_server_error() {
@@ -410,6 +489,7 @@ fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
     let _ = job.reply.send(result.map(|body| Answer {
         body,
         registry_version: model.registry_version,
+        logged,
     }));
 }
 
@@ -438,14 +518,15 @@ fn explain_one(
 }
 
 /// `POST /v1/classify` with `"explain": true`: predictions, each with the attributions of
-/// its tokens to its label (multi-label: to the most probable label; regression: to the value).
+/// its tokens to its label (multi-label: to the most probable label; regression: to the value),
+/// and the log summary of each prediction.
 fn classify_explained(
     name: &str,
     model: &LoadedModel,
     job: &Job,
     top_k: Option<usize>,
     metrics: &Metrics,
-) -> Result<Bytes, ApiError> {
+) -> Result<(Bytes, Vec<Logged>), ApiError> {
     let pipeline = &model.artifact.pipeline;
     let started = Instant::now();
     let outputs = pipeline.outputs_of_texts(&job.texts);
@@ -457,12 +538,14 @@ fn classify_explained(
     };
     let started = Instant::now();
     let mut predictions = Vec::with_capacity(job.texts.len());
+    let mut logged = Vec::with_capacity(job.texts.len());
     for (text, row) in job.texts.iter().zip(outputs.chunks_exact(k)) {
         if job.reply.is_closed() {
             // Timed out or gone: the rest would be computed for no one.
             return Err(ApiError::internal("the request was abandoned"));
         }
         let prediction = pipeline.decide(row);
+        logged.push(Logged::of(&prediction, pipeline.labels.threshold));
         // The explained label is the predicted one, named so that a near tie cannot make the
         // explanation's own forward pass pick another.
         let label = match &prediction {
@@ -474,11 +557,12 @@ fn classify_explained(
         predictions.push(PredictionOut::new(prediction, top_k).with_tokens(explanation.tokens));
     }
     metrics.explained(name, job.texts.len(), started.elapsed().as_secs_f64());
-    encode(&ClassifyResponse {
+    let body = encode(&ClassifyResponse {
         model: name,
         version: &model.version,
         predictions,
-    })
+    })?;
+    Ok((body, logged))
 }
 
 fn failure_message(outputs: Result<usize, flywheel_model::ModelError>) -> String {
@@ -646,6 +730,7 @@ mod tests {
             work: Work::Classify {
                 top_k: None,
                 explain: false,
+                log: false,
             },
             reply: oneshot::channel().0,
         }
@@ -687,6 +772,33 @@ mod tests {
         assert!(recv_until(&mut rx, Instant::now() + Duration::from_secs(5))
             .await
             .is_none());
+    }
+
+    #[test]
+    fn uncertainty_is_one_minus_the_margin() {
+        let class = |scores: &[f32]| Prediction::Class {
+            label: "a".into(),
+            score: scores[0],
+            scores: scores
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i.to_string(), *p))
+                .collect(),
+        };
+        let u = |p: &Prediction| Logged::of(p, 0.5).uncertainty.unwrap();
+        assert!((u(&class(&[0.5, 0.5])) - 1.0).abs() < 1e-6);
+        assert!(u(&class(&[0.99, 0.01])) < 0.03);
+        assert!((u(&class(&[0.2, 0.5, 0.3])) - 0.8).abs() < 1e-6);
+        let labels = Prediction::Labels {
+            labels: vec!["x".into()],
+            score: 0.9,
+            scores: vec![("x".into(), 0.9), ("y".into(), 0.45)],
+        };
+        let l = Logged::of(&labels, 0.5);
+        assert_eq!(l.label, "x");
+        assert!((l.uncertainty.unwrap() - 0.9).abs() < 1e-6);
+        let v = Logged::of(&Prediction::Value(2.5), 0.5);
+        assert_eq!((v.label.as_str(), v.uncertainty), ("2.5", None));
     }
 
     #[test]
