@@ -377,6 +377,12 @@ struct ServeArgs {
     /// ...and no class's F1 falls by more than this many points.
     #[arg(long, default_value_t = 2.0)]
     max_class_drop: f64,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Close a connection that neither reads nor writes for this many seconds.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_s: u64,
 }
 
 fn main() {
@@ -800,6 +806,8 @@ fn cmd_serve(args: ServeArgs) -> Result<()> {
         database_url: args.database_url.or(env_url),
         registry_poll: std::time::Duration::from_millis(args.registry_poll_ms),
         log_predictions: args.log_predictions,
+        max_connections: args.max_connections,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_s),
         redact: args.redact == "pii",
         retrain: flywheel_server::AutoRetrain {
             after: args.retrain_after,

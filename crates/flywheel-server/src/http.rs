@@ -65,6 +65,10 @@ pub(crate) struct AppState {
     pub redact: bool,
     /// Background retraining settings.
     pub retrain: crate::AutoRetrain,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Idle connections are closed after this.
+    pub idle_timeout: Duration,
 }
 
 impl AppState {

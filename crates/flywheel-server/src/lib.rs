@@ -17,6 +17,7 @@
 
 mod access;
 mod autoretrain;
+mod conn;
 mod error;
 mod feedback;
 mod http;
@@ -135,6 +136,11 @@ pub struct ServerConfig {
     pub redact: bool,
     /// Retraining in the background (with a store).
     pub retrain: AutoRetrain,
+    /// Connections open at once; more wait in the kernel's accept queue [default: 1024].
+    pub max_connections: usize,
+    /// A connection that neither reads nor writes for this long is closed (slow or idle
+    /// clients); must exceed `timeout` [default: 60 s].
+    pub idle_timeout: Duration,
 }
 
 /// When the server retrains a model by itself: after `after` new feedback items and/or every
@@ -192,6 +198,8 @@ impl Default for ServerConfig {
             log_predictions: 0.05,
             redact: true,
             retrain: AutoRetrain::default(),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -256,6 +264,7 @@ impl ServerConfig {
             ("max-body-bytes", self.max_body_bytes),
             ("max-concurrency", self.max_concurrency),
             ("retrain-threads", self.retrain.threads),
+            ("max-connections", self.max_connections),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -264,6 +273,14 @@ impl ServerConfig {
         }
         if self.max_concurrency > Semaphore::MAX_PERMITS {
             return Err(ServerError::Config("--max-concurrency is too large".into()));
+        }
+        if self.idle_timeout <= self.timeout {
+            return Err(ServerError::Config(
+                "--idle-timeout-s must exceed the request timeout (--timeout-ms)".into(),
+            ));
+        }
+        if self.max_connections > Semaphore::MAX_PERMITS {
+            return Err(ServerError::Config("--max-connections is too large".into()));
         }
         if self.timeout.is_zero() {
             return Err(ServerError::Config(
@@ -356,6 +373,8 @@ impl Server {
             log_rate: config.log_predictions,
             redact: config.redact,
             retrain: config.retrain.clone(),
+            max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
         });
         if let Some(store) = &state.store {
             let report = registry::sync(&state, store).await?;
@@ -369,6 +388,13 @@ impl Server {
             );
         }
         Ok(Server { state })
+    }
+
+    /// The HTTP routes over this server's state, to embed in another axum application or to
+    /// drive in-process (tests, fuzzing). The registry poller, the background retrainer and
+    /// the SIGHUP reloader run only under [`Server::serve`].
+    pub fn router(&self) -> axum::Router {
+        http::router(Arc::clone(&self.state))
     }
 
     /// The name and version of every model served.
@@ -397,6 +423,8 @@ impl Server {
         };
         let app = http::router(Arc::clone(&state));
         let draining = Arc::clone(&state);
+        let listener =
+            conn::LimitedListener::new(listener, state.max_connections, state.idle_timeout);
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
