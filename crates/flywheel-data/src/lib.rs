@@ -13,4 +13,7 @@ pub mod fetch;
 pub mod read;
 
 pub use error::DataError;
-pub use read::{read_labelled, read_texts, read_texts_from, Dataset, Format, ReadOptions, Record};
+pub use read::{
+    read_labelled, read_labelled_from, read_texts, read_texts_from, Dataset, Format, ReadOptions,
+    Record,
+};

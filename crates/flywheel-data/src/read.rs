@@ -152,6 +152,17 @@ pub fn read_labelled(path: &Path, opts: &ReadOptions) -> Result<Dataset, DataErr
     })
 }
 
+/// Reads labelled records from any reader in the given format; `source` names it in errors.
+/// Unlike [`read_labelled`], an empty input is not an error (it gives no records).
+pub fn read_labelled_from(
+    reader: impl Read,
+    format: Format,
+    source: &str,
+    opts: &ReadOptions,
+) -> Result<Vec<Record>, DataError> {
+    parse(reader, Path::new(source), format, opts, Mode::Labelled)
+}
+
 /// Reads texts to classify from a file, or from standard input when `path` is `-`.
 ///
 /// With a known format (given in `opts.format` or implied by the extension) it
