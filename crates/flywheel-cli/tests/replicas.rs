@@ -1,6 +1,7 @@
 //! `flywheel serve` processes on one store, end to end: two replicas share one key's
 //! requests-per-minute limit exactly and follow a promotion within seconds; replicas killed
-//! with SIGKILL under load lose no usage event and record none twice. Each test runs on SQLite
+//! with SIGKILL under load lose no usage event or correction and record none twice, and leave a
+//! database that passes its integrity check. Each test runs on SQLite
 //! (several processes on one file) and, when `FLYWHEEL_TEST_POSTGRES_URL` is set, PostgreSQL.
 
 mod common;
@@ -195,10 +196,17 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
 
 /// Sends one request until it gets a definitive answer (a status other than 503), retrying
 /// with the same request id across connection failures (a killed replica) and 503s.
-fn until_answered(port: u16, key: &str, id: &str, body: &str, retries: &AtomicUsize) -> u16 {
+fn until_answered(
+    port: u16,
+    key: &str,
+    path: &str,
+    id: &str,
+    body: &str,
+    retries: &AtomicUsize,
+) -> u16 {
     let started = Instant::now();
     loop {
-        match http(port, "POST", "/v1/classify", Some(key), Some(id), body) {
+        match http(port, "POST", path, Some(key), Some(id), body) {
             Ok(r) if r.status != 503 => return r.status,
             _ => {
                 retries.fetch_add(1, Ordering::Relaxed);
@@ -212,8 +220,69 @@ fn until_answered(port: u16, key: &str, id: &str, body: &str, retries: &AtomicUs
     }
 }
 
+/// What the database holds after the kills: feedback request ids, and whether it passes its
+/// integrity checks (SQLite: `integrity_check` and `foreign_key_check`; PostgreSQL: amcheck on
+/// every B-tree index).
+fn feedback_ids_and_integrity(url: &str) -> (Vec<String>, bool) {
+    runtime().block_on(async {
+        let store = Store::open(url).await.unwrap();
+        let ids: Vec<String> = store
+            .feedback_since("m", 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.feedback.request_id)
+            .collect();
+        let ok = match &store {
+            Store::Sqlite(s) => {
+                let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_one(s.pool())
+                    .await
+                    .unwrap();
+                let dangling: Vec<sqlx::sqlite::SqliteRow> =
+                    sqlx::query("PRAGMA foreign_key_check")
+                        .fetch_all(s.pool())
+                        .await
+                        .unwrap();
+                check == "ok" && dangling.is_empty()
+            }
+            Store::Postgres(p) => {
+                // .ci/postgres-setup installs amcheck in template1 (creating it needs a
+                // superuser); elsewhere the index check is skipped, loudly.
+                let amcheck: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'")
+                        .fetch_optional(p.pool())
+                        .await
+                        .unwrap();
+                if amcheck.is_none() {
+                    eprintln!("amcheck is not installed: skipping the PostgreSQL index check");
+                    store.close().await;
+                    return (ids, true);
+                }
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am a ON a.oid = c.relam \
+                     WHERE n.nspname = 'public' AND a.amname = 'btree'",
+                )
+                .fetch_all(p.pool())
+                .await
+                .unwrap();
+                for index in &indexes {
+                    sqlx::query(&format!("SELECT bt_index_check('{index}'::regclass, true)"))
+                        .execute(p.pool())
+                        .await
+                        .unwrap();
+                }
+                !indexes.is_empty()
+            }
+        };
+        store.close().await;
+        (ids, ok)
+    })
+}
+
 #[test]
-fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
+fn sigkill_under_load_loses_and_duplicates_no_usage_event_or_feedback() {
     on_both(|url, dir| {
         let key = seed_store(url, dir, "1000000");
         let port = free_port();
@@ -235,12 +304,24 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
                         let id = format!("load-{t}-{i}");
-                        // Every 5th request names a model that does not exist: a 404, unmetered.
+                        if i % 2 == 0 {
+                            // A correction; every 3rd names a label the model lacks: 422.
+                            let label = if i % 3 == 0 { "bogus" } else { "pos" };
+                            let body = format!(
+                                "{{\"model\":\"m\",\"text\":\"fine film {i}\",\"label\":\"{label}\"}}"
+                            );
+                            let status =
+                                until_answered(port, &key, "/v1/feedback", &id, &body, &retries);
+                            answered.lock().unwrap().push((id, status, true));
+                            continue;
+                        }
+                        // Every 5th classify names a model that does not exist: a 404, unmetered.
                         let model = if i % 5 == 0 { "missing" } else { "m" };
                         let texts = ["good film", "awful plot", "happy end"];
                         let body = classify_body(model, &texts[..1 + i % 3]);
-                        let status = until_answered(port, &key, &id, &body, &retries);
-                        answered.lock().unwrap().push((id, status));
+                        let status =
+                            until_answered(port, &key, "/v1/classify", &id, &body, &retries);
+                        answered.lock().unwrap().push((id, status, false));
                     }
                 })
             })
@@ -260,14 +341,26 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
         let answered = answered.lock().unwrap();
         let ok: BTreeSet<&str> = answered
             .iter()
-            .filter(|(_, s)| *s == 200)
-            .map(|(id, _)| id.as_str())
+            .filter(|(_, s, feedback)| *s == 200 && !feedback)
+            .map(|(id, _, _)| id.as_str())
             .collect();
-        let refused = answered.iter().filter(|(_, s)| *s == 404).count();
+        let refused = answered
+            .iter()
+            .filter(|(_, s, feedback)| *s == 404 && !feedback)
+            .count();
+        let fed: BTreeSet<&str> = answered
+            .iter()
+            .filter(|(_, s, feedback)| *feedback && (*s == 201 || *s == 200))
+            .map(|(id, _, _)| id.as_str())
+            .collect();
+        let bad_labels = answered
+            .iter()
+            .filter(|(_, s, feedback)| *feedback && *s == 422)
+            .count();
         assert_eq!(
-            ok.len() + refused,
+            ok.len() + refused + fed.len() + bad_labels,
             answered.len(),
-            "only 200s and 404s expected"
+            "only 200/404 (classify) and 201/200/422 (feedback) expected"
         );
         let events = usage_events(url);
         let recorded: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
@@ -276,17 +369,31 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event() {
         let extra: Vec<_> = recorded.difference(&ok).collect();
         assert!(missing.is_empty(), "2xx without a usage event: {missing:?}");
         assert!(extra.is_empty(), "usage events without a 2xx: {extra:?}");
+        let (stored, intact) = feedback_ids_and_integrity(url);
+        let stored_set: BTreeSet<&str> = stored.iter().map(String::as_str).collect();
+        assert_eq!(stored_set.len(), stored.len(), "a correction stored twice");
+        let lost: Vec<_> = fed.difference(&stored_set).collect();
+        let unasked: Vec<_> = stored_set.difference(&fed).collect();
+        assert!(lost.is_empty(), "2xx corrections not stored: {lost:?}");
+        assert!(
+            unasked.is_empty(),
+            "corrections stored without a 2xx: {unasked:?}"
+        );
+        assert!(intact, "the database failed its integrity check");
         let retried = retries.load(Ordering::Relaxed);
         assert!(
-            ok.len() > 40 && refused > 5,
-            "{} ok, {refused} refused",
-            ok.len()
+            ok.len() > 40 && refused > 5 && fed.len() > 20 && bad_labels > 5,
+            "{} ok, {refused} refused, {} corrections, {bad_labels} bad labels",
+            ok.len(),
+            fed.len()
         );
         assert!(retried > 0, "the kills must hit requests in flight");
         eprintln!(
-            "{kills} kills: {} successes, each with exactly one usage event; {refused} 404s with none; \
-             {retried} retried attempts",
-            ok.len()
+            "{kills} kills: {} classify successes, each with exactly one usage event; {refused} 404s \
+             with none; {} corrections stored exactly once, {bad_labels} refused and not stored; \
+             {retried} retried attempts; integrity checks passed",
+            ok.len(),
+            fed.len()
         );
     });
 }
