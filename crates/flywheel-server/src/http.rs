@@ -149,6 +149,23 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert("x-request-id", v);
     }
+    // A request refused before its body was read (401, 403, …) leaves the body on the
+    // connection: say so with `connection: close` rather than let the client's next request
+    // on it fail.
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let body_read = Arc::new(AtomicBool::new(false));
+    let req = req.map(|body| {
+        Body::new(TrackedBody {
+            inner: body,
+            done: Arc::clone(&body_read),
+        })
+    });
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let mut response = next.run(req).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -164,7 +181,42 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    if has_body && !body_read.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+/// A request body that records when it has been read to the end.
+struct TrackedBody {
+    inner: Body,
+    done: Arc<AtomicBool>,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A client's request id is kept when it is 1–128 visible ASCII characters.

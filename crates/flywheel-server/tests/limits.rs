@@ -133,3 +133,37 @@ async fn idle_timeout_must_exceed_the_request_timeout() {
     let err = flywheel_server::Server::load(bad).await.err().unwrap();
     assert!(err.to_string().contains("--idle-timeout-s"), "{err}");
 }
+
+/// Sends one request on a fresh connection and returns the response head.
+async fn head_of(addr: std::net::SocketAddr, content_type: &str, body: &str) -> String {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/classify HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_left_unread_closes_the_connection_openly() {
+    let (a, _) = model_files();
+    let s = start(config(a)).await;
+    let body = r#"{"model":"tiny","inputs":["fine"]}"#;
+    // Refused on its headers: the body stays unread, and the answer says the connection closes.
+    let refused = head_of(s.addr, "text/plain", body).await;
+    assert!(refused.starts_with("http/1.1 415"), "{refused}");
+    assert!(refused.contains("connection: close"), "{refused}");
+    // Read and answered: the connection stays open for the next request.
+    let served = head_of(s.addr, "application/json", body).await;
+    assert!(served.starts_with("http/1.1 200"), "{served}");
+    assert!(!served.contains("connection: close"), "{served}");
+    s.stop().await;
+}
