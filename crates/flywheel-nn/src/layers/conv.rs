@@ -6,7 +6,8 @@
 //! Data is batch-major (`[batch, steps, inputs]`), so the window of `k` steps starting at `p` is
 //! one contiguous run of `k·inputs` values: each sequence's convolution is one GEMM whose rows
 //! overlap (row stride `inputs`), with no copy of the windows. The backward pass only visits the
-//! window that won the max for each filter.
+//! windows that won the max for each filter; tied windows (e.g. runs of padding) share the
+//! gradient equally, as TensorFlow's max does.
 
 use crate::{init, Parameters, Real, Rng, Tensor};
 
@@ -58,10 +59,8 @@ pub struct TextCnn<T> {
 pub struct CnnCache<T> {
     steps: usize,
     batch: usize,
-    /// `[steps, filters]` scratch: one sequence's convolution.
+    /// `[batch, Σ_k (steps − k + 1)·filters]`: every convolution output (before ReLU).
     conv: Vec<T>,
-    /// `[batch, outputs]`: the position of each filter's maximum.
-    argmax: Vec<u32>,
     /// `[batch, outputs]`: pooled outputs.
     out: Vec<T>,
 }
@@ -108,6 +107,14 @@ impl<T: Real> TextCnn<T> {
         self.convs.iter().map(Conv1d::filters).sum()
     }
 
+    /// Convolution outputs per sequence of `steps` steps (all widths).
+    fn conv_len(&self, steps: usize) -> usize {
+        self.convs
+            .iter()
+            .map(|c| (steps + 1 - c.width()) * c.filters())
+            .sum()
+    }
+
     /// The widest kernel: sequences need at least this many steps.
     pub fn max_width(&self) -> usize {
         self.convs.iter().map(Conv1d::width).max().unwrap_or(0)
@@ -121,16 +128,17 @@ impl<T: Real> TextCnn<T> {
         let w = self.outputs();
         cache.steps = steps;
         cache.batch = batch;
+        let per_seq = self.conv_len(steps);
         cache.out.resize(batch * w, T::ZERO);
-        cache.argmax.resize(batch * w, 0);
+        cache.conv.resize(batch * per_seq, T::ZERO);
         for b in 0..batch {
             let xb = &x[b * steps * e..(b + 1) * steps * e];
-            let mut col = 0;
+            let (mut col, mut off) = (0, b * per_seq);
             for conv in &self.convs {
                 let (k, f) = (conv.width(), conv.filters());
                 let n = steps + 1 - k;
-                cache.conv.resize(n * f, T::ZERO);
-                for row in cache.conv.chunks_exact_mut(f) {
+                let c = &mut cache.conv[off..off + n * f];
+                for row in c.chunks_exact_mut(f) {
                     row.copy_from_slice(conv.bias.data());
                 }
                 T::gemm_strided(
@@ -141,24 +149,20 @@ impl<T: Real> TextCnn<T> {
                     (xb, e, 1),
                     (conv.kernel.data(), f, 1),
                     T::ONE,
-                    (&mut cache.conv, f, 1),
+                    (c, f, 1),
                 );
                 let out = &mut cache.out[b * w + col..b * w + col + f];
-                let arg = &mut cache.argmax[b * w + col..b * w + col + f];
-                out.copy_from_slice(&cache.conv[..f]);
-                arg.fill(0);
-                for (p, row) in cache.conv.chunks_exact(f).enumerate().skip(1) {
-                    for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(row) {
-                        if v > *o {
-                            *o = v;
-                            *a = p as u32;
-                        }
+                out.copy_from_slice(&c[..f]);
+                for row in c.chunks_exact(f).skip(1) {
+                    for (o, &v) in out.iter_mut().zip(row) {
+                        *o = o.max(v);
                     }
                 }
                 for o in out.iter_mut() {
                     *o = o.max(T::ZERO);
                 }
                 col += f;
+                off += n * f;
             }
         }
     }
@@ -179,30 +183,38 @@ impl<T: Real> TextCnn<T> {
         if let Some(dx) = dx.as_deref_mut() {
             dx[..batch * steps * e].fill(T::ZERO);
         }
+        let per_seq = self.conv_len(steps);
         for b in 0..batch {
-            let mut col = 0;
+            let (mut col, mut off) = (0, b * per_seq);
             for (conv, gconv) in self.convs.iter().zip(grads.convs.iter_mut()) {
                 let (k, f) = (conv.width(), conv.filters());
+                let n = steps + 1 - k;
+                let c = &cache.conv[off..off + n * f];
                 let kw = conv.kernel.data();
                 for j in 0..f {
                     let i = b * w + col + j;
-                    let g = d_out[i];
-                    if cache.out[i] <= T::ZERO || g == T::ZERO {
+                    let (best, g) = (cache.out[i], d_out[i]);
+                    if best <= T::ZERO || g == T::ZERO {
                         continue;
                     }
-                    let start = (b * steps + cache.argmax[i] as usize) * e;
+                    let ties = (0..n).filter(|&p| c[p * f + j] == best).count().max(1);
                     gconv.bias.data_mut()[j] += g;
-                    let gk = gconv.kernel.data_mut();
-                    for (l, &xv) in x[start..start + k * e].iter().enumerate() {
-                        gk[l * f + j] += xv * g;
-                    }
-                    if let Some(dx) = dx.as_deref_mut() {
-                        for (l, d) in dx[start..start + k * e].iter_mut().enumerate() {
-                            *d += kw[l * f + j] * g;
+                    let g = g / T::from_f64(ties as f64);
+                    for p in (0..n).filter(|&p| c[p * f + j] == best) {
+                        let start = (b * steps + p) * e;
+                        let gk = gconv.kernel.data_mut();
+                        for (l, &xv) in x[start..start + k * e].iter().enumerate() {
+                            gk[l * f + j] += xv * g;
+                        }
+                        if let Some(dx) = dx.as_deref_mut() {
+                            for (l, d) in dx[start..start + k * e].iter_mut().enumerate() {
+                                *d += kw[l * f + j] * g;
+                            }
                         }
                     }
                 }
                 col += f;
+                off += n * f;
             }
         }
     }
