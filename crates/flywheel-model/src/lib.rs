@@ -19,7 +19,9 @@ pub use autotune::{autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Me
 pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
-pub use spec::{BagLossChoice, BagSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig};
+pub use spec::{
+    BagLossChoice, BagSpec, CnnSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig, FAMILIES,
+};
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
 
