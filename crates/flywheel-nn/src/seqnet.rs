@@ -184,6 +184,7 @@ pub struct SeqWorkspace<T> {
     x: Vec<T>,
     dx: Vec<T>,
     step_mask: Vec<bool>,
+    pad: Vec<bool>,
     lstm: LstmCache<T>,
     gru: GruCache<T>,
     bilstm: BiCache<T, LstmCache<T>>,
@@ -407,7 +408,7 @@ impl<T: Real> SeqNet<T> {
                         *d *= mv;
                     }
                 }
-                c.backward(&ws.x, &ws.dfeat, &ws.cnn, g, Some(&mut ws.dx));
+                c.backward(&ws.x, &ws.dfeat, &mut ws.cnn, g, Some(&mut ws.dx));
             }
             _ => {
                 return Err(NnError::Shape(
@@ -480,7 +481,9 @@ impl<T: Real> SeqNet<T> {
                 ws.feat.extend_from_slice(b.output(&ws.bilstm));
             }
             Encoder::Cnn(c) => {
-                c.forward(&ws.x, run, n, &mut ws.cnn);
+                ws.pad.clear();
+                ws.pad.extend(ws.ids.iter().map(|&i| i == 0));
+                c.forward(&ws.x, run, n, Some(&ws.pad), &mut ws.cnn);
                 ws.feat.extend_from_slice(ws.cnn.output());
                 if let Some(m) = input_mask {
                     for (f, &mv) in ws.feat.iter_mut().zip(m) {

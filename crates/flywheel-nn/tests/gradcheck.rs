@@ -364,7 +364,8 @@ fn lstm(e: usize, h: usize, seed: u64) -> Lstm<f64> {
 
 #[test]
 fn gru_gradients() {
-    for (e, h) in [(4, 3), (8, 8)] {
+    // Width 3: the generic kernels; 8 and 16: the fixed-width ones.
+    for (e, h) in [(4, 3), (8, 8), (16, 16)] {
         for (dropout, masked) in [(false, false), (true, false), (false, true), (true, true)] {
             recurrent_case(&format!("gru E={e} H={h}"), gru(e, h, 21), dropout, masked);
         }
@@ -408,7 +409,7 @@ fn text_cnn_gradients() {
     let w = random(batch * cnn.outputs(), &mut rng);
     let objective = |cnn: &TextCnn<f64>, x: &[f64]| {
         let mut cache = Default::default();
-        cnn.forward(x, steps, batch, &mut cache);
+        cnn.forward(x, steps, batch, None, &mut cache);
         cache
             .output()
             .iter()
@@ -417,12 +418,12 @@ fn text_cnn_gradients() {
             .sum::<f64>()
     };
     let mut cache = Default::default();
-    cnn.forward(&x, steps, batch, &mut cache);
+    cnn.forward(&x, steps, batch, None, &mut cache);
     let pooled: &[f64] = flywheel_nn::layers::CnnCache::output(&cache);
     assert!(pooled.contains(&0.0) && pooled.iter().any(|&v| v > 0.0));
     let mut grads = cnn.zeros_like();
     let mut dx = vec![0.0; x.len()];
-    cnn.backward(&x, &w, &cache, &mut grads, Some(&mut dx));
+    cnn.backward(&x, &w, &mut cache, &mut grads, Some(&mut dx));
     for p in 0..cnn.tensors().len() {
         let start = cnn.tensors()[p].1.data().to_vec();
         let analytic = grads.tensors()[p].1.data().to_vec();
@@ -539,4 +540,61 @@ fn sequence_network_gradients() {
             assert_ok(&format!("{name} (mask {mask_zero}) network param {p}"), r);
         }
     }
+}
+
+/// Padding-only windows computed once and their gradient folded give the same outputs and
+/// gradients as visiting every window (pre- and post-padded rows, one all-padding row).
+#[test]
+fn text_cnn_padding_folding_changes_nothing() {
+    let mut rng = Rng::new(29);
+    let (steps, batch, e) = (9, 4, 3);
+    let cnn: TextCnn<f64> = TextCnn::new(e, &[2, 4], 5, &mut rng);
+    let pad_row = random(e, &mut rng);
+    let mut pad = vec![false; batch * steps];
+    for (b, row) in pad.chunks_exact_mut(steps).enumerate() {
+        match b {
+            0 => row[..5].fill(true),
+            1 => row[6..].fill(true),
+            2 => row.fill(true),
+            _ => {}
+        }
+    }
+    let mut x = random(batch * steps * e, &mut rng);
+    for (xr, &p) in x.chunks_exact_mut(e).zip(&pad) {
+        if p {
+            xr.copy_from_slice(&pad_row);
+        }
+    }
+    let w = random(batch * cnn.outputs(), &mut rng);
+    let run = |pad: Option<&[bool]>| {
+        let mut cache = Default::default();
+        cnn.forward(&x, steps, batch, pad, &mut cache);
+        let out = flywheel_nn::layers::CnnCache::output(&cache).to_vec();
+        let mut grads = cnn.zeros_like();
+        let mut dx = vec![0.0; x.len()];
+        cnn.backward(&x, &w, &mut cache, &mut grads, Some(&mut dx));
+        let g: Vec<f64> = grads
+            .tensors()
+            .iter()
+            .flat_map(|t| t.1.data().to_vec())
+            .collect();
+        (out, g, dx)
+    };
+    let (plain, folded) = (run(None), run(Some(&pad)));
+    for (what, a, b) in [
+        ("outputs", &plain.0, &folded.0),
+        ("parameter gradients", &plain.1, &folded.1),
+        ("input gradients", &plain.2, &folded.2),
+    ] {
+        let err = a
+            .iter()
+            .zip(b.iter())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-12, "{what}: max difference {err:e}");
+    }
+    // The all-padding row gets a gradient only through tied padding windows: the fold ran.
+    assert!(folded.2[2 * steps * e..3 * steps * e]
+        .iter()
+        .any(|&v| v != 0.0));
 }

@@ -59,8 +59,15 @@ pub struct TextCnn<T> {
 pub struct CnnCache<T> {
     steps: usize,
     batch: usize,
-    /// `[batch, Σ_k (steps − k + 1)·filters]`: every convolution output (before ReLU).
+    /// `[batch, Σ_k (steps − k + 1)·filters]`: convolution outputs (before ReLU) of the computed
+    /// windows.
     conv: Vec<T>,
+    /// `[batch, Σ_k (steps − k + 1)]`: which windows hold padding only.
+    pad_window: Vec<bool>,
+    /// One per sequence and width, in order.
+    groups: Vec<WindowGroup>,
+    /// `[k·inputs]` scratch of the backward pass.
+    fold: Vec<T>,
     /// `[batch, outputs]`: pooled outputs.
     out: Vec<T>,
 }
@@ -122,60 +129,108 @@ impl<T: Real> TextCnn<T> {
 
     /// Forward pass over a batch-major `[batch, steps, inputs]` input (`steps` at least
     /// [`TextCnn::max_width`]); the pooled features are in `cache.output()`.
+    ///
+    /// `pad` (`[batch, steps]`, true at padding positions) tells which windows hold padding
+    /// only. Those windows are identical (every padding position has the same embedding), so
+    /// their convolution is computed once per sequence and width, and the backward pass folds
+    /// their share of the gradient instead of visiting each; the result is the same as without
+    /// `pad`, provided the padding rows of `x` are indeed identical.
     #[inline(always)]
-    pub fn forward(&self, x: &[T], steps: usize, batch: usize, cache: &mut CnnCache<T>) {
+    pub fn forward(
+        &self,
+        x: &[T],
+        steps: usize,
+        batch: usize,
+        pad: Option<&[bool]>,
+        cache: &mut CnnCache<T>,
+    ) {
         let e = self.inputs();
         let w = self.outputs();
         cache.steps = steps;
         cache.batch = batch;
         let per_seq = self.conv_len(steps);
+        let windows: usize = self.convs.iter().map(|c| steps + 1 - c.width()).sum();
         cache.out.resize(batch * w, T::ZERO);
         cache.conv.resize(batch * per_seq, T::ZERO);
+        cache.pad_window.clear();
+        cache.pad_window.resize(batch * windows, false);
+        cache.groups.clear();
         for b in 0..batch {
             let xb = &x[b * steps * e..(b + 1) * steps * e];
-            let (mut col, mut off) = (0, b * per_seq);
+            let (mut col, mut off, mut woff) = (0, b * per_seq, b * windows);
             for conv in &self.convs {
                 let (k, f) = (conv.width(), conv.filters());
                 let n = steps + 1 - k;
-                let c = &mut cache.conv[off..off + n * f];
-                for row in c.chunks_exact_mut(f) {
-                    row.copy_from_slice(conv.bias.data());
+                let flags = &mut cache.pad_window[woff..woff + n];
+                if let Some(pad) = pad {
+                    let pb = &pad[b * steps..(b + 1) * steps];
+                    for (p, fl) in flags.iter_mut().enumerate() {
+                        *fl = pb[p..p + k].iter().all(|&v| v);
+                    }
                 }
-                T::gemm_strided(
-                    n,
-                    k * e,
-                    f,
-                    T::ONE,
-                    (xb, e, 1),
-                    (conv.kernel.data(), f, 1),
-                    T::ONE,
-                    (c, f, 1),
-                );
+                let first = flags.iter().position(|&v| !v);
+                let last = flags.iter().rposition(|&v| !v);
+                let p0 = flags.iter().position(|&v| v);
+                let c = &mut cache.conv[off..off + n * f];
+                // The rows computed: the span of windows with real tokens, and one padding-only
+                // window outside it (all others equal it and are never read).
+                let span = match (first, last) {
+                    (Some(a), Some(z)) => a..z + 1,
+                    _ => 0..0,
+                };
+                let extra = p0.filter(|p| !span.contains(p));
+                for range in [span.clone(), extra.map_or(0..0, |p| p..p + 1)] {
+                    if range.is_empty() {
+                        continue;
+                    }
+                    let rows = &mut c[range.start * f..range.end * f];
+                    for row in rows.chunks_exact_mut(f) {
+                        row.copy_from_slice(conv.bias.data());
+                    }
+                    T::gemm_strided(
+                        range.len(),
+                        k * e,
+                        f,
+                        T::ONE,
+                        (&xb[range.start * e..], e, 1),
+                        (conv.kernel.data(), f, 1),
+                        T::ONE,
+                        (rows, f, 1),
+                    );
+                }
                 let out = &mut cache.out[b * w + col..b * w + col + f];
-                out.copy_from_slice(&c[..f]);
-                for row in c.chunks_exact(f).skip(1) {
-                    for (o, &v) in out.iter_mut().zip(row) {
+                let start = span.start.min(extra.unwrap_or(usize::MAX));
+                out.copy_from_slice(&c[start * f..start * f + f]);
+                for p in span.clone().chain(extra) {
+                    for (o, &v) in out.iter_mut().zip(&c[p * f..p * f + f]) {
                         *o = o.max(v);
                     }
                 }
                 for o in out.iter_mut() {
                     *o = o.max(T::ZERO);
                 }
+                cache.groups.push(WindowGroup {
+                    span,
+                    pad_row: p0.map(|p| extra.unwrap_or(p)),
+                    pad_windows: flags.iter().filter(|&&v| v).count(),
+                });
                 col += f;
                 off += n * f;
+                woff += n;
             }
         }
     }
 
     /// Backward pass for the latest forward pass: `d_out` is `[batch, outputs]`. Parameter
     /// gradients are added to `grads`; `dx` (if given) receives `d loss / d x`
-    /// (`[batch, steps, inputs]`).
+    /// (`[batch, steps, inputs]`). Windows tied for a filter's maximum share its gradient
+    /// equally (TensorFlow's rule).
     #[inline(always)]
     pub fn backward(
         &self,
         x: &[T],
         d_out: &[T],
-        cache: &CnnCache<T>,
+        cache: &mut CnnCache<T>,
         grads: &mut TextCnn<T>,
         mut dx: Option<&mut [T]>,
     ) {
@@ -184,40 +239,93 @@ impl<T: Real> TextCnn<T> {
             dx[..batch * steps * e].fill(T::ZERO);
         }
         let per_seq = self.conv_len(steps);
+        let windows: usize = self.convs.iter().map(|c| steps + 1 - c.width()).sum();
+        let mut gi = 0;
         for b in 0..batch {
-            let (mut col, mut off) = (0, b * per_seq);
+            let (mut col, mut off, mut woff) = (0, b * per_seq, b * windows);
             for (conv, gconv) in self.convs.iter().zip(grads.convs.iter_mut()) {
                 let (k, f) = (conv.width(), conv.filters());
                 let n = steps + 1 - k;
+                let group = cache.groups[gi].clone();
+                gi += 1;
                 let c = &cache.conv[off..off + n * f];
+                let flags = &cache.pad_window[woff..woff + n];
                 let kw = conv.kernel.data();
+                // Σ over filters tied at the padding windows of (share · kernel column):
+                // what each padding-only window passes back to its k positions.
+                cache.fold.clear();
+                cache.fold.resize(k * e, T::ZERO);
+                let mut folded = false;
                 for j in 0..f {
                     let i = b * w + col + j;
                     let (best, g) = (cache.out[i], d_out[i]);
                     if best <= T::ZERO || g == T::ZERO {
                         continue;
                     }
-                    let ties = (0..n).filter(|&p| c[p * f + j] == best).count().max(1);
+                    let real_ties = group
+                        .span
+                        .clone()
+                        .filter(|&p| !flags[p] && c[p * f + j] == best)
+                        .count();
+                    let pad_ties = match group.pad_row {
+                        Some(p) if c[p * f + j] == best => group.pad_windows,
+                        _ => 0,
+                    };
+                    let ties = (real_ties + pad_ties).max(1);
                     gconv.bias.data_mut()[j] += g;
-                    let g = g / T::from_f64(ties as f64);
-                    for p in (0..n).filter(|&p| c[p * f + j] == best) {
+                    let share = g / T::from_f64(ties as f64);
+                    let gk = gconv.kernel.data_mut();
+                    for p in group.span.clone() {
+                        if flags[p] || c[p * f + j] != best {
+                            continue;
+                        }
                         let start = (b * steps + p) * e;
-                        let gk = gconv.kernel.data_mut();
                         for (l, &xv) in x[start..start + k * e].iter().enumerate() {
-                            gk[l * f + j] += xv * g;
+                            gk[l * f + j] += xv * share;
                         }
                         if let Some(dx) = dx.as_deref_mut() {
                             for (l, d) in dx[start..start + k * e].iter_mut().enumerate() {
-                                *d += kw[l * f + j] * g;
+                                *d += kw[l * f + j] * share;
                             }
+                        }
+                    }
+                    if let (Some(p), true) = (group.pad_row, pad_ties > 0) {
+                        let start = (b * steps + p) * e;
+                        let s = share * T::from_f64(pad_ties as f64);
+                        for (l, &xv) in x[start..start + k * e].iter().enumerate() {
+                            gk[l * f + j] += xv * s;
+                        }
+                        for (l, v) in cache.fold.iter_mut().enumerate() {
+                            *v += kw[l * f + j] * share;
+                        }
+                        folded = true;
+                    }
+                }
+                if let (Some(dx), true) = (dx.as_deref_mut(), folded) {
+                    for p in (0..n).filter(|&p| flags[p]) {
+                        let start = (b * steps + p) * e;
+                        for (d, &v) in dx[start..start + k * e].iter_mut().zip(&cache.fold) {
+                            *d += v;
                         }
                     }
                 }
                 col += f;
                 off += n * f;
+                woff += n;
             }
         }
     }
+}
+
+/// The windows of one sequence and kernel width that the forward pass computed.
+#[derive(Debug, Clone, Default)]
+struct WindowGroup {
+    /// From the first to the last window holding a real token.
+    span: std::ops::Range<usize>,
+    /// The computed padding-only window, if there are any.
+    pad_row: Option<usize>,
+    /// How many windows hold padding only.
+    pad_windows: usize,
 }
 
 impl<T: Real> Parameters<T> for TextCnn<T> {

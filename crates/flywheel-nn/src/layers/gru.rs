@@ -46,8 +46,10 @@ pub struct GruCache<T> {
     xm: Vec<T>,
     /// `[B, H]`: gradient w.r.t. the state.
     dh: Vec<T>,
-    /// `[B, 3H]` or `[T·B, 3E]` scratch of the backward pass.
+    /// `[T·B, 3E]` scratch of the backward pass (with input dropout).
     tmp: Vec<T>,
+    /// `[3H, H]`: the transposed recurrent kernel.
+    u_t: Vec<T>,
 }
 
 impl<T> GruCache<T> {
@@ -175,18 +177,7 @@ impl<T: Real> Gru<T> {
                 row.copy_from_slice(b_rec);
             }
             match masks.recurrent {
-                None => T::gemm(
-                    batch,
-                    h,
-                    g,
-                    T::ONE,
-                    prev,
-                    false,
-                    u,
-                    false,
-                    T::ONE,
-                    &mut cache.rec,
-                ),
+                None => gate_product(&mut cache.rec, prev, h, 0, u, batch, h),
                 Some(m) => {
                     let h_in = &mut cache.h_in[t * batch * g..(t + 1) * batch * g];
                     for (b, hr) in h_in.chunks_exact_mut(g).enumerate() {
@@ -197,18 +188,7 @@ impl<T: Real> Gru<T> {
                             }
                         }
                     }
-                    for gate in 0..3 {
-                        T::gemm_strided(
-                            batch,
-                            h,
-                            h,
-                            T::ONE,
-                            (&h_in[gate * h..], g, 1),
-                            (&u[gate * h..], g, 1),
-                            T::ONE,
-                            (&mut cache.rec[gate * h..], g, 1),
-                        );
-                    }
+                    gate_product(&mut cache.rec, h_in, g, h, u, batch, h);
                 }
             }
             let z = &mut cache.gates[t * batch * g..(t + 1) * batch * g];
@@ -252,7 +232,12 @@ impl<T: Real> Gru<T> {
         let u = self.recurrent.data();
         resize(&mut cache.drec, rows * g);
         resize(&mut cache.dh, bh);
-        resize(&mut cache.tmp, batch * g);
+        resize(&mut cache.u_t, g * h);
+        for k in 0..h {
+            for j in 0..g {
+                cache.u_t[j * h + k] = u[k * g + j];
+            }
+        }
         cache.dh.copy_from_slice(&dh_last[..bh]);
         for t in (0..steps).rev() {
             let prev = &cache.hs[t * bh..(t + 1) * bh];
@@ -280,54 +265,7 @@ impl<T: Real> Gru<T> {
                 break;
             }
             // dh_prev += Σ_gate m_gate ⊙ (drec_gate · U_gateᵀ); masked rows have drec = 0.
-            match masks.recurrent {
-                None => {
-                    T::gemm(
-                        batch,
-                        g,
-                        h,
-                        T::ONE,
-                        drec,
-                        false,
-                        u,
-                        true,
-                        T::ZERO,
-                        &mut cache.tmp[..bh],
-                    );
-                    for (d, &v) in cache.dh.iter_mut().zip(&cache.tmp[..bh]) {
-                        *d += v;
-                    }
-                }
-                Some(m) => {
-                    for gate in 0..3 {
-                        T::gemm_strided(
-                            batch,
-                            h,
-                            h,
-                            T::ONE,
-                            (&drec[gate * h..], g, 1),
-                            (&u[gate * h..], 1, g),
-                            T::ZERO,
-                            (&mut cache.tmp[gate * h..], g, 1),
-                        );
-                    }
-                    for ((dr, tr), mr) in cache
-                        .dh
-                        .chunks_exact_mut(h)
-                        .zip(cache.tmp.chunks_exact(g))
-                        .zip(m.chunks_exact(g))
-                    {
-                        for gate in 0..3 {
-                            let span = gate * h..(gate + 1) * h;
-                            for ((d, &v), &mv) in
-                                dr.iter_mut().zip(&tr[span.clone()]).zip(&mr[span])
-                            {
-                                *d += v * mv;
-                            }
-                        }
-                    }
-                }
-            }
+            gate_backprop(&mut cache.dh, drec, &cache.u_t, masks.recurrent, batch, h);
         }
         let dxp = &cache.gates[..rows * g];
         let drec = &cache.drec[..rows * g];
@@ -430,6 +368,159 @@ impl<T: Real> Gru<T> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `z[r, gate] += xin[r, gate] · w[:, gate]` for `rows` rows of `z` (`[rows, 3h]`), gate by
+/// gate: `w` is `[h, 3h]`, row `r`'s input for `gate` starts at `xin[r·stride + gate·gate_stride]`
+/// (`gate_stride` 0: one input for all gates). The recurrent product of a step; a row of `z`
+/// stays in registers for the common widths.
+#[inline(always)]
+fn gate_product<T: Real>(
+    z: &mut [T],
+    xin: &[T],
+    stride: usize,
+    gate_stride: usize,
+    w: &[T],
+    rows: usize,
+    h: usize,
+) {
+    match h {
+        8 => gate_product_fixed::<T, 8, 24>(z, xin, stride, gate_stride, w, rows),
+        16 => gate_product_fixed::<T, 16, 48>(z, xin, stride, gate_stride, w, rows),
+        _ => {
+            let g = 3 * h;
+            for (r, zr) in z.chunks_exact_mut(g).take(rows).enumerate() {
+                let xr = &xin[r * stride..];
+                for (l, wr) in w.chunks_exact(g).take(h).enumerate() {
+                    for (gate, (zg, wg)) in
+                        zr.chunks_exact_mut(h).zip(wr.chunks_exact(h)).enumerate()
+                    {
+                        let s = xr[gate * gate_stride + l];
+                        for (a, &v) in zg.iter_mut().zip(wg) {
+                            *a += s * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn gate_product_fixed<T: Real, const H: usize, const G: usize>(
+    z: &mut [T],
+    xin: &[T],
+    stride: usize,
+    gate_stride: usize,
+    w: &[T],
+    rows: usize,
+) {
+    for (r, zr) in z.chunks_exact_mut(G).take(rows).enumerate() {
+        let xr = &xin[r * stride..];
+        let mut acc = [T::ZERO; G];
+        acc.copy_from_slice(zr);
+        for (l, wr) in w.chunks_exact(G).take(H).enumerate() {
+            for gate in 0..3 {
+                let s = xr[gate * gate_stride + l];
+                for j in 0..H {
+                    acc[gate * H + j] += s * wr[gate * H + j];
+                }
+            }
+        }
+        zr.copy_from_slice(&acc);
+    }
+}
+
+/// `dh[b] += Σ_gate m[b, gate] ⊙ (drec[b, gate] · U_gateᵀ)` (no mask: `m = 1`); `u_t` is the
+/// transposed recurrent kernel `[3h, h]`.
+#[inline(always)]
+fn gate_backprop<T: Real>(
+    dh: &mut [T],
+    drec: &[T],
+    u_t: &[T],
+    mask: Option<&[T]>,
+    batch: usize,
+    h: usize,
+) {
+    match h {
+        8 => gate_backprop_fixed::<T, 8>(dh, drec, u_t, mask, batch),
+        16 => gate_backprop_fixed::<T, 16>(dh, drec, u_t, mask, batch),
+        _ => {
+            let g = 3 * h;
+            let mut acc = vec![T::ZERO; h];
+            for (b, (dr, zr)) in dh
+                .chunks_exact_mut(h)
+                .zip(drec.chunks_exact(g))
+                .take(batch)
+                .enumerate()
+            {
+                for gate in 0..3 {
+                    acc.fill(T::ZERO);
+                    for (&s, row) in zr[gate * h..(gate + 1) * h]
+                        .iter()
+                        .zip(u_t[gate * h * h..(gate + 1) * h * h].chunks_exact(h))
+                    {
+                        for (a, &v) in acc.iter_mut().zip(row) {
+                            *a += s * v;
+                        }
+                    }
+                    let mg = mask.map(|m| &m[b * g + gate * h..b * g + (gate + 1) * h]);
+                    for (i, (d, &a)) in dr.iter_mut().zip(&acc).enumerate() {
+                        *d += match mg {
+                            Some(m) => a * m[i],
+                            None => a,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn gate_backprop_fixed<T: Real, const H: usize>(
+    dh: &mut [T],
+    drec: &[T],
+    u_t: &[T],
+    mask: Option<&[T]>,
+    batch: usize,
+) {
+    let g = 3 * H;
+    for (b, (dr, zr)) in dh
+        .chunks_exact_mut(H)
+        .zip(drec.chunks_exact(g))
+        .take(batch)
+        .enumerate()
+    {
+        let mut total = [T::ZERO; H];
+        for gate in 0..3 {
+            let mut acc = [T::ZERO; H];
+            for (&s, row) in zr[gate * H..(gate + 1) * H]
+                .iter()
+                .zip(u_t[gate * H * H..(gate + 1) * H * H].chunks_exact(H))
+            {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += s * v;
+                }
+            }
+            match mask {
+                Some(m) => {
+                    let mg = &m[b * g + gate * H..b * g + (gate + 1) * H];
+                    for ((t, &a), &mv) in total.iter_mut().zip(&acc).zip(mg) {
+                        *t += a * mv;
+                    }
+                }
+                None => {
+                    for (t, &a) in total.iter_mut().zip(&acc) {
+                        *t += a;
+                    }
+                }
+            }
+        }
+        for (d, &t) in dr.iter_mut().zip(&total) {
+            *d += t;
         }
     }
 }
