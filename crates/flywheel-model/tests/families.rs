@@ -287,3 +287,26 @@ fn the_reference_lstm_keeps_its_network_and_bad_settings_are_refused() {
     assert!(e.to_string().contains("kernel size 20"), "{e}");
     assert!(ModelSpec::for_family("transformer").is_err());
 }
+
+#[test]
+fn empty_and_unknown_texts_train_and_predict_in_every_family() {
+    let mut rows = data(120, &["a", "b"], 17);
+    for r in rows.iter_mut().step_by(7) {
+        r.text = String::new();
+    }
+    let cfg = TrainConfig { epochs: 1, ..cfg() };
+    for (name, s) in families() {
+        let out = train(&rows, "mem", None, "|", &s, &cfg, &mut |_| {}).unwrap();
+        let p = out.pipeline.predict(&["", "zzz qqq", "cue0"]).unwrap();
+        assert_eq!(p.len(), 3, "{name}");
+        for pred in &p {
+            let Prediction::Class { scores, .. } = pred else {
+                panic!("{name}: {pred:?}")
+            };
+            let total: f32 = scores.iter().map(|s| s.1).sum();
+            assert!((total - 1.0).abs() < 1e-5, "{name}: {scores:?}");
+        }
+        let e = flywheel_model::explain(&out.pipeline, "").unwrap();
+        assert!(e.tokens.is_empty(), "{name}");
+    }
+}
