@@ -2,8 +2,8 @@
 //! output activation → labels. Training, evaluation, prediction and serving all use it.
 
 use flywheel_nn::{
-    BagScratch, Encoder, Loss, PadStates, Parameters, Rng, SeqNet, SeqWorkspace, Tensor, TextRnn,
-    Workspace,
+    BagScratch, Encoder, Loss, PadStates, Parameters, Rng, SeqNet, SeqPadStates, SeqWorkspace,
+    Tensor, TextRnn, Workspace,
 };
 use flywheel_text::{KerasTokenizer, PadSpec, Side};
 use rayon::prelude::*;
@@ -144,6 +144,7 @@ pub struct Pipeline {
     pad: PadSpec,
     net: Network,
     pad_states: Option<PadStates<f32>>,
+    seq_pads: Option<SeqPadStates<f32>>,
 }
 
 /// One prediction.
@@ -307,6 +308,7 @@ impl Pipeline {
             pad,
             net,
             pad_states: None,
+            seq_pads: None,
         };
         p.refresh()?;
         Ok(p)
@@ -316,6 +318,10 @@ impl Pipeline {
     pub fn refresh(&mut self) -> Result<(), ModelError> {
         self.pad_states = match (&self.net, self.pad.padding) {
             (Network::Rnn(n), Side::Pre) => Some(n.pad_states(self.pad.maxlen, self.pad.value)?),
+            _ => None,
+        };
+        self.seq_pads = match (&self.net, self.pad.padding) {
+            (Network::Seq(n), Side::Pre) if self.pad.value == 0 => n.pad_states(self.pad.maxlen),
             _ => None,
         };
         Ok(())
@@ -472,6 +478,11 @@ impl Pipeline {
             (Network::Rnn(net), None) => {
                 let (steps, b) = self.padded_ids(seqs, false, s);
                 net.predict_padded(&s.padded, steps, b, &mut s.ws, out)?;
+            }
+            (Network::Seq(net), _) if self.seq_pads.is_some() => {
+                if let Some(pads) = &self.seq_pads {
+                    net.predict_pre_padded(seqs, pads, &mut s.seq, out)?;
+                }
             }
             (Network::Seq(net), _) => {
                 let (steps, b) = self.padded_ids(seqs, net.mask_zero, s);

@@ -310,3 +310,26 @@ fn empty_and_unknown_texts_train_and_predict_in_every_family() {
         assert!(e.tokens.is_empty(), "{name}");
     }
 }
+
+/// An unmasked, pre-padded GRU predicts through its padding-skipping path; the outputs equal
+/// the plain pass over the padded input.
+#[test]
+fn the_gru_padding_shortcut_equals_the_padded_pass() {
+    let rows = data(200, &["a", "b", "c"], 19);
+    let cfg = TrainConfig { epochs: 2, ..cfg() };
+    let s = spec("gru");
+    let out = train(&rows, "mem", None, "|", &s, &cfg, &mut |_| {}).unwrap();
+    let p = &out.pipeline;
+    let texts = [
+        "w1 cue0 w2",
+        "w3 w4 w5 w6 cue1 w7 w8 w9 w10 w11 w12 w13 w14",
+        "",
+        "cue2",
+    ];
+    let fast = p.outputs_of_texts(&texts).unwrap();
+    let mut plain = logits_padded(p, &texts, s.max_len, flywheel_text::Side::Pre);
+    p.loss().unwrap().activate(&mut plain, p.outputs());
+    for (a, b) in fast.iter().zip(&plain) {
+        assert!((a - b).abs() < 1e-6, "{fast:?} vs {plain:?}");
+    }
+}

@@ -32,7 +32,7 @@ pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
 pub use optim::{Optimizer, OptimizerKind};
 pub use real::Real;
 pub use rng::Rng;
-pub use seqnet::{Encoder, SeqBatch, SeqGrads, SeqNet, SeqWorkspace};
+pub use seqnet::{Encoder, SeqBatch, SeqGrads, SeqNet, SeqPadStates, SeqWorkspace};
 pub use tensor::{Parameters, Tensor};
 
 /// Errors from the engine.

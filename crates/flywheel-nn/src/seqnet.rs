@@ -194,6 +194,20 @@ pub struct SeqWorkspace<T> {
     logits: Vec<T>,
     dlogits: Vec<T>,
     steps: usize,
+    // packed inference
+    order: Vec<usize>,
+    active: Vec<usize>,
+    state: Vec<T>,
+    rec: Vec<T>,
+    sorted: Vec<T>,
+}
+
+/// The GRU states of an all-padding prefix, so inference can start each pre-padded sequence of
+/// an unmasked GRU network at its first real token (see [`SeqNet::pad_states`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqPadStates<T> {
+    steps: usize,
+    h: Vec<T>,
 }
 
 impl<T: Real> SeqWorkspace<T> {
@@ -495,6 +509,127 @@ impl<T: Real> SeqNet<T> {
         debug_assert_eq!(ws.feat.len(), n * w);
         resize(&mut ws.logits, n * k, T::ZERO);
         self.dense.forward(&ws.feat, n, &mut ws.logits);
+    }
+
+    /// For an unmasked GRU network: the states after `0..=steps` padding tokens (id 0), for
+    /// [`SeqNet::predict_pre_padded`]; `None` for other encoders (masked networks skip padding
+    /// anyway). Recompute whenever the weights change.
+    pub fn pad_states(&self, steps: usize) -> Option<SeqPadStates<T>> {
+        let Encoder::Gru(g) = &self.encoder else {
+            return None;
+        };
+        if self.mask_zero || self.embedding.vocab() == 0 {
+            return None;
+        }
+        let mut x = vec![T::ZERO; self.embedding.dim()];
+        self.embedding.forward(&[0], &mut x);
+        Some(SeqPadStates {
+            steps,
+            h: g.constant_input_states(&x, steps),
+        })
+    }
+
+    /// Logits (`[seqs.len(), outputs]`, into `out`) of sequences pre-padded to `pads.steps`
+    /// tokens (each at most that long, already truncated): every sequence starts from the
+    /// stored padding state, so no time is spent on padding. Equal to
+    /// [`SeqNet::predict_padded`] on the padded input.
+    pub fn predict_pre_padded(
+        &self,
+        seqs: &[&[u32]],
+        pads: &SeqPadStates<T>,
+        ws: &mut SeqWorkspace<T>,
+        out: &mut [T],
+    ) -> Result<(), NnError> {
+        let k = self.outputs();
+        let Encoder::Gru(_) = &self.encoder else {
+            return Err(NnError::Shape(
+                "padding states exist for GRU networks only".to_string(),
+            ));
+        };
+        if out.len() != seqs.len() * k {
+            return Err(NnError::Shape(format!(
+                "output buffer holds {} values, need {}",
+                out.len(),
+                seqs.len() * k
+            )));
+        }
+        for s in seqs {
+            if s.len() > pads.steps {
+                return Err(NnError::Shape(format!(
+                    "a sequence of {} ids is longer than the {} steps of the model",
+                    s.len(),
+                    pads.steps
+                )));
+            }
+            self.embedding.check_ids(s)?;
+        }
+        crate::multiversion!(self.pre_padded_inner(seqs, pads, ws, out) as pre_padded_avx2);
+        Ok(())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pre_padded_avx2(
+        &self,
+        seqs: &[&[u32]],
+        pads: &SeqPadStates<T>,
+        ws: &mut SeqWorkspace<T>,
+        out: &mut [T],
+    ) {
+        self.pre_padded_inner(seqs, pads, ws, out)
+    }
+
+    #[inline(always)]
+    fn pre_padded_inner(
+        &self,
+        seqs: &[&[u32]],
+        pads: &SeqPadStates<T>,
+        ws: &mut SeqWorkspace<T>,
+        out: &mut [T],
+    ) {
+        let Encoder::Gru(gru) = &self.encoder else {
+            return;
+        };
+        let n = seqs.len();
+        let (e, h, k) = (self.embedding.dim(), gru.hidden(), self.outputs());
+        ws.order.clear();
+        ws.order.extend(0..n);
+        ws.order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let longest = ws.order.first().map_or(0, |&i| seqs[i].len());
+        // active[t] for the last `longest` steps: rows whose first real token is at or before t.
+        ws.active.clear();
+        let mut count = 0;
+        for t in 0..longest {
+            let remaining = longest - t;
+            while count < n && seqs[ws.order[count]].len() >= remaining {
+                count += 1;
+            }
+            ws.active.push(count);
+        }
+        let rows: usize = ws.active.iter().sum();
+        resize(&mut ws.x, rows * e, T::ZERO);
+        let mut off = 0;
+        for (t, &m) in ws.active.iter().enumerate() {
+            let remaining = longest - t;
+            for r in 0..m {
+                let s = seqs[ws.order[r]];
+                let id = s[s.len() - remaining];
+                self.embedding
+                    .forward(&[id], &mut ws.x[(off + r) * e..(off + r + 1) * e]);
+            }
+            off += m;
+        }
+        resize(&mut ws.state, n * h, T::ZERO);
+        for (r, &i) in ws.order.iter().enumerate() {
+            let p = pads.steps - seqs[i].len();
+            ws.state[r * h..(r + 1) * h].copy_from_slice(&pads.h[p * h..(p + 1) * h]);
+        }
+        gru.forward_packed(&ws.x, &ws.active, &mut ws.state, &mut ws.feat, &mut ws.rec);
+        resize(&mut ws.sorted, n * k, T::ZERO);
+        self.dense.forward(&ws.state, n, &mut ws.sorted);
+        for (r, &i) in ws.order.iter().enumerate() {
+            out[i * k..(i + 1) * k].copy_from_slice(&ws.sorted[r * k..(r + 1) * k]);
+        }
     }
 
     /// Logits (`[batch, outputs]`, into `out`) of a padded, time-major `[steps, batch]` id

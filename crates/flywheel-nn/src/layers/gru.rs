@@ -372,6 +372,102 @@ impl<T: Real> Gru<T> {
     }
 }
 
+impl<T: Real> Gru<T> {
+    /// Inference over a *packed* time-major input, as [`Lstm::forward_packed`](super::Lstm::forward_packed):
+    /// step `t` has `active[t]` rows (non-decreasing), the first rows of the batch, stored one step
+    /// after another in `x` (`[Σ active, inputs]`); `h` (`[batch, hidden]`) holds each row's
+    /// starting state and receives its last state. `gates` and `rec` are scratch space.
+    #[inline(always)]
+    pub fn forward_packed(
+        &self,
+        x: &[T],
+        active: &[usize],
+        h: &mut [T],
+        gates: &mut Vec<T>,
+        rec: &mut Vec<T>,
+    ) {
+        let (e, hd) = (self.inputs(), self.hidden());
+        let g = 3 * hd;
+        let rows: usize = active.iter().sum();
+        resize(gates, rows * g);
+        resize(rec, active.iter().copied().max().unwrap_or(0) * g);
+        let (b_in, b_rec) = self.bias.data().split_at(g);
+        for row in gates.chunks_exact_mut(g) {
+            row.copy_from_slice(b_in);
+        }
+        T::gemm(
+            rows,
+            e,
+            g,
+            T::ONE,
+            x,
+            false,
+            self.kernel.data(),
+            false,
+            T::ONE,
+            gates,
+        );
+        let u = self.recurrent.data();
+        let mut off = 0;
+        for &n in active {
+            let z = &mut gates[off * g..(off + n) * g];
+            off += n;
+            let rc = &mut rec[..n * g];
+            for row in rc.chunks_exact_mut(g) {
+                row.copy_from_slice(b_rec);
+            }
+            gate_product(rc, &h[..n * hd], hd, 0, u, n, hd);
+            for ((zr, rr), hr) in z
+                .chunks_exact_mut(g)
+                .zip(rc.chunks_exact(g))
+                .zip(h.chunks_exact_mut(hd))
+            {
+                gru_cell_in_place(zr, rr, hr, hd);
+            }
+        }
+    }
+
+    /// Hidden states after feeding the same input vector `x` for `0..=steps` steps from a zero
+    /// state (`[(steps + 1), hidden]`): with the padding embedding, the state of every
+    /// pre-padded sequence when its first real token arrives.
+    pub fn constant_input_states(&self, x: &[T], steps: usize) -> Vec<T> {
+        let hd = self.hidden();
+        let mut hs = vec![T::ZERO; (steps + 1) * hd];
+        let mut h = vec![T::ZERO; hd];
+        let (mut gates, mut rec) = (Vec::new(), Vec::new());
+        for t in 1..=steps {
+            self.forward_packed(x, &[1], &mut h, &mut gates, &mut rec);
+            hs[t * hd..(t + 1) * hd].copy_from_slice(&h);
+        }
+        hs
+    }
+}
+
+/// Inference variant of [`gru_cell`]: updates the state `h` in place.
+#[inline(always)]
+fn gru_cell_in_place<T: Real>(xr: &mut [T], rec: &[T], h: &mut [T], hd: usize) {
+    let (xz, rest) = xr.split_at_mut(hd);
+    let (xrr, xh) = rest.split_at_mut(hd);
+    let (rz, rest) = rec.split_at(hd);
+    let (rr, rh) = rest.split_at(hd);
+    for (a, &b) in xz.iter_mut().zip(rz) {
+        *a = (*a + b).sigmoid();
+    }
+    for (a, &b) in xrr.iter_mut().zip(rr) {
+        *a = (*a + b).sigmoid();
+    }
+    for ((((&xv, &r), &rv), &z), hv) in xh
+        .iter()
+        .zip(xrr.iter())
+        .zip(rh)
+        .zip(xz.iter())
+        .zip(h.iter_mut())
+    {
+        let hh = (xv + r * rv).tanh();
+        *hv = z * *hv + (T::ONE - z) * hh;
+    }
+}
+
 /// `z[r, gate] += xin[r, gate] · w[:, gate]` for `rows` rows of `z` (`[rows, 3h]`), gate by
 /// gate: `w` is `[h, 3h]`, row `r`'s input for `gate` starts at `xin[r·stride + gate·gate_stride]`
 /// (`gate_stride` 0: one input for all gates). The recurrent product of a step; a row of `z`
