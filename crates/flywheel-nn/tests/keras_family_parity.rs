@@ -260,6 +260,23 @@ fn text_cnn_matches_keras() {
     run_case("cnn_multiclass_adam");
 }
 
+/// Post-padding: each row's padding comes after its tokens, so with masking a row's state is
+/// carried unchanged over its own trailing steps while other rows still read tokens.
+#[test]
+fn post_padded_masked_gru_matches_keras() {
+    run_case("gru_masked_post_binary_adam");
+}
+
+#[test]
+fn post_padded_masked_bidirectional_lstm_matches_keras() {
+    run_case("bilstm_masked_post_multiclass_adam");
+}
+
+#[test]
+fn post_padded_text_cnn_matches_keras() {
+    run_case("cnn_post_binary_adam");
+}
+
 /// GRU dropout semantics: with the same per-gate masks (Keras 3's GRU uses one input and one
 /// recurrent mask per gate when `recurrent_dropout > 0`), the loss and every gradient match.
 #[test]
