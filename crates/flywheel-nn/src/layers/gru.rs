@@ -723,6 +723,7 @@ impl<T: Real> Recurrent<T> for Gru<T> {
     fn zeros(&self) -> Self {
         self.zeros_like()
     }
+    #[inline(always)]
     fn forward(
         &self,
         x: &[T],
@@ -733,9 +734,11 @@ impl<T: Real> Recurrent<T> for Gru<T> {
     ) {
         self.forward_train(x, steps, batch, masks, cache)
     }
+    #[inline(always)]
     fn output<'c>(&self, cache: &'c Self::Cache) -> &'c [T] {
         cache.last_hidden()
     }
+    #[inline(always)]
     fn backward(
         &self,
         x: &[T],

@@ -766,6 +766,7 @@ impl<T: Real> Recurrent<T> for Lstm<T> {
     fn zeros(&self) -> Self {
         self.zeros_like()
     }
+    #[inline(always)]
     fn forward(
         &self,
         x: &[T],
@@ -784,9 +785,11 @@ impl<T: Real> Recurrent<T> for Lstm<T> {
             cache,
         )
     }
+    #[inline(always)]
     fn output<'c>(&self, cache: &'c Self::Cache) -> &'c [T] {
         cache.last_hidden()
     }
+    #[inline(always)]
     fn backward(
         &self,
         x: &[T],

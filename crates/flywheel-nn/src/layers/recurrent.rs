@@ -190,6 +190,7 @@ impl<T: Real, R: Recurrent<T>> Recurrent<T> for Bidirectional<R> {
         }
     }
 
+    #[inline(always)]
     fn forward(
         &self,
         x: &[T],
@@ -222,10 +223,12 @@ impl<T: Real, R: Recurrent<T>> Recurrent<T> for Bidirectional<R> {
         }
     }
 
+    #[inline(always)]
     fn output<'c>(&self, cache: &'c Self::Cache) -> &'c [T] {
         &cache.out
     }
 
+    #[inline(always)]
     fn backward(
         &self,
         x: &[T],
