@@ -154,10 +154,12 @@ struct TrainArgs {
     /// recurrent dropout 0.2) → Dense; Adam; 10 epochs; batch 32; validation split 0.2).
     #[arg(long, default_value = "keras-lstm")]
     preset: String,
-    /// Model family: lstm (the reference; the preset's), fasttext (mean of word and hashed
-    /// n-gram embeddings, linear classifier, SGD; fastText's defaults: dim 100, 5 epochs,
-    /// lr 0.1, no validation split) or linear (TF-IDF of words and bigrams + logistic
-    /// regression by L-BFGS, C = 1, no validation split).
+    /// Model family: lstm (the reference; the preset's), gru (the reference with a GRU),
+    /// bilstm (bidirectional LSTM, padding masked), cnn (TextCNN: 100 filters of widths 3, 4, 5,
+    /// ReLU, max over time, dropout 0.5), fasttext (mean of word and hashed n-gram embeddings,
+    /// linear classifier, SGD; fastText's defaults: dim 100, 5 epochs, lr 0.1, no validation
+    /// split) or linear (TF-IDF of words and bigrams + logistic regression by L-BFGS, C = 1, no
+    /// validation split).
     #[arg(long = "model", value_name = "FAMILY")]
     family: Option<String>,
     /// Tokenizer: keras (the reference's rules), word (Unicode word boundaries), char, cjk
@@ -224,15 +226,30 @@ struct TrainArgs {
     /// Embedding width [preset: 16].
     #[arg(long)]
     embed_dim: Option<usize>,
-    /// LSTM units [preset: 16].
+    /// Units of the recurrent layer (lstm, gru; per direction for bilstm) [preset: 16].
     #[arg(long)]
     hidden: Option<usize>,
-    /// LSTM input dropout [preset: 0.2].
+    /// Input dropout of the recurrent layer; for cnn, dropout on the pooled features
+    /// [preset: 0.2; cnn: 0.5].
     #[arg(long)]
     dropout: Option<f32>,
-    /// LSTM recurrent dropout [preset: 0.2].
+    /// Recurrent dropout (lstm, gru, bilstm) [preset: 0.2].
     #[arg(long)]
     recurrent_dropout: Option<f32>,
+    /// Mask the padding (Keras mask_zero=True): the recurrent layer carries its state over
+    /// padding unchanged, so predictions do not depend on padding length or side (lstm, gru,
+    /// bilstm) [default: off; on for bilstm].
+    #[arg(long, conflicts_with = "no_mask")]
+    mask: bool,
+    /// Do not mask the padding (the default for lstm and gru).
+    #[arg(long)]
+    no_mask: bool,
+    /// cnn: filters per kernel width [default: 100].
+    #[arg(long)]
+    filters: Option<usize>,
+    /// cnn: kernel widths, comma-separated [default: 3,4,5].
+    #[arg(long, value_delimiter = ',')]
+    kernel_sizes: Option<Vec<usize>>,
     /// pre or post [preset: pre].
     #[arg(long)]
     padding: Option<String>,
@@ -474,6 +491,14 @@ fn parse_side(s: &Option<String>, default: Side) -> Result<Side> {
     }
 }
 
+/// `pre` or `post`.
+fn side_name(s: Side) -> &'static str {
+    match s {
+        Side::Pre => "pre",
+        Side::Post => "post",
+    }
+}
+
 /// The spec and config the arguments ask for.
 fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     if args.preset != "keras-lstm" {
@@ -481,22 +506,38 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     }
     let family = args.family.as_deref().unwrap_or("lstm");
     let mut cfg = TrainConfig::default();
-    let mut spec = match family {
-        "lstm" => ModelSpec::default(),
+    let mut spec = ModelSpec::for_family(family)?;
+    match family {
         "fasttext" => {
             cfg.epochs = 5;
             cfg.lr = Some(0.1);
             cfg.optimizer = OptimizerChoice::Sgd;
             cfg.validation_split = 0.0;
-            ModelSpec::fasttext()
         }
         "linear" => {
             cfg.epochs = 1;
             cfg.validation_split = 0.0;
-            ModelSpec::linear()
         }
-        other => bail!("unknown model '{other}': use lstm, fasttext or linear"),
-    };
+        _ => {}
+    }
+    let cnn_only = [
+        ("--filters", args.filters.is_some()),
+        ("--kernel-sizes", args.kernel_sizes.is_some()),
+    ];
+    if family == "cnn" {
+        spec.cnn.filters = args.filters.unwrap_or(spec.cnn.filters);
+        if let Some(k) = &args.kernel_sizes {
+            spec.cnn.kernel_sizes = k.clone();
+        }
+    } else if let Some((flag, _)) = cnn_only.iter().find(|(_, given)| *given) {
+        bail!("{flag} applies to --model cnn only");
+    }
+    if args.mask || args.no_mask {
+        if !spec.is_recurrent() {
+            bail!("--mask and --no-mask apply to --model lstm, gru or bilstm only");
+        }
+        spec.mask = args.mask;
+    }
     let linear_only = [
         ("--c", args.c.is_some()),
         ("--max-iter", args.max_iter.is_some()),
@@ -745,14 +786,36 @@ fn cmd_info(model: &Path) -> Result<()> {
         0 => "none".to_string(),
         x => format!("{}-{x}", sp.bag.minn),
     };
+    let sequence = format!(
+        "max_len {} padding {} truncating {} vocab {} tokenizer {} parameters {}",
+        sp.max_len,
+        side_name(sp.padding),
+        side_name(sp.truncating),
+        a.pipeline.tokenizer().vocab_size(),
+        sp.tokenizer.segmentation,
+        a.pipeline.num_parameters()
+    );
     match sp.architecture.as_str() {
-        "lstm" => println!(
-            "network    lstm embed {} hidden {} max_len {} vocab {} tokenizer {}",
+        "lstm" | "gru" | "bilstm" => println!(
+            "network    {} embed {} hidden {} dropout {} recurrent-dropout {} mask {} {sequence}",
+            sp.architecture,
             sp.embed_dim,
             sp.hidden,
-            sp.max_len,
-            a.pipeline.tokenizer().vocab_size(),
-            sp.tokenizer.segmentation
+            sp.dropout,
+            sp.recurrent_dropout,
+            if sp.mask { "on" } else { "off" },
+        ),
+        "cnn" => println!(
+            "network    cnn embed {} filters {} kernel-sizes {} dropout {} {sequence}",
+            sp.embed_dim,
+            sp.cnn.filters,
+            sp.cnn
+                .kernel_sizes
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            sp.dropout,
         ),
         family => println!(
             "network    {family} {} word-ngrams {} char-ngrams {chars} buckets {} words {} \
@@ -881,6 +944,10 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         hidden: None,
         dropout: None,
         recurrent_dropout: None,
+        mask: false,
+        no_mask: false,
+        filters: None,
+        kernel_sizes: None,
         padding: None,
         truncating: None,
         char_level: false,

@@ -417,3 +417,74 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
     ]);
     assert!(err.contains("--budget"), "{err}");
 }
+
+#[test]
+fn cnn_and_bilstm_train_eval_predict_and_explain() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.p("in.txt"),
+        "a great and lovely movie\nbad awful broken plot\n",
+    )
+    .unwrap();
+    for (name, family, extra) in [
+        (
+            "cnn.fw",
+            "cnn",
+            &[
+                "--filters",
+                "16",
+                "--kernel-sizes",
+                "2,3",
+                "--padding",
+                "post",
+            ][..],
+        ),
+        ("bilstm.fw", "bilstm", &["--hidden", "8"][..]),
+    ] {
+        let model = f.p(name);
+        let mut args = vec!["--model", family, "--lr", "0.01"];
+        args.extend(extra);
+        train_small(&f, &model, &args);
+        let report: serde_json::Value =
+            serde_json::from_str(&ok(&["eval", &model, &f.p("test.csv"), "--json"])).unwrap();
+        let acc = report["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.9, "{family}: accuracy {acc} on separable data");
+        let lines: Vec<serde_json::Value> = ok(&["predict", &model, &f.p("in.txt")])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["label"], "pos", "{family}");
+        assert_eq!(lines[1]["label"], "neg", "{family}");
+        let e: serde_json::Value =
+            serde_json::from_str(&ok(&["explain", &model, "the plot was awful", "--json"]))
+                .unwrap();
+        assert_eq!(e["label"], "neg", "{family}");
+        let awful = e["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["text"] == "awful")
+            .unwrap();
+        assert!(
+            awful["attribution"].as_f64().unwrap() > 0.0,
+            "{family}: {e}"
+        );
+        let info = ok(&["info", &model]);
+        assert!(info.contains(&format!("network    {family}")), "{info}");
+    }
+    let info = ok(&["info", &f.p("cnn.fw")]);
+    assert!(
+        info.contains("filters 16 kernel-sizes 2,3") && info.contains("padding post"),
+        "{info}"
+    );
+    assert!(ok(&["info", &f.p("bilstm.fw")]).contains("mask on"));
+    // Family-specific flags are refused elsewhere, with the flag named.
+    let (data, out) = (f.p("train.csv"), f.p("x.fw"));
+    let err = fails(&["train", &data, "-o", &out, "--filters", "8"]);
+    assert!(err.contains("--filters"), "{err}");
+    let err = fails(&["train", &data, "-o", &out, "--model", "cnn", "--mask"]);
+    assert!(err.contains("--mask"), "{err}");
+    let err = fails(&["train", &data, "-o", &out, "--model", "rnn"]);
+    assert!(err.contains("unknown model"), "{err}");
+}

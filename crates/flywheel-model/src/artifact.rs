@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use flywheel_nn::{
-    BagLoss, BagModel, Dense, Embedding, LinearLoss, LinearModel, Lstm, Tensor, TextRnn,
+    BagLoss, BagModel, Dense, Embedding, LinearLoss, LinearModel, Lstm, Parameters, Tensor, TextRnn,
 };
 use flywheel_text::{KerasTokenizer, TokenizerState};
 use safetensors::tensor::{Dtype, TensorView};
@@ -353,8 +353,10 @@ impl Artifact {
                     },
                 })
             }
-        } else {
+        } else if spec.architecture == "lstm" && !spec.mask {
             rnn_from(&st, &read, &bad, e, h, k, meta.task)?
+        } else {
+            seq_from(&st, &read, &bad, spec, k, meta.task)?
         };
         let names: Vec<String> = raw_tensors(&net).into_iter().map(|r| r.0).collect();
         if st.len() != names.len() {
@@ -435,6 +437,41 @@ fn rnn_from(
     }
 }
 
+/// The tensors of a `gru`, `bilstm`, `cnn` or masked `lstm` network: the network the spec
+/// describes, every tensor read by its name with the shape it must have.
+fn seq_from(
+    st: &SafeTensors<'_>,
+    read: &ReadTensor<'_>,
+    bad: &dyn Fn(String) -> ModelError,
+    spec: &ModelSpec,
+    k: usize,
+    task: Task,
+) -> Result<Network, ModelError> {
+    let vocab = st
+        .tensor("embedding")
+        .map_err(|_| bad("tensor 'embedding' is missing".to_string()))?
+        .shape()
+        .first()
+        .copied()
+        .unwrap_or(0);
+    let mut net = Network::sequence(spec, vocab, k, task.loss(), &mut flywheel_nn::Rng::new(0))
+        .map_err(|e| bad(e.to_string()))?;
+    let Network::Seq(seq) = &mut net else {
+        return Err(bad(
+            "the spec does not describe a sequence network".to_string()
+        ));
+    };
+    let wanted: Vec<(String, Vec<usize>)> = seq
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec()))
+        .collect();
+    for ((name, shape), t) in wanted.iter().zip(seq.tensors_mut()) {
+        *t = read(name, shape)?;
+    }
+    Ok(net)
+}
+
 /// The tensors of a network as stored: name, type, shape, little-endian bytes.
 fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
     let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = net
@@ -453,7 +490,7 @@ fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
             ));
             Some(&l.featurizer)
         }
-        Network::Rnn(_) => None,
+        Network::Rnn(_) | Network::Seq(_) => None,
     };
     if let Some(f) = featurizer {
         let list = f.bucket_list();

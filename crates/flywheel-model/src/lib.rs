@@ -21,7 +21,9 @@ pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
 pub use promotion::{judge, PromotionPolicy, Scores, Verdict};
-pub use spec::{BagLossChoice, BagSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig};
+pub use spec::{
+    BagLossChoice, BagSpec, CnnSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig, FAMILIES,
+};
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
 

@@ -1,7 +1,10 @@
 //! The one code path from a string to a prediction: tokenizer → truncation/padding → network →
 //! output activation → labels. Training, evaluation, prediction and serving all use it.
 
-use flywheel_nn::{BagScratch, PadStates, Parameters, Tensor, TextRnn, Workspace};
+use flywheel_nn::{
+    BagScratch, Encoder, Loss, PadStates, Parameters, Rng, SeqNet, SeqPadStates, SeqWorkspace,
+    Tensor, TextRnn, Workspace,
+};
 use flywheel_text::{KerasTokenizer, PadSpec, Side};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
@@ -20,6 +23,14 @@ pub enum Network {
     Bag(BagNet),
     /// TF-IDF + logistic regression.
     Linear(LinearNet),
+    /// `Embedding → encoder → Dense` for `gru`, `bilstm`, `cnn`, and `lstm` with masking.
+    Seq(SeqNet<f32>),
+}
+
+impl From<SeqNet<f32>> for Network {
+    fn from(n: SeqNet<f32>) -> Self {
+        Network::Seq(n)
+    }
 }
 
 impl From<TextRnn<f32>> for Network {
@@ -35,6 +46,81 @@ impl Network {
             Network::Rnn(n) => n.tensors(),
             Network::Bag(b) => b.model.tensors(),
             Network::Linear(l) => l.model.tensors(),
+            Network::Seq(n) => n.tensors(),
+        }
+    }
+
+    /// A freshly initialised sequence network for `spec` (Keras's initialisers): the reference
+    /// [`TextRnn`] for `lstm` without masking, a [`SeqNet`] for the other sequence families.
+    pub fn sequence(
+        spec: &ModelSpec,
+        vocab: usize,
+        outputs: usize,
+        loss: Loss,
+        rng: &mut Rng,
+    ) -> Result<Network, ModelError> {
+        let h = spec.hidden;
+        let make = |e: usize, rng: &mut Rng| -> Encoder<f32> {
+            match spec.architecture.as_str() {
+                "gru" => Encoder::Gru(flywheel_nn::Gru::new(e, h, rng)),
+                "bilstm" => Encoder::BiLstm(flywheel_nn::Bidirectional {
+                    forward: flywheel_nn::Lstm::new(e, h, rng),
+                    backward: flywheel_nn::Lstm::new(e, h, rng),
+                }),
+                "cnn" => Encoder::Cnn(flywheel_nn::TextCnn::new(
+                    e,
+                    &spec.cnn.kernel_sizes,
+                    spec.cnn.filters,
+                    rng,
+                )),
+                _ => Encoder::Lstm(flywheel_nn::Lstm::new(e, h, rng)),
+            }
+        };
+        match spec.architecture.as_str() {
+            "lstm" if !spec.mask => Ok(Network::Rnn(TextRnn::new(
+                vocab,
+                spec.embed_dim,
+                h,
+                outputs,
+                loss,
+                rng,
+            ))),
+            "lstm" | "gru" | "bilstm" | "cnn" => Ok(Network::Seq(SeqNet::new(
+                vocab,
+                spec.embed_dim,
+                outputs,
+                loss,
+                spec.mask,
+                rng,
+                make,
+            ))),
+            other => Err(ModelError::Invalid(format!(
+                "'{other}' is not a sequence model"
+            ))),
+        }
+    }
+
+    /// The family name of the network.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Network::Rnn(_) => "lstm",
+            Network::Bag(_) => "fasttext",
+            Network::Linear(_) => "linear",
+            Network::Seq(n) => match n.encoder {
+                Encoder::Lstm(_) => "lstm",
+                Encoder::Gru(_) => "gru",
+                Encoder::BiLstm(_) => "bilstm",
+                Encoder::Cnn(_) => "cnn",
+            },
+        }
+    }
+
+    /// The output loss of a sequence network.
+    pub fn loss(&self) -> Option<Loss> {
+        match self {
+            Network::Rnn(n) => Some(n.loss),
+            Network::Seq(n) => Some(n.loss),
+            _ => None,
         }
     }
 
@@ -58,6 +144,7 @@ pub struct Pipeline {
     pad: PadSpec,
     net: Network,
     pad_states: Option<PadStates<f32>>,
+    seq_pads: Option<SeqPadStates<f32>>,
 }
 
 /// One prediction.
@@ -125,6 +212,7 @@ impl Pipeline {
         let net = net.into();
         let (rows, outputs) = match &net {
             Network::Rnn(n) => (n.embedding.vocab(), n.outputs()),
+            Network::Seq(n) => (n.embedding.vocab(), n.outputs()),
             Network::Bag(b) => {
                 let outputs = task_width(labels.task, b.model.outputs());
                 if b.model.rows() != b.featurizer.rows() {
@@ -149,11 +237,27 @@ impl Pipeline {
                 (l.model.features(), outputs)
             }
         };
-        let family = match &net {
-            Network::Rnn(_) => "lstm",
-            Network::Bag(_) => "fasttext",
-            Network::Linear(_) => "linear",
+        let family = net.family();
+        let masked = match &net {
+            Network::Seq(n) => n.mask_zero,
+            _ => false,
         };
+        if masked != spec.mask {
+            return Err(ModelError::Invalid(format!(
+                "the network {} padding but the spec says mask = {}",
+                if masked { "masks" } else { "does not mask" },
+                spec.mask
+            )));
+        }
+        if let Network::Seq(n) = &net {
+            if n.min_steps() > spec.max_len {
+                return Err(ModelError::Invalid(format!(
+                    "the widest kernel ({}) is longer than max_len {}",
+                    n.min_steps(),
+                    spec.max_len
+                )));
+            }
+        }
         if spec.architecture != family {
             return Err(ModelError::Invalid(format!(
                 "the network is a {family} network but the spec says '{}'",
@@ -188,8 +292,8 @@ impl Pipeline {
                 labels.task
             )));
         }
-        if let Network::Rnn(n) = &net {
-            if n.loss != labels.task.loss() {
+        if let Some(loss) = net.loss() {
+            if loss != labels.task.loss() {
                 return Err(ModelError::Invalid(format!(
                     "the network's loss does not fit the {} task",
                     labels.task
@@ -204,6 +308,7 @@ impl Pipeline {
             pad,
             net,
             pad_states: None,
+            seq_pads: None,
         };
         p.refresh()?;
         Ok(p)
@@ -213,6 +318,10 @@ impl Pipeline {
     pub fn refresh(&mut self) -> Result<(), ModelError> {
         self.pad_states = match (&self.net, self.pad.padding) {
             (Network::Rnn(n), Side::Pre) => Some(n.pad_states(self.pad.maxlen, self.pad.value)?),
+            _ => None,
+        };
+        self.seq_pads = match (&self.net, self.pad.padding) {
+            (Network::Seq(n), Side::Pre) if self.pad.value == 0 => n.pad_states(self.pad.maxlen),
             _ => None,
         };
         Ok(())
@@ -281,10 +390,34 @@ impl Pipeline {
         ))
     }
 
-    /// True when a text's model input is a truncated id sequence (recurrent models), false when
+    /// True when a text's model input is a truncated id sequence (sequence models), false when
     /// it is the feature rows of every token (n-gram families).
     pub fn truncates(&self) -> bool {
-        matches!(self.net, Network::Rnn(_))
+        matches!(self.net, Network::Rnn(_) | Network::Seq(_))
+    }
+
+    /// The sequence network of the `gru`, `bilstm`, `cnn` and masked `lstm` families (an error
+    /// for other families).
+    pub fn seq(&self) -> Result<&SeqNet<f32>, ModelError> {
+        match &self.net {
+            Network::Seq(n) => Ok(n),
+            _ => Err(self.wrong_family("gru, bilstm, cnn or masked lstm")),
+        }
+    }
+
+    /// The sequence network, mutable.
+    pub fn seq_mut(&mut self) -> Result<&mut SeqNet<f32>, ModelError> {
+        match &mut self.net {
+            Network::Seq(n) => Ok(n),
+            _ => Err(ModelError::Invalid(
+                "this operation needs a gru, bilstm, cnn or masked lstm model".to_string(),
+            )),
+        }
+    }
+
+    /// The output loss of a sequence model (an error for the n-gram families).
+    pub fn loss(&self) -> Result<Loss, ModelError> {
+        self.net.loss().ok_or_else(|| self.wrong_family("sequence"))
     }
 
     /// The padding rule.
@@ -298,7 +431,7 @@ impl Pipeline {
         match &self.net {
             Network::Bag(b) => return b.featurizer.encode_into(&self.tokenizer, text, out),
             Network::Linear(l) => return l.featurizer.encode_into(&self.tokenizer, text, out),
-            Network::Rnn(_) => {}
+            Network::Rnn(_) | Network::Seq(_) => {}
         }
         let start = out.len();
         self.tokenizer.text_to_sequence_into(text, out);
@@ -323,7 +456,7 @@ impl Pipeline {
         match &self.net {
             Network::Bag(b) => b.featurizer.encode_tokens(&self.tokenizer, tokens, out),
             Network::Linear(l) => l.featurizer.encode_tokens(&self.tokenizer, tokens, out),
-            Network::Rnn(_) => {
+            Network::Rnn(_) | Network::Seq(_) => {
                 let start = out.len();
                 out.extend(tokens.iter().filter_map(|t| self.tokenizer.token_id(t)));
                 self.truncate_from(out, start);
@@ -331,41 +464,71 @@ impl Pipeline {
         }
     }
 
-    /// Logits (`[seqs.len(), outputs]`) of truncated id sequences (recurrent models).
-    pub fn logits_of(
+    /// Logits (`[seqs.len(), outputs]`) of truncated id sequences (sequence models).
+    fn logits_of(
         &self,
         seqs: &[&[u32]],
-        ws: &mut Workspace<f32>,
+        s: &mut Scratch,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        let net = self.rnn()?;
-        match &self.pad_states {
-            Some(pads) => net.predict_pre_padded(seqs, pads, ws, out)?,
-            None => {
-                let (steps, b) = (self.pad.maxlen, seqs.len());
-                let mut ids = vec![0u32; steps * b];
-                let mut row = vec![0u32; steps];
-                for (j, s) in seqs.iter().enumerate() {
-                    self.pad.pad_into(s, &mut row);
-                    for (t, &id) in row.iter().enumerate() {
-                        ids[t * b + j] = id;
-                    }
-                }
-                net.predict_padded(&ids, steps, b, ws, out)?;
+        match (&self.net, &self.pad_states) {
+            (Network::Rnn(net), Some(pads)) => {
+                net.predict_pre_padded(seqs, pads, &mut s.ws, out)?
             }
+            (Network::Rnn(net), None) => {
+                let (steps, b) = self.padded_ids(seqs, false, s);
+                net.predict_padded(&s.padded, steps, b, &mut s.ws, out)?;
+            }
+            (Network::Seq(net), _) if self.seq_pads.is_some() => {
+                if let Some(pads) = &self.seq_pads {
+                    net.predict_pre_padded(seqs, pads, &mut s.seq, out)?;
+                }
+            }
+            (Network::Seq(net), _) => {
+                let (steps, b) = self.padded_ids(seqs, net.mask_zero, s);
+                net.predict_padded(&s.padded, steps, b, &mut s.seq, out)?;
+            }
+            _ => return Err(self.wrong_family("sequence")),
         }
         Ok(())
     }
 
+    /// Pads `seqs` into a time-major `[steps, batch]` matrix in `s.padded`. With masking the
+    /// padding is never read, so every sequence is pre-padded to the longest of the block
+    /// (same result, fewer steps); otherwise to `max_len` on the configured side.
+    fn padded_ids(&self, seqs: &[&[u32]], masked: bool, s: &mut Scratch) -> (usize, usize) {
+        let b = seqs.len();
+        let steps = match masked {
+            true => seqs.iter().map(|q| q.len()).max().unwrap_or(0).max(1),
+            false => self.pad.maxlen,
+        };
+        let pad = PadSpec {
+            maxlen: steps,
+            padding: if masked { Side::Pre } else { self.pad.padding },
+            ..self.pad
+        };
+        s.padded.clear();
+        s.padded.resize(steps * b, 0);
+        s.row.clear();
+        s.row.resize(steps, 0);
+        for (j, q) in seqs.iter().enumerate() {
+            pad.pad_into(q, &mut s.row);
+            for (t, &id) in s.row.iter().enumerate() {
+                s.padded[t * b + j] = id;
+            }
+        }
+        (steps, b)
+    }
+
     /// Logits of id sequences, computed in parallel blocks on the current rayon pool:
-    /// `[seqs.len(), outputs]` (recurrent models).
+    /// `[seqs.len(), outputs]` (sequence models).
     pub fn logits_par(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
         let k = self.outputs();
         let blocks: Result<Vec<Vec<f32>>, ModelError> = seqs
             .par_chunks(BLOCK)
-            .map_init(Workspace::default, |ws, block| {
+            .map_init(Scratch::default, |s, block| {
                 let mut out = vec![0.0f32; block.len() * k];
-                self.logits_of(block, ws, &mut out)?;
+                self.logits_of(block, s, &mut out)?;
                 Ok(out)
             })
             .collect();
@@ -396,9 +559,9 @@ impl Pipeline {
     ) -> Result<(), ModelError> {
         let k = self.outputs();
         match &self.net {
-            Network::Rnn(n) => {
-                self.logits_of(seqs, &mut s.ws, out)?;
-                n.loss.activate(out, k);
+            Network::Rnn(_) | Network::Seq(_) => {
+                self.logits_of(seqs, s, out)?;
+                self.loss()?.activate(out, k);
             }
             Network::Bag(b) => {
                 for (seq, row) in seqs.iter().zip(out.chunks_exact_mut(k)) {
@@ -517,6 +680,9 @@ pub(crate) fn task_outputs(task: Task, probs: &[f32], out: &mut [f32]) {
 #[derive(Default)]
 struct Scratch {
     ws: Workspace<f32>,
+    seq: SeqWorkspace<f32>,
+    padded: Vec<u32>,
+    row: Vec<u32>,
     bag: BagScratch,
     probs: Vec<f32>,
     sparse: (Vec<u32>, Vec<f32>, Vec<f32>),

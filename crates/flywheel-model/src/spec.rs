@@ -10,7 +10,7 @@ use crate::ModelError;
 /// The network and its preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// Network family: `lstm` (the reference), `fasttext` or `linear`.
+    /// Network family: `lstm` (the reference), `gru`, `bilstm`, `cnn`, `fasttext` or `linear`.
     pub architecture: String,
     /// Tokenizer settings (`num_words` also sizes the embedding table).
     pub tokenizer: TokenizerConfig,
@@ -24,10 +24,17 @@ pub struct ModelSpec {
     pub embed_dim: usize,
     /// LSTM units.
     pub hidden: usize,
-    /// Input dropout of the LSTM.
+    /// Input dropout of the recurrent layer; for `cnn`, dropout on the pooled features.
     pub dropout: f32,
-    /// Recurrent dropout of the LSTM.
+    /// Recurrent dropout of the recurrent layer (0 for `cnn`).
     pub recurrent_dropout: f32,
+    /// Mask the padding (Keras `mask_zero=True`): the recurrent families carry their state
+    /// unchanged over padding, so predictions do not depend on the padding length or side.
+    #[serde(default)]
+    pub mask: bool,
+    /// Settings of the `cnn` family.
+    #[serde(default)]
+    pub cnn: CnnSpec,
     /// Features of the `fasttext` and `linear` families (ignored by `lstm`).
     #[serde(default)]
     pub bag: BagSpec,
@@ -39,6 +46,25 @@ pub struct ModelSpec {
     /// chosen (and `false` here).
     #[serde(default)]
     pub detect_cjk: bool,
+}
+
+/// Settings of the `cnn` family (TextCNN, Kim 2014).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CnnSpec {
+    /// Filters per kernel width.
+    pub filters: usize,
+    /// Kernel widths (tokens per window), one convolution each.
+    pub kernel_sizes: Vec<usize>,
+}
+
+impl Default for CnnSpec {
+    /// Kim's widths 3, 4, 5 with 100 filters each.
+    fn default() -> Self {
+        CnnSpec {
+            filters: 100,
+            kernel_sizes: vec![3, 4, 5],
+        }
+    }
 }
 
 /// Settings of the `linear` family (TF-IDF + logistic regression).
@@ -133,6 +159,8 @@ impl Default for ModelSpec {
             hidden: 16,
             dropout: 0.2,
             recurrent_dropout: 0.2,
+            mask: false,
+            cnn: CnnSpec::default(),
             bag: BagSpec::default(),
             linear: LinearSpec::default(),
             detect_cjk: true,
@@ -177,6 +205,64 @@ impl ModelSpec {
         s
     }
 
+    /// The reference model with a GRU in place of the LSTM.
+    pub fn gru() -> Self {
+        ModelSpec {
+            architecture: "gru".to_string(),
+            ..ModelSpec::default()
+        }
+    }
+
+    /// The reference model with a bidirectional LSTM, padding masked (so the backward direction
+    /// starts at the last real token).
+    pub fn bilstm() -> Self {
+        ModelSpec {
+            architecture: "bilstm".to_string(),
+            mask: true,
+            ..ModelSpec::default()
+        }
+    }
+
+    /// TextCNN: the reference tokenizer, length and embedding, 100 filters for each of the
+    /// widths 3, 4, 5, ReLU, max over time, dropout 0.5 on the pooled features.
+    pub fn cnn() -> Self {
+        ModelSpec {
+            architecture: "cnn".to_string(),
+            dropout: 0.5,
+            recurrent_dropout: 0.0,
+            ..ModelSpec::default()
+        }
+    }
+
+    /// The settings of a family by name, with its defaults.
+    pub fn for_family(family: &str) -> Result<Self, ModelError> {
+        match family {
+            "lstm" => Ok(ModelSpec::default()),
+            "gru" => Ok(ModelSpec::gru()),
+            "bilstm" => Ok(ModelSpec::bilstm()),
+            "cnn" => Ok(ModelSpec::cnn()),
+            "fasttext" => Ok(ModelSpec::fasttext()),
+            "linear" => Ok(ModelSpec::linear()),
+            other => Err(ModelError::Invalid(format!(
+                "unknown model '{other}': use {}",
+                FAMILIES.join(", ")
+            ))),
+        }
+    }
+
+    /// True for the families that read a padded id sequence (`lstm`, `gru`, `bilstm`, `cnn`).
+    pub fn is_sequence(&self) -> bool {
+        matches!(
+            self.architecture.as_str(),
+            "lstm" | "gru" | "bilstm" | "cnn"
+        )
+    }
+
+    /// True for the recurrent families (`lstm`, `gru`, `bilstm`).
+    pub fn is_recurrent(&self) -> bool {
+        matches!(self.architecture.as_str(), "lstm" | "gru" | "bilstm")
+    }
+
     /// True for the fastText-style family.
     pub fn is_bag(&self) -> bool {
         self.architecture == "fasttext"
@@ -189,11 +275,37 @@ impl ModelSpec {
 
     /// Checks that the settings can build a model.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if !matches!(self.architecture.as_str(), "lstm" | "fasttext" | "linear") {
+        if !FAMILIES.contains(&self.architecture.as_str()) {
             return Err(ModelError::Invalid(format!(
-                "unknown model '{}': use lstm, fasttext or linear",
+                "unknown model '{}': use {}",
+                self.architecture,
+                FAMILIES.join(", ")
+            )));
+        }
+        if self.mask && !self.is_recurrent() {
+            return Err(ModelError::Invalid(format!(
+                "--mask applies to lstm, gru and bilstm, not {}",
                 self.architecture
             )));
+        }
+        if self.architecture == "cnn" {
+            let c = &self.cnn;
+            if c.filters == 0 || c.kernel_sizes.is_empty() || c.kernel_sizes.contains(&0) {
+                return Err(ModelError::Invalid(
+                    "cnn needs at least 1 filter and kernel sizes of at least 1".to_string(),
+                ));
+            }
+            if let Some(&k) = c.kernel_sizes.iter().find(|&&k| k > self.max_len) {
+                return Err(ModelError::Invalid(format!(
+                    "kernel size {k} is longer than --max-len {}",
+                    self.max_len
+                )));
+            }
+            if self.recurrent_dropout != 0.0 {
+                return Err(ModelError::Invalid(
+                    "--recurrent-dropout does not apply to cnn".to_string(),
+                ));
+            }
         }
         if self.architecture == "linear"
             && !(self.linear.c.is_finite() && self.linear.c > 0.0 && self.linear.max_iter > 0)
@@ -256,6 +368,9 @@ impl ModelSpec {
         Ok(())
     }
 }
+
+/// Every model family, by the name `--model` takes.
+pub const FAMILIES: [&str; 6] = ["lstm", "gru", "bilstm", "cnn", "fasttext", "linear"];
 
 /// The optimiser named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

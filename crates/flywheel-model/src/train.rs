@@ -8,7 +8,10 @@ use std::time::Instant;
 use flywheel_data::Record;
 use flywheel_nn::layers::dropout::fill_mask;
 use flywheel_nn::simd::{flush_denormals_on_this_thread, FlushDenormals};
-use flywheel_nn::{Optimizer, Rng, RnnGrads, Targets as NnTargets, TextRnn, TrainBatch, Workspace};
+use flywheel_nn::{
+    EmbeddingGrad, NnError, Optimizer, Rng, RnnGrads, SeqBatch, SeqGrads, SeqNet, SeqWorkspace,
+    Targets as NnTargets, TextRnn, TrainBatch, Workspace,
+};
 use flywheel_text::segment::detect;
 use flywheel_text::{KerasTokenizer, Side};
 use rayon::prelude::*;
@@ -17,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::bag::train_bag;
 use crate::evaluate::{report_from_outputs, Report};
 use crate::linear::train_linear;
-use crate::pipeline::{argmax, Pipeline};
+use crate::pipeline::{argmax, Network, Pipeline};
 use crate::spec::{ModelSpec, OptimizerChoice, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
 use crate::ModelError;
@@ -150,15 +153,219 @@ impl Encoded {
 }
 
 /// Per-thread state of a data-parallel batch.
-#[derive(Default)]
-struct Chunk {
+struct Chunk<N: SeqModel> {
     ids: Vec<u32>,
     values: Vec<f32>,
     classes: Vec<u32>,
-    ws: Workspace<f32>,
-    grads: Option<RnnGrads<f32>>,
+    ws: N::Ws,
+    grads: Option<N::Grads>,
     loss: f64,
     correct: f64,
+}
+
+impl<N: SeqModel> Default for Chunk<N> {
+    fn default() -> Self {
+        Chunk {
+            ids: Vec::new(),
+            values: Vec::new(),
+            classes: Vec::new(),
+            ws: N::Ws::default(),
+            grads: None,
+            loss: 0.0,
+            correct: 0.0,
+        }
+    }
+}
+
+/// How a sequence network's dropout masks are laid out per sequence.
+#[derive(Debug, Clone, Copy)]
+struct MaskLayout {
+    /// Input mask values per sequence: `groups × gates × width`.
+    input: usize,
+    /// Width of one gate's input mask.
+    width: usize,
+    /// Gates per group (a group shares one mask when recurrent dropout is off).
+    gates: usize,
+    /// Recurrent mask values per sequence.
+    recurrent: usize,
+}
+
+/// What the training loop needs of a sequence network: the reference [`TextRnn`] and the
+/// [`SeqNet`] of the other families train through the same loop.
+trait SeqModel: Clone + Send + Sync + Sized {
+    type Grads: Send + Sync;
+    type Ws: Default + Send;
+    fn of(p: &Pipeline) -> Result<&Self, ModelError>;
+    fn of_mut(p: &mut Pipeline) -> Result<&mut Self, ModelError>;
+    fn zero_grads(&self) -> Self::Grads;
+    fn clear(g: &mut Self::Grads);
+    fn add(total: &mut Self::Grads, g: &Self::Grads);
+    fn embedding_grad(&self) -> EmbeddingGrad<f32>;
+    fn masks(&self) -> MaskLayout;
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &self,
+        ids: &[u32],
+        steps: usize,
+        batch: usize,
+        in_mask: Option<&[f32]>,
+        rec_mask: Option<&[f32]>,
+        targets: NnTargets<'_>,
+        scale: f32,
+        ws: &mut Self::Ws,
+        grads: &mut Self::Grads,
+    ) -> Result<f64, NnError>;
+    fn embedding_rows(ws: &Self::Ws) -> (&[u32], &[f32]);
+    fn logits(ws: &Self::Ws) -> &[f32];
+    fn update(
+        &mut self,
+        opt: &mut Optimizer<f32>,
+        grads: &Self::Grads,
+        emb: &EmbeddingGrad<f32>,
+    ) -> Result<(), NnError>;
+}
+
+impl SeqModel for TextRnn<f32> {
+    type Grads = RnnGrads<f32>;
+    type Ws = Workspace<f32>;
+    fn of(p: &Pipeline) -> Result<&Self, ModelError> {
+        p.rnn()
+    }
+    fn of_mut(p: &mut Pipeline) -> Result<&mut Self, ModelError> {
+        p.rnn_mut()
+    }
+    fn zero_grads(&self) -> Self::Grads {
+        TextRnn::zero_grads(self)
+    }
+    fn clear(g: &mut Self::Grads) {
+        g.clear()
+    }
+    fn add(total: &mut Self::Grads, g: &Self::Grads) {
+        total.add(g)
+    }
+    fn embedding_grad(&self) -> EmbeddingGrad<f32> {
+        TextRnn::embedding_grad(self)
+    }
+    fn masks(&self) -> MaskLayout {
+        let (e, h) = (self.embedding.dim(), self.lstm.hidden());
+        MaskLayout {
+            input: 4 * e,
+            width: e,
+            gates: 4,
+            recurrent: 4 * h,
+        }
+    }
+    fn train(
+        &self,
+        ids: &[u32],
+        steps: usize,
+        batch: usize,
+        in_mask: Option<&[f32]>,
+        rec_mask: Option<&[f32]>,
+        targets: NnTargets<'_>,
+        scale: f32,
+        ws: &mut Self::Ws,
+        grads: &mut Self::Grads,
+    ) -> Result<f64, NnError> {
+        let b = TrainBatch {
+            ids,
+            steps,
+            batch,
+            input_mask: in_mask,
+            recurrent_mask: rec_mask,
+            targets,
+            scale,
+        };
+        self.train_batch(&b, ws, grads)
+    }
+    fn embedding_rows(ws: &Self::Ws) -> (&[u32], &[f32]) {
+        ws.embedding_grad()
+    }
+    fn logits(ws: &Self::Ws) -> &[f32] {
+        ws.logits()
+    }
+    fn update(
+        &mut self,
+        opt: &mut Optimizer<f32>,
+        grads: &Self::Grads,
+        emb: &EmbeddingGrad<f32>,
+    ) -> Result<(), NnError> {
+        self.apply_update(opt, grads, emb)
+    }
+}
+
+impl SeqModel for SeqNet<f32> {
+    type Grads = SeqGrads<f32>;
+    type Ws = SeqWorkspace<f32>;
+    fn of(p: &Pipeline) -> Result<&Self, ModelError> {
+        p.seq()
+    }
+    fn of_mut(p: &mut Pipeline) -> Result<&mut Self, ModelError> {
+        p.seq_mut()
+    }
+    fn zero_grads(&self) -> Self::Grads {
+        SeqNet::zero_grads(self)
+    }
+    fn clear(g: &mut Self::Grads) {
+        g.clear()
+    }
+    fn add(total: &mut Self::Grads, g: &Self::Grads) {
+        total.add(g)
+    }
+    fn embedding_grad(&self) -> EmbeddingGrad<f32> {
+        SeqNet::embedding_grad(self)
+    }
+    fn masks(&self) -> MaskLayout {
+        let input = self.encoder.input_mask_len();
+        let gates = self.encoder.gates();
+        let width = match &self.encoder {
+            flywheel_nn::Encoder::Cnn(c) => c.outputs(),
+            _ => self.embedding.dim(),
+        };
+        MaskLayout {
+            input,
+            width,
+            gates,
+            recurrent: self.encoder.recurrent_mask_len(),
+        }
+    }
+    fn train(
+        &self,
+        ids: &[u32],
+        steps: usize,
+        batch: usize,
+        in_mask: Option<&[f32]>,
+        rec_mask: Option<&[f32]>,
+        targets: NnTargets<'_>,
+        scale: f32,
+        ws: &mut Self::Ws,
+        grads: &mut Self::Grads,
+    ) -> Result<f64, NnError> {
+        let b = SeqBatch {
+            ids,
+            steps,
+            batch,
+            input_mask: in_mask,
+            recurrent_mask: rec_mask,
+            targets,
+            scale,
+        };
+        self.train_batch(&b, ws, grads)
+    }
+    fn embedding_rows(ws: &Self::Ws) -> (&[u32], &[f32]) {
+        ws.embedding_grad()
+    }
+    fn logits(ws: &Self::Ws) -> &[f32] {
+        ws.logits()
+    }
+    fn update(
+        &mut self,
+        opt: &mut Optimizer<f32>,
+        grads: &Self::Grads,
+        emb: &EmbeddingGrad<f32>,
+    ) -> Result<(), NnError> {
+        self.apply_update(opt, grads, emb)
+    }
 }
 
 /// Rows trained on out of `n`: Keras's `floor(n · (1 − validation_split))`, at least one.
@@ -263,19 +470,41 @@ fn train_family(
         .unwrap_or(0)
         .max(tokenizer.vocab_size());
     let mut init_rng = Rng::with_stream(cfg.seed, 0);
-    let net = TextRnn::new(
+    let net = Network::sequence(
+        spec,
         vocab,
-        spec.embed_dim,
-        spec.hidden,
         labels.outputs(),
         labels.task.loss(),
         &mut init_rng,
-    );
-    let mut pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, net)?;
+    )?;
+    let reference = matches!(net, Network::Rnn(_));
+    let pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, net)?;
     let encoded = Encoded::new(&pipeline, texts.iter().copied());
     drop(texts);
+    let fitted = match reference {
+        true => fit::<TextRnn<f32>>(
+            pipeline, &encoded, &targets, &labels, spec, cfg, source, on_event,
+        )?,
+        false => fit::<SeqNet<f32>>(
+            pipeline, &encoded, &targets, &labels, spec, cfg, source, on_event,
+        )?,
+    };
+    Ok(fitted)
+}
 
-    let n = records.len();
+/// The epoch loop of the sequence families, generic over the network type.
+#[allow(clippy::too_many_arguments)]
+fn fit<N: SeqModel>(
+    mut pipeline: Pipeline,
+    encoded: &Encoded,
+    targets: &Targets,
+    labels: &LabelSet,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    source: &str,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let n = encoded.len();
     let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
     let batch_size = match cfg.optimizer {
@@ -300,22 +529,24 @@ fn train_family(
         vocab: pipeline.tokenizer().vocab_size(),
     });
 
-    let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
+    let k = labels.outputs();
+    let layout = N::of(&pipeline)?.masks();
+    let (mi, mr) = (layout.input, layout.recurrent);
     let steps = spec.max_len;
     let mut opt = Optimizer::new(cfg.optimizer_kind());
     let mut shuffle_rng = Rng::with_stream(cfg.seed, 1);
     let mut dropout_rng = Rng::with_stream(cfg.seed, 2);
     let mut order: Vec<usize> = (0..n_train).collect();
-    let mut chunks: Vec<Chunk> = (0..cfg.threads).map(|_| Chunk::default()).collect();
-    let mut total = pipeline.rnn()?.zero_grads();
-    let mut emb_grad = pipeline.rnn()?.embedding_grad();
-    let mut in_mask = vec![0.0f32; batch_size * 4 * e];
-    let mut rec_mask = vec![0.0f32; batch_size * 4 * h];
+    let mut chunks: Vec<Chunk<N>> = (0..cfg.threads).map(|_| Chunk::default()).collect();
+    let mut total = N::of(&pipeline)?.zero_grads();
+    let mut emb_grad = N::of(&pipeline)?.embedding_grad();
+    let mut in_mask = vec![0.0f32; batch_size * mi];
+    let mut rec_mask = vec![0.0f32; batch_size * mr];
     let val_seqs = encoded.slices(n_train..n);
     let val_targets = targets.slice(n_train..n, k);
 
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Option<TextRnn<f32>>)> = None;
+    let mut best: Option<(f64, usize, Option<N>)> = None;
     let mut since_best = 0usize;
     let mut stopped_early = false;
     for epoch in 1..=cfg.epochs {
@@ -326,37 +557,38 @@ fn train_family(
             let bs = idx.len();
             if spec.dropout > 0.0 {
                 fill_input_masks(
-                    &mut in_mask[..bs * 4 * e],
-                    e,
+                    &mut in_mask[..bs * mi],
+                    layout.width,
+                    layout.gates,
                     spec.dropout,
                     spec.recurrent_dropout > 0.0,
                     &mut dropout_rng,
                 );
             }
-            if spec.recurrent_dropout > 0.0 {
+            if spec.recurrent_dropout > 0.0 && mr > 0 {
                 fill_mask(
-                    &mut rec_mask[..bs * 4 * h],
+                    &mut rec_mask[..bs * mr],
                     spec.recurrent_dropout,
                     &mut dropout_rng,
                 );
             }
-            let in_m = (spec.dropout > 0.0).then_some(&in_mask[..bs * 4 * e]);
-            let rec_m = (spec.recurrent_dropout > 0.0).then_some(&rec_mask[..bs * 4 * h]);
+            let in_m = (spec.dropout > 0.0).then_some(&in_mask[..bs * mi]);
+            let rec_m = (spec.recurrent_dropout > 0.0 && mr > 0).then_some(&rec_mask[..bs * mr]);
             let parts = cfg.threads.min(bs);
-            let net = pipeline.rnn()?;
-            let job = |(c, ch): (usize, &mut Chunk)| -> Result<(), ModelError> {
+            let net = N::of(&pipeline)?;
+            let job = |(c, ch): (usize, &mut Chunk<N>)| -> Result<(), ModelError> {
                 let (lo, hi) = (c * bs / parts, (c + 1) * bs / parts);
                 run_chunk(
                     net,
                     ch,
-                    &encoded,
+                    encoded,
                     &idx[lo..hi],
-                    &targets,
+                    targets,
                     k,
                     steps,
                     spec.padding,
-                    in_m.map(|m| &m[lo * 4 * e..hi * 4 * e]),
-                    rec_m.map(|m| &m[lo * 4 * h..hi * 4 * h]),
+                    in_m.map(|m| &m[lo * mi..hi * mi]),
+                    rec_m.map(|m| &m[lo * mr..hi * mr]),
                     1.0 / bs as f32,
                     labels.task,
                 )
@@ -366,18 +598,18 @@ fn train_family(
             } else {
                 pool.install(|| chunks[..parts].par_iter_mut().enumerate().try_for_each(job))?;
             }
-            total.clear();
+            N::clear(&mut total);
             for ch in &chunks[..parts] {
                 if let Some(g) = &ch.grads {
-                    total.add(g);
+                    N::add(&mut total, g);
                 }
-                let (ids, rows) = ch.ws.embedding_grad();
+                let (ids, rows) = N::embedding_rows(&ch.ws);
                 emb_grad.accumulate(ids, rows);
                 loss_sum += ch.loss;
                 correct += ch.correct;
             }
-            let net = pipeline.rnn_mut()?;
-            pool.install(|| net.apply_update(&mut opt, &total, &emb_grad))?;
+            let net = N::of_mut(&mut pipeline)?;
+            pool.install(|| net.update(&mut opt, &total, &emb_grad))?;
             emb_grad.clear();
             seen += bs;
             on_event(TrainEvent::Batch {
@@ -413,7 +645,7 @@ fn train_family(
             let improved = best.as_ref().is_none_or(|b| monitored < b.0);
             if improved {
                 let snapshot = match cfg.restore_best {
-                    true => Some(pipeline.rnn()?.clone()),
+                    true => Some(N::of(&pipeline)?.clone()),
                     false => None,
                 };
                 best = Some((monitored, epoch, snapshot));
@@ -437,7 +669,7 @@ fn train_family(
     if cfg.restore_best {
         if let Some((_, epoch, Some(net))) = best {
             if epoch != history.len() {
-                *pipeline.rnn_mut()? = net;
+                *N::of_mut(&mut pipeline)? = net;
                 pipeline.refresh()?;
             }
             best_epoch = Some(epoch);
@@ -445,8 +677,8 @@ fn train_family(
     }
     let validation = if n_val > 0 {
         let mut outputs = pool.install(|| pipeline.logits_par(&val_seqs))?;
-        pipeline.rnn()?.loss.activate(&mut outputs, k);
-        Some(report_from_outputs(&labels, &outputs, &val_targets)?)
+        pipeline.loss()?.activate(&mut outputs, k);
+        Some(report_from_outputs(labels, &outputs, &val_targets)?)
     } else {
         None
     };
@@ -462,14 +694,22 @@ fn train_family(
     })
 }
 
-/// Input dropout masks `[batch, 4, width]` as Keras 3's LSTM draws them: one per gate when
-/// recurrent dropout is on (its "implementation 1"), else one mask shared by the four gates.
-fn fill_input_masks(mask: &mut [f32], width: usize, rate: f32, per_gate: bool, rng: &mut Rng) {
+/// Input dropout masks `[groups, gates, width]` as Keras 3's recurrent layers draw them: one
+/// per gate when recurrent dropout is on (their "implementation 1"), else one mask per group
+/// (sequence and direction) shared by its gates.
+fn fill_input_masks(
+    mask: &mut [f32],
+    width: usize,
+    gates: usize,
+    rate: f32,
+    per_gate: bool,
+    rng: &mut Rng,
+) {
     if per_gate {
         fill_mask(mask, rate, rng);
         return;
     }
-    for row in mask.chunks_exact_mut(4 * width) {
+    for row in mask.chunks_exact_mut(gates * width) {
         let (first, rest) = row.split_at_mut(width);
         fill_mask(first, rate, rng);
         for gate in rest.chunks_exact_mut(width) {
@@ -480,9 +720,9 @@ fn fill_input_masks(mask: &mut [f32], width: usize, rate: f32, per_gate: bool, r
 
 /// Forward/backward of one thread's share of a batch.
 #[allow(clippy::too_many_arguments)]
-fn run_chunk(
-    net: &TextRnn<f32>,
-    ch: &mut Chunk,
+fn run_chunk<N: SeqModel>(
+    net: &N,
+    ch: &mut Chunk<N>,
     encoded: &Encoded,
     rows: &[usize],
     targets: &Targets,
@@ -522,18 +762,11 @@ fn run_chunk(
         }
     };
     let grads = ch.grads.get_or_insert_with(|| net.zero_grads());
-    grads.clear();
-    let batch = TrainBatch {
-        ids: &ch.ids,
-        steps,
-        batch: cb,
-        input_mask: in_mask,
-        recurrent_mask: rec_mask,
-        targets: nn_targets,
-        scale,
-    };
-    ch.loss = net.train_batch(&batch, &mut ch.ws, grads)?;
-    ch.correct = count_correct(ch.ws.logits(), nn_targets, k, task);
+    N::clear(grads);
+    ch.loss = net.train(
+        &ch.ids, steps, cb, in_mask, rec_mask, nn_targets, scale, &mut ch.ws, grads,
+    )?;
+    ch.correct = count_correct(N::logits(&ch.ws), nn_targets, k, task);
     Ok(())
 }
 
@@ -575,8 +808,7 @@ fn loss_and_accuracy(
     };
     let mut scratch = vec![0.0f32; logits.len()];
     let loss = pipeline
-        .rnn()?
-        .loss
+        .loss()?
         .forward_backward(logits, k, nn_targets, 0.0, &mut scratch)?;
     let task = pipeline.labels.task;
     let acc =

@@ -15,6 +15,7 @@ pub mod net;
 pub mod optim;
 pub mod real;
 pub mod rng;
+pub mod seqnet;
 pub mod simd;
 pub mod tensor;
 
@@ -22,13 +23,16 @@ pub use bag::{
     apply_input, apply_inputs_sharded, BagLoss, BagModel, BagScratch, BagTarget, BagUpdate,
     HuffmanTree,
 };
-pub use layers::{Dense, Embedding, EmbeddingGrad, Lstm};
+pub use layers::{
+    Bidirectional, Conv1d, Dense, Embedding, EmbeddingGrad, Gru, Lstm, Recurrent, SeqMasks, TextCnn,
+};
 pub use linear::{LinearLoss, LinearModel, LinearTargets, SparseColumns, SparseRows};
 pub use loss::{Loss, Targets};
 pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
 pub use optim::{Optimizer, OptimizerKind};
 pub use real::Real;
 pub use rng::Rng;
+pub use seqnet::{Encoder, SeqBatch, SeqGrads, SeqNet, SeqPadStates, SeqWorkspace};
 pub use tensor::{Parameters, Tensor};
 
 /// Errors from the engine.

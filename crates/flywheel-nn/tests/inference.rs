@@ -78,3 +78,42 @@ fn rejects_out_of_range_ids_and_long_sequences() {
         .predict_pre_padded(&[&long], &pads, &mut ws, &mut out)
         .is_err());
 }
+
+/// The GRU network's padding-skipping path equals its plain padded pass (widths 6: generic
+/// kernels, 16: fixed-width ones).
+#[test]
+fn gru_skipping_padding_changes_nothing() {
+    use flywheel_nn::{Encoder, Gru, SeqNet, SeqWorkspace};
+    let (_, seqs, steps) = setup();
+    let b = seqs.len();
+    for h in [6, 16] {
+        let mut rng = Rng::new(12);
+        let net: SeqNet<f32> = SeqNet::new(
+            30,
+            8,
+            3,
+            Loss::SoftmaxCrossEntropy,
+            false,
+            &mut rng,
+            |e, r| Encoder::Gru(Gru::new(e, h, r)),
+        );
+        let k = net.outputs();
+        let ids = padded(&seqs, steps);
+        let mut ws = SeqWorkspace::default();
+        let mut full = vec![0.0f32; b * k];
+        net.predict_padded(&ids, steps, b, &mut ws, &mut full)
+            .unwrap();
+        let pads = net.pad_states(steps).unwrap();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let mut fast = vec![0.0f32; b * k];
+        net.predict_pre_padded(&refs, &pads, &mut ws, &mut fast)
+            .unwrap();
+        for (a, c) in full.iter().zip(&fast) {
+            assert!((a - c).abs() < 1e-6, "H={h}: {a} vs {c}");
+        }
+        let long = vec![1u32; steps + 1];
+        assert!(net
+            .predict_pre_padded(&[&long], &pads, &mut ws, &mut fast[..k])
+            .is_err());
+    }
+}

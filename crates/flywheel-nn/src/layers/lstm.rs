@@ -7,6 +7,7 @@
 //! small matrix product per step fused with the gate non-linearities, and every buffer lives in
 //! an [`LstmCache`] that is reused across batches of the same shape.
 
+use super::recurrent::{Recurrent, SeqMasks};
 use crate::{init, Parameters, Real, Rng, Tensor};
 
 /// An LSTM layer.
@@ -135,6 +136,23 @@ impl<T: Real> Lstm<T> {
         rec_mask: Option<&[T]>,
         cache: &mut LstmCache<T>,
     ) {
+        self.forward_train_masked(x, steps, batch, in_mask, rec_mask, None, cache)
+    }
+
+    /// [`Lstm::forward_train`] with a step mask `[steps, batch]`: where it is false the row's
+    /// input is not read and its state (h and c) is carried unchanged (Keras `mask_zero=True`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_train_masked(
+        &self,
+        x: &[T],
+        steps: usize,
+        batch: usize,
+        in_mask: Option<&[T]>,
+        rec_mask: Option<&[T]>,
+        step_mask: Option<&[bool]>,
+        cache: &mut LstmCache<T>,
+    ) {
         let (e, h) = (self.inputs(), self.hidden());
         let g = 4 * h;
         let bh = batch * h;
@@ -200,9 +218,13 @@ impl<T: Real> Lstm<T> {
             let c_next = &mut after[..bh];
             let tc = &mut cache.tanh_cells[t * bh..(t + 1) * bh];
             for b in 0..batch {
+                let r = b * h..(b + 1) * h;
+                if step_mask.is_some_and(|m| !m[t * batch + b]) {
+                    c_next[r.clone()].copy_from_slice(&c_prev[r]);
+                    continue;
+                }
                 let zr = &mut z[b * g..(b + 1) * g];
                 activate_gates(zr, h);
-                let r = b * h..(b + 1) * h;
                 cell_update(
                     zr,
                     &c_prev[r.clone()],
@@ -230,6 +252,23 @@ impl<T: Real> Lstm<T> {
         grads: &mut Lstm<T>,
         dx: Option<&mut [T]>,
     ) {
+        self.backward_masked(x, in_mask, rec_mask, None, dh_last, cache, grads, dx)
+    }
+
+    /// Backward pass for the latest [`Lstm::forward_train_masked`] (same masks).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_masked(
+        &self,
+        x: &[T],
+        in_mask: Option<&[T]>,
+        rec_mask: Option<&[T]>,
+        step_mask: Option<&[bool]>,
+        dh_last: &[T],
+        cache: &mut LstmCache<T>,
+        grads: &mut Lstm<T>,
+        dx: Option<&mut [T]>,
+    ) {
         let (e, h) = (self.inputs(), self.hidden());
         let g = 4 * h;
         let (steps, batch) = (cache.steps, cache.batch);
@@ -249,6 +288,11 @@ impl<T: Real> Lstm<T> {
             let tc = &cache.tanh_cells[t * bh..(t + 1) * bh];
             for b in 0..batch {
                 let r = b * h..(b + 1) * h;
+                if step_mask.is_some_and(|m| !m[t * batch + b]) {
+                    // The state passed through unchanged: dh and dc carry over as they are.
+                    z[b * g..(b + 1) * g].fill(T::ZERO);
+                    continue;
+                }
                 gate_gradients(
                     &mut z[b * g..(b + 1) * g],
                     &c_prev[r.clone()],
@@ -260,6 +304,9 @@ impl<T: Real> Lstm<T> {
             }
             if t > 0 {
                 for b in 0..batch {
+                    if step_mask.is_some_and(|m| !m[t * batch + b]) {
+                        continue;
+                    }
                     let dhr = &mut cache.dh[b * h..(b + 1) * h];
                     let dz = &z[b * g..(b + 1) * g];
                     match rec_mask {
@@ -699,5 +746,68 @@ impl<T: Real> Parameters<T> for Lstm<T> {
     }
     fn tensors_mut(&mut self) -> Vec<&mut Tensor<T>> {
         vec![&mut self.kernel, &mut self.recurrent, &mut self.bias]
+    }
+}
+
+impl<T: Real> Recurrent<T> for Lstm<T> {
+    type Cache = LstmCache<T>;
+    fn gates(&self) -> usize {
+        4
+    }
+    fn inputs(&self) -> usize {
+        Lstm::inputs(self)
+    }
+    fn units(&self) -> usize {
+        self.hidden()
+    }
+    fn outputs(&self) -> usize {
+        self.hidden()
+    }
+    fn zeros(&self) -> Self {
+        self.zeros_like()
+    }
+    #[inline(always)]
+    fn forward(
+        &self,
+        x: &[T],
+        steps: usize,
+        batch: usize,
+        masks: &SeqMasks<'_, T>,
+        cache: &mut Self::Cache,
+    ) {
+        self.forward_train_masked(
+            x,
+            steps,
+            batch,
+            masks.input,
+            masks.recurrent,
+            masks.steps,
+            cache,
+        )
+    }
+    #[inline(always)]
+    fn output<'c>(&self, cache: &'c Self::Cache) -> &'c [T] {
+        cache.last_hidden()
+    }
+    #[inline(always)]
+    fn backward(
+        &self,
+        x: &[T],
+        masks: &SeqMasks<'_, T>,
+        d_out: &[T],
+        cache: &mut Self::Cache,
+        grads: &mut Self,
+        dx: Option<&mut [T]>,
+    ) {
+        self.backward_masked(
+            x,
+            masks.input,
+            masks.recurrent,
+            masks.steps,
+            d_out,
+            cache,
+            grads,
+            dx,
+        )
     }
 }
