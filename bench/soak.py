@@ -32,10 +32,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -49,9 +49,10 @@ def main():
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--threads", type=int, default=1, help="server inference threads")
     p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "soak.json"))
+    p.add_argument("--database-url", help="an empty database (default: a new SQLite file)")
     a = p.parse_args()
     work = tempfile.mkdtemp(prefix="flywheel-soak-")
-    db = "sqlite://" + os.path.join(work, "soak.db")
+    db = a.database_url or "sqlite://" + os.path.join(work, "soak.db")
     env = dict(os.environ, DATABASE_URL=db)
 
     def fw(*argv):
@@ -152,7 +153,9 @@ def main():
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        rss.append((round(time.time() - started, 1), rss_kib(server.pid)))
+        rss.append((round(time.time() - started, 1), rss_kib(server.pid),
+                    rss_kib(server.pid, "RssAnon"), rss_kib(server.pid, "RssFile"),
+                    rss_kib(server.pid, "RssShmem")))
         time.sleep(5)
     for t in threads:
         t.join()
@@ -166,7 +169,7 @@ def main():
         by_status.setdefault(kind, {}).setdefault(str(status), 0)
         by_status[kind][str(status)] += 1
     five_xx = sum(1 for _, s, _ in results if s >= 500 or s == 0)
-    after_warmup = [k for t, k in rss if t >= 60] or [k for _, k in rss]
+    after_warmup = [r[1] for r in rss if r[0] >= 60] or [r[1] for r in rss]
     baseline = after_warmup[0]
     growth = (max(after_warmup) - baseline) / baseline
     summary = {
@@ -175,8 +178,10 @@ def main():
         "status_by_kind": by_status, "five_xx_or_failed": five_xx,
         "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": round(1000 * lat[-1], 2)},
         "rss_kib": {"at_60s": baseline, "max_after_60s": max(after_warmup), "end": rss[-1][1],
+                    "end_anon_file_shmem": rss[-1][2:],
                     "growth_after_warmup_pct": round(100 * growth, 2)},
         "rss_samples": rss,
+        "rss_columns": ["seconds", "VmRSS", "RssAnon", "RssFile", "RssShmem"],
         "passed": five_xx == 0 and growth < 0.10,
     }
     os.makedirs(os.path.dirname(a.json), exist_ok=True)

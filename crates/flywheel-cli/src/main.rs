@@ -847,7 +847,26 @@ fn cmd_info(model: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Caps glibc's malloc arenas at two (unless `MALLOC_ARENA_MAX` is set). With one arena per
+/// thread (the default allows 8 per core), the database worker threads of a long-running
+/// server kept growing its resident memory (+13 % in 10 minutes of the soak test); with two it
+/// stays flat (docs/reliability.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes a setting of the allocator; called before the server
+        // starts any thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn cmd_serve(args: ServeArgs) -> Result<()> {
+    limit_malloc_arenas();
     let env_url = if args.models.is_empty() {
         std::env::var("DATABASE_URL").ok()
     } else {
