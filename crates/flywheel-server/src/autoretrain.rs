@@ -10,19 +10,13 @@ use std::time::Duration;
 
 use flywheel_store::Store;
 
+use crate::access::now_unix;
 use crate::http::AppState;
 use crate::models::SlotSource;
 use crate::retrain::{retrain, RetrainOptions};
 
 /// A lease lasts this long unless renewed (so a crashed replica blocks no one for long).
 const LEASE_SECONDS: i64 = 60;
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// Why a model is due for a retrain now, if it is.
 async fn due(

@@ -14,6 +14,7 @@ use flywheel_store::{LoggedPrediction, NewFeedback, NewPrediction, ReviewStrateg
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::access::now_unix;
 use crate::access::{store_unavailable, Caller};
 use crate::error::ApiError;
 use crate::http::{json_response, parse_object, read_json_body, required_string, AppState};
@@ -59,13 +60,6 @@ fn need_store(state: &AppState) -> Result<&Store, ApiError> {
             "feedback and review need a store: start the server with --database-url",
         )
     })
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Stores the logged predictions of one classify request; `false` (and an error in the log)

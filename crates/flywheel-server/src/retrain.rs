@@ -15,6 +15,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
 
+use crate::access::now_unix;
+
 /// How to retrain.
 #[derive(Debug, Clone)]
 pub struct RetrainOptions {
@@ -209,13 +211,6 @@ pub async fn retrain(
             Ok(store.record_decision(&decision).await?)
         }
     }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 struct Challenge<'a> {

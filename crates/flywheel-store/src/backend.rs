@@ -87,18 +87,8 @@ macro_rules! backend {
                 sha256_hex: &str,
                 created_at: i64,
             ) -> Result<i64> {
-                validate_name("model", name)?;
-                let actual = to_hex(&sha256(bytes));
-                if !actual.eq_ignore_ascii_case(sha256_hex) {
-                    return Err(Error::ChecksumMismatch {
-                        expected: sha256_hex.to_string(),
-                        actual,
-                    });
-                }
-                let mut tx = self.pool.begin_with($begin).await?;
-                let version = insert_version(&mut tx, name, bytes, &actual, created_at).await?;
-                tx.commit().await?;
-                Ok(version)
+                self.push_model_with_data(name, bytes, sha256_hex, created_at, None, None)
+                    .await
             }
 
             /// Every model name with its aliases, by name.
