@@ -374,6 +374,22 @@ macro_rules! feedback_ops {
                 rows.iter().map(logged_prediction).collect()
             }
 
+            /// How many logged predictions of `model` wait for a label (a tenant's only, when
+            /// given): the length of the whole review queue.
+            pub async fn count_review_queue(&self, model: &str, tenant: Option<&str>) -> Result<i64> {
+                let tenant_filter = if tenant.is_some() { "AND p.tenant = $2" } else { "" };
+                let sql = format!(
+                    "SELECT COUNT(*) FROM predictions p WHERE p.model = $1 {tenant_filter} \
+                     AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.id)"
+                );
+                let mut q = sqlx::query_scalar(&sql).bind(model);
+                if let Some(t) = tenant {
+                    q = q.bind(t);
+                }
+                let n: i64 = q.fetch_one(&self.pool).await?;
+                Ok(n)
+            }
+
             // ------------------------------------------------------------ feedback
 
             /// Stores a correction, committed before this returns. The same tenant and request

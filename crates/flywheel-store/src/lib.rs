@@ -338,6 +338,9 @@ impl Store {
     ) -> Result<Vec<LoggedPrediction>> {
         dispatch!(self, s => s.review_queue(model, tenant, strategy, limit).await)
     }
+    pub async fn count_review_queue(&self, model: &str, tenant: Option<&str>) -> Result<i64> {
+        dispatch!(self, s => s.count_review_queue(model, tenant).await)
+    }
     pub async fn add_feedback(&self, feedback: &NewFeedback) -> Result<(Feedback, bool)> {
         dispatch!(self, s => s.add_feedback(feedback).await)
     }

@@ -1054,6 +1054,12 @@ async fn predictions_feedback_and_review_queue(store: Store, _url: String) {
         .unwrap();
     let texts: Vec<&str> = all.iter().map(|p| p.prediction.text.as_str()).collect();
     assert_eq!(texts, ["other tenant", "unsure"]);
+    assert_eq!(
+        store.count_review_queue("m", Some("acme")).await.unwrap(),
+        4
+    );
+    assert_eq!(store.count_review_queue("m", None).await.unwrap(), 5);
+    assert_eq!(store.count_review_queue("other", None).await.unwrap(), 0);
     let random = store
         .review_queue("m", Some("acme"), ReviewStrategy::Random, 10)
         .await
@@ -1115,6 +1121,10 @@ async fn predictions_feedback_and_review_queue(store: Store, _url: String) {
         .unwrap();
     assert!(queue.iter().all(|p| p.id != unsure.id));
     assert_eq!(queue.len(), 3);
+    assert_eq!(
+        store.count_review_queue("m", Some("acme")).await.unwrap(),
+        3
+    );
 
     let since = store.feedback_since("m", 0).await.unwrap();
     assert_eq!(since.len(), 2);
