@@ -247,7 +247,7 @@ pub(crate) async fn post_feedback(
 
 /// Checks access and labels, stores the correction and answers 201 (200 for a retry).
 #[allow(clippy::too_many_arguments)]
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     store: &Store,
     caller: &Caller,

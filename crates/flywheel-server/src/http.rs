@@ -69,6 +69,8 @@ pub(crate) struct AppState {
     pub max_connections: usize,
     /// Idle connections are closed after this.
     pub idle_timeout: Duration,
+    /// Model metadata the dashboard has read from the registry.
+    pub dashboard_meta: crate::dashboard::MetaCache,
 }
 
 impl AppState {
@@ -124,6 +126,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
@@ -387,7 +390,7 @@ async fn explain(
 }
 
 /// Runs `work` under the request time limit (body upload, queueing and inference).
-async fn within_timeout<F, T>(timeout: Duration, work: F) -> Result<T, ApiError>
+pub(crate) async fn within_timeout<F, T>(timeout: Duration, work: F) -> Result<T, ApiError>
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
 {
@@ -417,7 +420,11 @@ pub(crate) fn model_slot(state: &AppState, name: &str) -> Result<Arc<ModelSlot>,
 
 /// Queues the texts on the model's worker (503 at once when the queue is full) and waits for
 /// the response body built on the inference thread.
-async fn submit(slot: &ModelSlot, texts: Vec<String>, work: Work) -> Result<Answer, ApiError> {
+pub(crate) async fn submit(
+    slot: &ModelSlot,
+    texts: Vec<String>,
+    work: Work,
+) -> Result<Answer, ApiError> {
     let (reply, answer) = oneshot::channel();
     let job = Job { texts, work, reply };
     slot.queue.try_send(job).map_err(|e| match e {

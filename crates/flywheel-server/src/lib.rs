@@ -18,6 +18,7 @@
 mod access;
 mod autoretrain;
 mod conn;
+mod dashboard;
 mod error;
 mod feedback;
 mod http;
@@ -375,6 +376,7 @@ impl Server {
             retrain: config.retrain.clone(),
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
+            dashboard_meta: Default::default(),
         });
         if let Some(store) = &state.store {
             let report = registry::sync(&state, store).await?;

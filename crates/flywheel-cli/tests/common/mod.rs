@@ -131,7 +131,7 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 request with a JSON body on a fresh connection.
 pub fn http(
     port: u16,
     method: &str,
@@ -140,18 +140,33 @@ pub fn http(
     request_id: Option<&str>,
     body: &str,
 ) -> std::io::Result<HttpResponse> {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if let Some(id) = request_id {
+        headers.push(("x-request-id", id));
+    }
+    http_with(port, method, path, &headers, body)
+}
+
+/// One HTTP/1.1 request with the given headers on a fresh connection (`host: 127.0.0.1`).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if let Some(k) = key {
-        head.push_str(&format!("authorization: Bearer {k}\r\n"));
-    }
-    if let Some(id) = request_id {
-        head.push_str(&format!("x-request-id: {id}\r\n"));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
