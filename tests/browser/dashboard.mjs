@@ -51,10 +51,10 @@ page.on("pageerror", (e) => consoleErrors.push(String(e)));
 page.on("response", (r) => r.status() >= 500 && consoleErrors.push(`${r.status()} ${r.url()}`));
 
 const step = (name) => console.log(`- ${name}`);
-const shot = async (name) => {
+const shot = async (name, fullPage = true) => {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `dashboard-${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, `dashboard-${name}.png`), fullPage });
 };
 const text = async (selector) => (await page.locator(selector).first().textContent()).trim();
 const number = async (selector) => Number((await text(selector)).replace(/,/g, ""));
@@ -94,6 +94,8 @@ async function signIn(token) {
 try {
   step("sign in with a wrong token, then the admin token");
   await page.goto(`${BASE}/login`);
+  await checkPage("login");
+  await shot("login", false);
   await page.getByLabel("Admin token or API key").fill("not-a-valid-token");
   await page.getByRole("button", { name: "Sign in" }).click();
   assert.match(await text("[role=alert]"), /not valid/);
@@ -141,7 +143,7 @@ try {
   const before = await items.count();
   assert.ok(waiting >= 3 && before >= 3, `the queue has items (${waiting} waiting)`);
   await checkPage("review");
-  await shot("review");
+  await shot("review", false);
   const firstText = await items.nth(0).locator(".text").textContent();
   const secondText = await items.nth(1).locator(".text").textContent();
   assert.equal(await items.nth(0).getAttribute("aria-selected"), "true");
@@ -211,6 +213,9 @@ try {
 
   step("usage: chart, rows and CSV export");
   await page.getByRole("link", { name: "Usage" }).click();
+  await page.getByLabel("By", { exact: true }).selectOption("key");
+  await page.getByRole("button", { name: "Show" }).click();
+  assert.match(await text("figure.chart figcaption"), /per day by key/);
   assert.ok((await page.locator("figure.chart svg rect").count()) >= 1, "the chart has bars");
   const usageRows = await page.locator("#usage-rows tbody tr").count();
   assert.ok(usageRows >= 1);

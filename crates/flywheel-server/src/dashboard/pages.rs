@@ -1258,6 +1258,7 @@ pub(crate) struct UsageQuery {
     to: Option<String>,
     tenant: Option<String>,
     metric: Option<String>,
+    by: Option<String>,
 }
 
 /// `YYYY-MM-DD` of a Unix time.
@@ -1339,13 +1340,16 @@ pub(crate) async fn usage(
     let days: Vec<String> = (0..((end - start) / 86_400).clamp(0, 400))
         .map(|i| day_of(start + i * 86_400))
         .collect();
-    let by_tenant = filter.tenant.is_none();
-    let group_of = |r: &UsageRow| {
-        if by_tenant {
-            r.tenant.clone()
-        } else {
-            r.model.clone()
-        }
+    // Bars split by tenant, key or model (default: tenant for all tenants, else model).
+    let by = match q.by.as_deref() {
+        Some(b @ ("tenant" | "key" | "model")) => b,
+        _ if filter.tenant.is_none() => "tenant",
+        _ => "model",
+    };
+    let group_of = |r: &UsageRow| match by {
+        "tenant" => r.tenant.clone(),
+        "key" => format!("{} {}", r.tenant, r.key_prefix),
+        _ => r.model.clone(),
     };
     let groups: Vec<String> = rows
         .iter()
@@ -1423,6 +1427,14 @@ pub(crate) async fn usage(
                     option value="requests" selected[requests] { "requests per day" }
                 }
             }
+            div {
+                label for="by" { "By" }
+                select #by name="by" {
+                    @for b in ["tenant", "key", "model"] {
+                        option value=(b) selected[b == by] { (b) }
+                    }
+                }
+            }
             button type="submit" { "Show" }
             a.button #export href=(csv) download=(format!("usage-{from}-{to}.csv")) { "Export CSV" }
         }
@@ -1432,7 +1444,7 @@ pub(crate) async fn usage(
             strong { (view::count(total(|r| r.characters))) } " characters from " (from) " to " (to)
         }
         (charts::stacked_bars(
-            &format!("{metric_name} per day by {}", if by_tenant { "tenant" } else { "model" }),
+            &format!("{metric_name} per day by {by}"),
             &days, &groups, &values))
         section aria-labelledby="plans" {
             h2 #plans { "Plans and this month's use" }
