@@ -155,8 +155,34 @@ impl LinearModel {
         max_iter: usize,
         tol: f64,
     ) -> Result<f64, NnError> {
+        self.fit_weighted(x, y, &[], l2, max_iter, tol)
+    }
+
+    /// [`LinearModel::fit`] with a weight per row in the mean loss (`row_weights` empty: every
+    /// row weighs 1), as scikit-learn's `sample_weight` (and `class_weight`, row by row).
+    pub fn fit_weighted(
+        &mut self,
+        x: &SparseRows,
+        y: LinearTargets<'_>,
+        row_weights: &[f64],
+        l2: f64,
+        max_iter: usize,
+        tol: f64,
+    ) -> Result<f64, NnError> {
         let (k, f) = (self.outputs(), self.features());
         check_targets(x, y, k, self.loss)?;
+        if !row_weights.is_empty() && row_weights.len() != x.len() {
+            return Err(NnError::Shape(format!(
+                "{} row weights for {} rows",
+                row_weights.len(),
+                x.len()
+            )));
+        }
+        if let Some(bad) = row_weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return Err(NnError::Shape(format!(
+                "row weight {bad} is not a finite non-negative number"
+            )));
+        }
         if let Some(&bad) = x.indices.iter().find(|&&i| i as usize >= f) {
             return Err(NnError::Shape(format!("feature {bad} of {f}")));
         }
@@ -171,7 +197,7 @@ impl LinearModel {
         let cols = SparseColumns::of(x, f);
         let value = lbfgs(
             &mut params,
-            |p, g| objective(p, g, x, &cols, y, k, f, l2, loss),
+            |p, g| objective(p, g, x, &cols, y, row_weights, k, f, l2, loss),
             max_iter,
             tol,
         );
@@ -259,8 +285,8 @@ impl SparseColumns {
     }
 }
 
-/// Mean loss over rows plus `l2 / 2 · ||W||²`, and its gradient (`params` = W then b);
-/// `cols` is [`SparseColumns::of`] `x`.
+/// Mean loss over rows (each times its weight in `row_weights`; empty: weight 1) plus
+/// `l2 / 2 · ||W||²`, and its gradient (`params` = W then b); `cols` is [`SparseColumns::of`] `x`.
 #[allow(clippy::too_many_arguments)]
 pub fn objective(
     params: &[f64],
@@ -268,6 +294,7 @@ pub fn objective(
     x: &SparseRows,
     cols: &SparseColumns,
     y: LinearTargets<'_>,
+    row_weights: &[f64],
     k: usize,
     features: usize,
     l2: f64,
@@ -285,6 +312,8 @@ pub fn objective(
             for (j, z) in dzc.chunks_exact_mut(k).enumerate() {
                 let i = c * CHUNK + j;
                 let (idx, val) = x.row(i);
+                let weight = row_weights.get(i).copied().unwrap_or(1.0);
+                let before = total;
                 z.copy_from_slice(b);
                 for (&f, &v) in idx.iter().zip(val) {
                     let row = &w[f as usize * k..(f as usize + 1) * k];
@@ -319,6 +348,10 @@ pub fn objective(
                         }
                     }
                     _ => {}
+                }
+                if weight != 1.0 {
+                    total = before + weight * (total - before);
+                    z.iter_mut().for_each(|v| *v *= weight);
                 }
             }
             total
@@ -469,7 +502,7 @@ mod tests {
         x
     }
 
-    fn grad_ok(loss: LinearLoss, k: usize, y: LinearTargets<'_>) {
+    fn grad_ok(loss: LinearLoss, k: usize, y: LinearTargets<'_>, weights: &[f64]) {
         let x = data();
         let f = 4;
         let params: Vec<f64> = (0..f * k + k)
@@ -477,9 +510,22 @@ mod tests {
             .collect();
         let cols = SparseColumns::of(&x, f);
         let mut g = vec![0.0; params.len()];
-        objective(&params, &mut g, &x, &cols, y, k, f, 0.3, loss);
+        objective(&params, &mut g, &x, &cols, y, weights, k, f, 0.3, loss);
         let r = check(
-            |p| objective(p, &mut vec![0.0; p.len()], &x, &cols, y, k, f, 0.3, loss),
+            |p| {
+                objective(
+                    p,
+                    &mut vec![0.0; p.len()],
+                    &x,
+                    &cols,
+                    y,
+                    weights,
+                    k,
+                    f,
+                    0.3,
+                    loss,
+                )
+            },
             &params,
             &g,
             1e-6,
@@ -489,13 +535,26 @@ mod tests {
 
     #[test]
     fn gradients() {
-        grad_ok(LinearLoss::Softmax, 3, LinearTargets::Classes(&[0, 2, 1]));
-        grad_ok(
-            LinearLoss::Sigmoid,
-            2,
-            LinearTargets::Values(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
-        );
-        grad_ok(LinearLoss::Mse, 1, LinearTargets::Values(&[0.5, -1.0, 2.0]));
+        for w in [&[][..], &[0.5, 2.0, 1.25][..]] {
+            grad_ok(
+                LinearLoss::Softmax,
+                3,
+                LinearTargets::Classes(&[0, 2, 1]),
+                w,
+            );
+            grad_ok(
+                LinearLoss::Sigmoid,
+                2,
+                LinearTargets::Values(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+                w,
+            );
+            grad_ok(
+                LinearLoss::Mse,
+                1,
+                LinearTargets::Values(&[0.5, -1.0, 2.0]),
+                w,
+            );
+        }
     }
 
     #[test]
@@ -537,5 +596,34 @@ mod tests {
         m.predict(&[1], &[1.0], &mut out).unwrap();
         assert!(out[1] > 0.9, "{out:?}");
         assert!(m.predict(&[9], &[1.0], &mut out).is_err());
+    }
+
+    #[test]
+    fn row_weights_scale_the_loss() {
+        // Every row weighing 2 is the unweighted objective with half the penalty.
+        let (x, y) = (data(), [0u32, 2, 1]);
+        let mut a = LinearModel::new(4, 3, LinearLoss::Softmax);
+        a.fit_weighted(&x, LinearTargets::Classes(&y), &[2.0; 3], 0.2, 200, 1e-10)
+            .unwrap();
+        let mut b = LinearModel::new(4, 3, LinearLoss::Softmax);
+        b.fit(&x, LinearTargets::Classes(&y), 0.1, 200, 1e-10)
+            .unwrap();
+        for (p, q) in a.weight.data().iter().zip(b.weight.data()) {
+            assert!((p - q).abs() < 1e-4, "{p} {q}");
+        }
+        let mut c = LinearModel::new(4, 3, LinearLoss::Softmax);
+        assert!(c
+            .fit_weighted(&x, LinearTargets::Classes(&y), &[1.0], 0.1, 10, 1e-6)
+            .is_err());
+        assert!(c
+            .fit_weighted(
+                &x,
+                LinearTargets::Classes(&y),
+                &[1.0, -1.0, 1.0],
+                0.1,
+                10,
+                1e-6
+            )
+            .is_err());
     }
 }
