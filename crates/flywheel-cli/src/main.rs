@@ -198,6 +198,10 @@ struct TrainArgs {
     /// linear: L-BFGS iterations at most [default: 500].
     #[arg(long)]
     max_iter: Option<usize>,
+    /// linear: weigh classes inversely to their frequency (scikit-learn's
+    /// class_weight="balanced"), which favours macro-F1 on imbalanced labels.
+    #[arg(long)]
+    balanced: bool,
     /// binary, multiclass, multilabel or regression (default: inferred from the labels).
     #[arg(long)]
     task: Option<String>,
@@ -548,6 +552,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     let linear_only = [
         ("--c", args.c.is_some()),
         ("--max-iter", args.max_iter.is_some()),
+        ("--balanced", args.balanced),
     ];
     if family != "linear" {
         if let Some((flag, _)) = linear_only.iter().find(|(_, given)| *given) {
@@ -566,6 +571,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         }
         spec.linear.c = args.c.unwrap_or(spec.linear.c);
         spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
+        spec.linear.balanced = args.balanced;
     }
     if spec.uses_ngrams() {
         for (flag, given) in [
@@ -828,7 +834,11 @@ fn cmd_info(model: &Path) -> Result<()> {
             "network    {family} {} word-ngrams {} char-ngrams {chars} buckets {} words {} \
              tokenizer {} parameters {}",
             if family == "linear" {
-                format!("C {}", sp.linear.c)
+                format!(
+                    "C {}{}",
+                    sp.linear.c,
+                    if sp.linear.balanced { " balanced" } else { "" }
+                )
             } else {
                 format!("dim {}", sp.embed_dim)
             },
@@ -1001,6 +1011,7 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         loss: None,
         c: None,
         max_iter: None,
+        balanced: false,
         task: None,
         label_sep: "|".to_string(),
         epochs: None,

@@ -344,6 +344,10 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
             ][..],
         ),
         ("lin.fw", &["--model", "linear", "--c", "10"][..]),
+        (
+            "bal.fw",
+            &["--model", "linear", "--c", "10", "--balanced"][..],
+        ),
     ] {
         let model = f.p(name);
         let data = f.p("train.csv");
@@ -378,6 +382,17 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
     assert!(err.contains("--hidden"), "{err}");
     let err = fails(&["train", &f.p("train.csv"), "-o", &f.p("x.fw"), "--c", "3"]);
     assert!(err.contains("--c"), "{err}");
+    let err = fails(&[
+        "train",
+        &f.p("train.csv"),
+        "-o",
+        &f.p("x.fw"),
+        "--model",
+        "fasttext",
+        "--balanced",
+    ]);
+    assert!(err.contains("--balanced"), "{err}");
+    assert!(ok(&["info", &f.p("bal.fw")]).contains("C 10 balanced"));
     let err = fails(&[
         "train",
         &f.p("train.csv"),

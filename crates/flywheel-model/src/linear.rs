@@ -81,6 +81,26 @@ fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
     }
 }
 
+/// Row weights of scikit-learn's `class_weight="balanced"`: a row of class `c` weighs
+/// `n / (classes present · rows of c)`, so every class carries the same total weight.
+fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; outputs];
+    for &c in classes {
+        if let Some(n) = counts.get_mut(c as usize) {
+            *n += 1;
+        }
+    }
+    let present = counts.iter().filter(|&&n| n > 0).count().max(1);
+    let n = classes.len() as f64;
+    classes
+        .iter()
+        .map(|&c| {
+            let rows = counts.get(c as usize).copied().unwrap_or(0).max(1);
+            n / (present as f64 * rows as f64)
+        })
+        .collect()
+}
+
 /// Trains the linear model (called by [`crate::train`] for `linear` specs).
 pub(crate) fn train_linear(
     records: &[Record],
@@ -165,7 +185,14 @@ pub(crate) fn train_linear(
         labels: &net_labels.labels,
         vocab: tokenizer.vocab_size(),
     });
-    let objective = pool.install(|| model.fit(&train_x, y, l2, spec.linear.max_iter, GTOL))?;
+    let row_weights = if spec.linear.balanced && loss == LinearLoss::Softmax {
+        balanced_weights(&classes, outputs)
+    } else {
+        Vec::new()
+    };
+    let objective = pool.install(|| {
+        model.fit_weighted(&train_x, y, &row_weights, l2, spec.linear.max_iter, GTOL)
+    })?;
     let net = LinearNet {
         featurizer,
         idf,
@@ -214,4 +241,17 @@ pub(crate) fn train_linear(
         validation,
         class_counts: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_weights;
+
+    #[test]
+    fn balanced_weights_give_every_class_the_same_total() {
+        let w = balanced_weights(&[0, 0, 0, 1, 2, 2], 4);
+        assert_eq!(w, vec![2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0, 1.0, 1.0]);
+        let total: f64 = w.iter().sum();
+        assert!((total - 6.0).abs() < 1e-12);
+    }
 }

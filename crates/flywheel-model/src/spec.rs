@@ -74,6 +74,11 @@ pub struct LinearSpec {
     pub c: f64,
     /// L-BFGS iterations at most.
     pub max_iter: usize,
+    /// Weigh each class's rows by `rows / (classes · rows of the class)` in the loss, as
+    /// scikit-learn's `class_weight="balanced"` (binary and multi-class tasks; ignored for
+    /// multi-label and regression).
+    #[serde(default)]
+    pub balanced: bool,
 }
 
 impl Default for LinearSpec {
@@ -81,6 +86,7 @@ impl Default for LinearSpec {
         LinearSpec {
             c: 1.0,
             max_iter: 500,
+            balanced: false,
         }
     }
 }

@@ -396,6 +396,48 @@ fn linear_family_learns_round_trips_and_explains() {
 }
 
 #[test]
+fn balanced_linear_weighs_the_rare_class_up_and_round_trips() {
+    // "amb" is said by 15 rows of the common class and by 10 of the rare one: unweighted, the
+    // common class wins it; with balanced class weights, the rare one does.
+    let rows: Vec<Record> = (0..300u64)
+        .map(|i| {
+            let (word, label) = match i % 30 {
+                0..=9 => ("amb", "b"),
+                10..=24 => ("amb", "a"),
+                25 | 26 => ("other", "c"),
+                _ => ("plain", "a"),
+            };
+            rec(&format!("{word} f{}", i % 7), label, i + 2)
+        })
+        .collect();
+    let p_rare = |balanced: bool| -> (f32, flywheel_model::TrainOutcome) {
+        let mut s = linear_spec();
+        s.linear.balanced = balanced;
+        let out = train(&rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap();
+        let p = out.pipeline.outputs_of_texts(&["amb f1"]).unwrap();
+        assert_eq!(p.len(), 3, "{p:?}");
+        (p[1], out)
+    };
+    let (plain, _) = p_rare(false);
+    let (weighted, out) = p_rare(true);
+    assert!(plain < 0.5 && weighted > 0.5, "{plain} {weighted}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.fw");
+    Artifact::from_training(out, cfg(), "train.csv", "00")
+        .save(&path)
+        .unwrap();
+    let loaded = Artifact::load(&path).unwrap();
+    assert!(loaded.meta.spec.linear.balanced);
+    let p = loaded.pipeline.outputs_of_texts(&["amb f1"]).unwrap();
+    assert!((p[1] - weighted).abs() < 1e-6);
+    // Specs written before class weights existed read as unweighted.
+    let mut json = serde_json::to_value(linear_spec()).unwrap();
+    json["linear"].as_object_mut().unwrap().remove("balanced");
+    let old: ModelSpec = serde_json::from_value(json).unwrap();
+    assert!(!old.linear.balanced);
+}
+
+#[test]
 fn multilabel_threshold_is_tuned_on_validation_and_saved() {
     // Three labels; each text carries the cue words of its labels among many fillers, so
     // probabilities of true labels sit below 0.5 for a short training run.
