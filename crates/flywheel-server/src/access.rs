@@ -144,6 +144,14 @@ impl AppState {
     }
 }
 
+/// The request's id (set on every request by the `observe` middleware; `""` if absent).
+pub(crate) fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// What one served request used.
 pub(crate) struct Usage<'a> {
     pub request_id: &'a str,

@@ -149,14 +149,6 @@ fn feedback_labels(
     Ok(labels)
 }
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// `POST /v1/feedback`: `{"request_id", "index", "label"}` corrects a logged prediction;
 /// `{"model", "text", "label"}` gives a labelled text. 201 when stored, 200 for a retry with the
 /// same `x-request-id` and body.
@@ -267,7 +259,7 @@ pub(crate) async fn record(
         prediction_id,
         text,
         labels: labels.clone(),
-        request_id: request_id(headers),
+        request_id: crate::access::request_id(headers).to_string(),
         request_sha256: flywheel_model::artifact::hex(&Sha256::digest(body)),
         created_at: now_unix(),
     };

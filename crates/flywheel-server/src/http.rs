@@ -272,11 +272,7 @@ async fn classify(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = state.caller(&headers).await?;
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let request_id = crate::access::request_id(&headers).to_string();
     let (bytes, model, texts, characters, mut answer, kept) =
         within_timeout(state.limits.timeout, async {
             let bytes = read_json_body(&state.limits, &headers, body).await?;
@@ -336,12 +332,8 @@ async fn respond_metered(
     characters: usize,
     answer: Answer,
 ) -> Result<Response, ApiError> {
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let usage = Usage {
-        request_id,
+        request_id: crate::access::request_id(headers),
         model,
         version: answer.registry_version,
         texts,

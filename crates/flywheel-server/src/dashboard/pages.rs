@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::charts::{self, Series};
 use super::view::{self, layout, Tab};
 use super::{html as page, redirect, safe_next, session_cookie, url_encode, PageError, Viewer};
-use crate::access::{now_unix, Usage};
+use crate::access::{now_unix, request_id, Usage};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::models::Work;
+use crate::models::{LoadedModel, Work};
 
 /// Items shown on the review page at once.
 const REVIEW_PAGE: i64 = 20;
@@ -97,40 +97,40 @@ fn store_of(state: &AppState) -> Result<&Store, PageError> {
 /// One model as the models page lists it.
 struct ModelRow {
     name: String,
-    served: Option<String>,
+    /// The version being served, if any (shared with the server, not copied).
+    current: Option<Arc<LoadedModel>>,
     champion: Option<i64>,
     challenger: Option<i64>,
     latest: Option<i64>,
     public: Option<bool>,
-    meta: Option<Arc<ArtifactMeta>>,
+}
+
+impl ModelRow {
+    /// The served version's name, if one is served.
+    fn served(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.version.as_str())
+    }
+
+    /// The served version's metadata, if one is served.
+    fn meta(&self) -> Option<&ArtifactMeta> {
+        self.current.as_ref().map(|c| &c.artifact.meta)
+    }
 }
 
 /// The models this viewer may see, by name.
 async fn visible_models(state: &AppState, viewer: &Viewer) -> Result<Vec<ModelRow>, PageError> {
     let served = state.models.load();
-    let served_meta = |name: &str| {
-        served.get(name).map(|slot| {
-            let current = slot.current.load();
-            (
-                current.version.clone(),
-                Arc::new(current.artifact.meta.clone()),
-            )
-        })
-    };
+    let current = |name: &str| served.get(name).map(|slot| slot.current.load_full());
     let Some(store) = &state.store else {
         return Ok(served
             .keys()
-            .map(|name| {
-                let s = served_meta(name);
-                ModelRow {
-                    name: name.clone(),
-                    served: s.as_ref().map(|s| s.0.clone()),
-                    champion: None,
-                    challenger: None,
-                    latest: None,
-                    public: None,
-                    meta: s.map(|s| s.1),
-                }
+            .map(|name| ModelRow {
+                name: name.clone(),
+                current: current(name),
+                champion: None,
+                challenger: None,
+                latest: None,
+                public: None,
             })
             .collect());
     };
@@ -152,17 +152,13 @@ async fn visible_models(state: &AppState, viewer: &Viewer) -> Result<Vec<ModelRo
     Ok(summaries
         .into_iter()
         .filter(|m| usable.as_ref().is_none_or(|u| u.contains(&m.name)))
-        .map(|m| {
-            let s = served_meta(&m.name);
-            ModelRow {
-                served: s.as_ref().map(|s| s.0.clone()),
-                meta: s.map(|s| s.1),
-                champion: m.champion,
-                challenger: m.challenger,
-                latest: (m.latest_version > 0).then_some(m.latest_version),
-                public: Some(m.public),
-                name: m.name,
-            }
+        .map(|m| ModelRow {
+            current: current(&m.name),
+            champion: m.champion,
+            challenger: m.challenger,
+            latest: (m.latest_version > 0).then_some(m.latest_version),
+            public: Some(m.public),
+            name: m.name,
         })
         .collect())
 }
@@ -361,13 +357,13 @@ pub(crate) async fn models(State(state): State<Arc<AppState>>, headers: HeaderMa
                         @for m in &rows {
                             tr {
                                 th scope="row" { a href=(format!("/models/{}", url_encode(&m.name))) { (m.name) } }
-                                td { (m.served.as_deref().unwrap_or("not served")) }
+                                td { (m.served().unwrap_or("not served")) }
                                 @if state.store.is_some() {
                                     td { (m.champion.map(|v| format!("v{v}")).unwrap_or_else(|| "–".into())) }
                                     td { (m.challenger.map(|v| format!("v{v}")).unwrap_or_else(|| "–".into())) }
                                     td { (m.latest.unwrap_or(0)) @if m.public == Some(true) { " · public" } }
                                 }
-                                @if let Some(meta) = &m.meta {
+                                @if let Some(meta) = m.meta() {
                                     td { (meta.task.to_string()) }
                                     td { (meta.spec.architecture.to_string()) }
                                     td { (meta.labels.len()) }
@@ -452,7 +448,7 @@ pub(crate) async fn model(
             )
         }
         None => {
-            let meta = row.meta.clone().map(|m| (m, BTreeMap::new()));
+            let meta = row.meta().map(|m| (Arc::new(m.clone()), BTreeMap::new()));
             (Vec::new(), Vec::new(), Vec::new(), None, meta)
         }
     };
@@ -464,7 +460,7 @@ pub(crate) async fn model(
             p.lede {
                 (meta.task.to_string()) " · " (meta.spec.architecture.to_string()) " · "
                 (meta.labels.len()) " labels: " (meta.labels.join(", "))
-                " · serving " (row.served.as_deref().unwrap_or("nothing"))
+                " · serving " (row.served().unwrap_or("nothing"))
             }
         }
         @if !versions.is_empty() {
@@ -785,7 +781,7 @@ fn model_picker(rows: &[ModelRow], chosen: &str, autosubmit: bool) -> Markup {
     html! {
         label for="model" { "Model" }
         select #model name="model" data-autosubmit=[autosubmit.then_some("1")] {
-            @for m in rows.iter().filter(|m| m.served.is_some()) {
+            @for m in rows.iter().filter(|m| m.current.is_some()) {
                 option value=(m.name) selected[m.name == chosen] { (m.name) }
             }
         }
@@ -815,7 +811,7 @@ pub(crate) async fn try_page(
         .model
         .or_else(|| {
             rows.iter()
-                .find(|m| m.served.is_some())
+                .find(|m| m.current.is_some())
                 .map(|m| m.name.clone())
         })
         .unwrap_or_default();
@@ -882,12 +878,8 @@ async fn classify_explained(
         crate::http::submit(&slot, vec![text.to_string()], work),
     )
     .await?;
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let usage = Usage {
-        request_id,
+        request_id: request_id(headers),
         model,
         version: answer.registry_version,
         texts: 1,
@@ -1054,7 +1046,7 @@ pub(crate) async fn review(
         .filter(|m| rows.iter().any(|r| &r.name == m))
         .or_else(|| {
             rows.iter()
-                .find(|m| m.served.is_some())
+                .find(|m| m.current.is_some())
                 .map(|m| m.name.clone())
         });
     let Some(model) = model else {
