@@ -52,9 +52,10 @@ enum EncodersCommand {
 /// candle takes its thread counts from the environment: `CANDLE_NUM_THREADS` sizes the pool of
 /// its element-wise operations (whose idle workers spin), `RAYON_NUM_THREADS` the split of each
 /// matrix product. The encoder runs whole batches in parallel on its own pool, so each batch is
-/// best computed on one thread; set both to 1 unless the user chose otherwise. Called before
-/// any thread is started.
-fn one_thread_per_batch() {
+/// best computed on one thread; set both to 1 unless the user chose otherwise. Every thread
+/// pool of flywheel is sized explicitly, so this only reaches candle. Called first in `main`,
+/// before any thread is started.
+pub(crate) fn one_thread_per_batch() {
     for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
         if std::env::var_os(var).is_none() {
             std::env::set_var(var, "1");
@@ -64,7 +65,6 @@ fn one_thread_per_batch() {
 
 /// Runs `flywheel encoders`.
 pub fn run(args: EncodersArgs) -> Result<()> {
-    one_thread_per_batch();
     crate::keep_large_blocks();
     match args.command {
         EncodersCommand::Fetch { name, dir, python } => {

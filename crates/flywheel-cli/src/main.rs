@@ -19,7 +19,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flywheel_data::{read_labelled, read_texts, Format, ReadOptions};
-use flywheel_model::{evaluate, train, Artifact, ModelSpec, OptimizerChoice, Task, TrainConfig};
+use flywheel_model::{
+    evaluate, train, Artifact, EncoderSpec, ModelSpec, OptimizerChoice, Task, TrainConfig,
+};
 use flywheel_text::{Segmentation, Side};
 
 /// Train text classifiers, evaluate them honestly and use them.
@@ -163,10 +165,19 @@ struct TrainArgs {
     /// bilstm (bidirectional LSTM, padding masked), cnn (TextCNN: 100 filters of widths 3, 4, 5,
     /// ReLU, max over time, dropout 0.5), fasttext (mean of word and hashed n-gram embeddings,
     /// linear classifier, SGD; fastText's defaults: dim 100, 5 epochs, lr 0.1, no validation
-    /// split) or linear (TF-IDF of words and bigrams + logistic regression by L-BFGS, C = 1, no
-    /// validation split).
+    /// split), linear (TF-IDF of words and bigrams + logistic regression by L-BFGS, C = 1, no
+    /// validation split) or encoder (a pretrained sentence encoder, --encoder, and logistic
+    /// regression on its vectors; no validation split).
     #[arg(long = "model", value_name = "FAMILY")]
     family: Option<String>,
+    /// encoder: the pretrained encoder, a Hugging Face model directory or the name of one
+    /// fetched by `flywheel encoders fetch` (all-minilm-l6-v2).
+    #[arg(long, value_name = "DIR|NAME")]
+    encoder: Option<PathBuf>,
+    /// encoder: put TF-IDF word and bigram features (as --model linear) beside the encoder's
+    /// vector in the regression.
+    #[arg(long)]
+    with_ngrams: bool,
     /// Tokenizer: keras (the reference's rules), word (Unicode word boundaries), char, cjk
     /// (every CJK character a token), jieba (Chinese word segmentation). All but keras apply
     /// NFKC and lower-casing. Default: keras for lstm, word for fasttext; cjk for either when
@@ -412,6 +423,8 @@ struct ServeArgs {
 }
 
 fn main() {
+    #[cfg(feature = "encoder")]
+    encoders::one_thread_per_batch();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -502,6 +515,29 @@ fn parse_side(s: &Option<String>, default: Side) -> Result<Side> {
     }
 }
 
+/// The encoder directory `--encoder` names: the path itself, or where `flywheel encoders fetch`
+/// put an encoder of that name.
+fn encoder_dir(given: &Path) -> Result<String> {
+    if given.is_dir() {
+        return Ok(given.display().to_string());
+    }
+    #[cfg(feature = "encoder")]
+    {
+        let fetched = given
+            .to_str()
+            .map(flywheel_encoder::fetch::default_dir)
+            .filter(|d| d.is_dir());
+        if let Some(d) = fetched {
+            return Ok(d.display().to_string());
+        }
+    }
+    bail!(
+        "--encoder {}: no such model directory; fetch one with `flywheel encoders fetch \
+         all-minilm-l6-v2`",
+        given.display()
+    )
+}
+
 /// `pre` or `post`.
 fn side_name(s: Side) -> &'static str {
     match s {
@@ -525,11 +561,22 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             cfg.optimizer = OptimizerChoice::Sgd;
             cfg.validation_split = 0.0;
         }
-        "linear" => {
+        "linear" | "encoder" => {
             cfg.epochs = 1;
             cfg.validation_split = 0.0;
         }
         _ => {}
+    }
+    match (&args.encoder, family) {
+        (Some(dir), "encoder") => {
+            let mut e = flywheel_model::EncoderSpec::new(encoder_dir(dir)?);
+            e.ngrams = args.with_ngrams;
+            spec.encoder = Some(e);
+        }
+        (None, "encoder") => bail!("--model encoder needs --encoder DIR (a model directory)"),
+        (Some(_), _) => bail!("--encoder applies to --model encoder only"),
+        (None, _) if args.with_ngrams => bail!("--with-ngrams applies to --model encoder only"),
+        (None, _) => {}
     }
     let cnn_only = [
         ("--filters", args.filters.is_some()),
@@ -554,9 +601,9 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         ("--max-iter", args.max_iter.is_some()),
         ("--balanced", args.balanced),
     ];
-    if family != "linear" {
+    if !matches!(family, "linear" | "encoder") {
         if let Some((flag, _)) = linear_only.iter().find(|(_, given)| *given) {
-            bail!("{flag} applies to --model linear only");
+            bail!("{flag} applies to --model linear or encoder only");
         }
     } else {
         for (flag, given) in [
@@ -566,7 +613,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--loss", args.loss.is_some()),
         ] {
             if given {
-                bail!("{flag} does not apply to --model linear");
+                bail!("{flag} does not apply to --model {family}");
             }
         }
         spec.linear.c = args.c.unwrap_or(spec.linear.c);
@@ -649,6 +696,9 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
 
 fn cmd_train(args: &TrainArgs) -> Result<Artifact> {
     let (spec, cfg) = settings(args)?;
+    if spec.is_encoder() {
+        keep_large_blocks();
+    }
     let task = match &args.task {
         Some(t) => Some(t.parse::<Task>()?),
         None => None,
@@ -809,6 +859,27 @@ fn cmd_info(model: &Path) -> Result<()> {
         a.pipeline.num_parameters()
     );
     match sp.architecture.as_str() {
+        "encoder" => {
+            let e = sp.encoder.clone().unwrap_or_else(|| EncoderSpec::new(""));
+            println!(
+                "network    encoder {} (sha256 {}, {} values) head C {}{}{} parameters {}",
+                e.dir,
+                e.sha256,
+                e.dim,
+                sp.linear.c,
+                if sp.linear.balanced { " balanced" } else { "" },
+                if e.ngrams {
+                    format!(
+                        " with word-ngrams {} char-ngrams {chars} words {}",
+                        sp.bag.word_ngrams,
+                        a.pipeline.tokenizer().words().len()
+                    )
+                } else {
+                    String::new()
+                },
+                a.pipeline.num_parameters()
+            )
+        }
         "lstm" | "gru" | "bilstm" => println!(
             "network    {} embed {} hidden {} dropout {} recurrent-dropout {} mask {} {sequence}",
             sp.architecture,
@@ -887,7 +958,6 @@ fn limit_malloc_arenas() {}
 /// was a new mapping whose pages fault in and are zeroed again, ~8 % of the encoder's time. The
 /// `MALLOC_*_` environment variables, when set, win.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[cfg_attr(not(feature = "encoder"), allow(dead_code))]
 pub(crate) fn keep_large_blocks() {
     let settings = [
         ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 256 << 20),
@@ -906,7 +976,6 @@ pub(crate) fn keep_large_blocks() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-#[cfg_attr(not(feature = "encoder"), allow(dead_code))]
 pub(crate) fn keep_large_blocks() {}
 
 /// This process's peak resident memory in MiB (`None` where it cannot be read).
@@ -1012,6 +1081,8 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         c: None,
         max_iter: None,
         balanced: false,
+        encoder: None,
+        with_ngrams: false,
         task: None,
         label_sep: "|".to_string(),
         epochs: None,

@@ -29,17 +29,21 @@ pub fn package_of(name: &str) -> Result<&'static str, EncoderError> {
         })
 }
 
-/// Where encoders go by default: `$FLYWHEEL_HOME/encoders/NAME`, else
-/// `$XDG_CACHE_HOME/flywheel/encoders/NAME`, else `~/.cache/flywheel/encoders/NAME`.
-pub fn default_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("FLYWHEEL_HOME")
+/// flywheel's cache folder: `$FLYWHEEL_HOME`, else `$XDG_CACHE_HOME/flywheel`, else
+/// `~/.cache/flywheel` (`.flywheel` where none is set).
+pub fn home() -> PathBuf {
+    std::env::var_os("FLYWHEEL_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("flywheel")))
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("flywheel"))
         })
-        .unwrap_or_else(|| PathBuf::from(".flywheel"));
-    base.join("encoders").join(name.to_ascii_lowercase())
+        .unwrap_or_else(|| PathBuf::from(".flywheel"))
+}
+
+/// Where encoders go by default: `encoders/NAME` under [`home`].
+pub fn default_dir(name: &str) -> PathBuf {
+    home().join("encoders").join(name.to_ascii_lowercase())
 }
 
 /// Whether `dir` holds a complete model directory.

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod fetch;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 

@@ -8,217 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
+use flywheel_encoder::testing::{write_tiny_bert, H, HEADS, LAYERS};
 use flywheel_encoder::Encoder;
-use tokenizers::models::wordpiece::WordPiece;
-use tokenizers::normalizers::BertNormalizer;
-use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
-
-const H: usize = 16;
-const HEADS: usize = 2;
-const INTER: usize = 24;
-const LAYERS: usize = 2;
-const POSITIONS: usize = 32;
-const WORDS: [&str; 14] = [
-    "a", "happy", "sad", "day", "film", "the", "was", "great", "awful", "今", "天", "好", "##s",
-    "!",
-];
-
-/// A deterministic pseudo-random number in [-scale, scale].
-fn noise(state: &mut u64, scale: f32) -> f32 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (((*state >> 33) as f64 / (1u64 << 31) as f64) as f32 * 2.0 - 1.0) * scale
-}
-
-fn vocab() -> Vec<String> {
-    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    v.extend(WORDS.iter().map(|s| s.to_string()));
-    v
-}
-
-/// Writes a tiny BERT model directory (random weights, a word-piece tokenizer).
-fn tiny_bert(dir: &Path, seed: u64) {
-    let vocab = vocab();
-    let config = serde_json::json!({
-        "architectures": ["BertModel"], "model_type": "bert",
-        "vocab_size": vocab.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS, "intermediate_size": INTER, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": POSITIONS, "type_vocab_size": 2, "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12, "pad_token_id": 0
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::write(
-        dir.join("sentence_bert_config.json"),
-        r#"{"max_seq_length": 12, "do_lower_case": false}"#,
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-    std::fs::write(
-        dir.join("1_Pooling/config.json"),
-        r#"{"word_embedding_dimension": 16, "pooling_mode_mean_tokens": true}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("modules.json"),
-        r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
-            {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
-            {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
-    )
-    .unwrap();
-
-    let vocab_path = dir.join("vocab.txt");
-    std::fs::write(&vocab_path, vocab.join("\n") + "\n").unwrap();
-    let model = WordPiece::from_file(vocab_path.to_str().unwrap())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer
-        .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
-        .unwrap();
-    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), 3),
-        ("[CLS]".into(), 2),
-    )));
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-
-    let mut state = seed;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    let mut add = |name: String, shape: &[usize], base: f32, scale: f32, state: &mut u64| {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| base + noise(state, scale)).collect();
-        tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu).unwrap());
-    };
-    let v = vocab.len();
-    add(
-        "embeddings.word_embeddings.weight".into(),
-        &[v, H],
-        0.0,
-        0.5,
-        &mut state,
-    );
-    add(
-        "embeddings.position_embeddings.weight".into(),
-        &[POSITIONS, H],
-        0.0,
-        0.5,
-        &mut state,
-    );
-    add(
-        "embeddings.token_type_embeddings.weight".into(),
-        &[2, H],
-        0.0,
-        0.5,
-        &mut state,
-    );
-    add(
-        "embeddings.LayerNorm.weight".into(),
-        &[H],
-        1.0,
-        0.2,
-        &mut state,
-    );
-    add(
-        "embeddings.LayerNorm.bias".into(),
-        &[H],
-        0.0,
-        0.2,
-        &mut state,
-    );
-    for l in 0..LAYERS {
-        let p = format!("encoder.layer.{l}");
-        for m in ["query", "key", "value"] {
-            add(
-                format!("{p}.attention.self.{m}.weight"),
-                &[H, H],
-                0.0,
-                0.4,
-                &mut state,
-            );
-            add(
-                format!("{p}.attention.self.{m}.bias"),
-                &[H],
-                0.0,
-                0.1,
-                &mut state,
-            );
-        }
-        add(
-            format!("{p}.attention.output.dense.weight"),
-            &[H, H],
-            0.0,
-            0.4,
-            &mut state,
-        );
-        add(
-            format!("{p}.attention.output.dense.bias"),
-            &[H],
-            0.0,
-            0.1,
-            &mut state,
-        );
-        add(
-            format!("{p}.attention.output.LayerNorm.weight"),
-            &[H],
-            1.0,
-            0.2,
-            &mut state,
-        );
-        add(
-            format!("{p}.attention.output.LayerNorm.bias"),
-            &[H],
-            0.0,
-            0.2,
-            &mut state,
-        );
-        add(
-            format!("{p}.intermediate.dense.weight"),
-            &[INTER, H],
-            0.0,
-            0.4,
-            &mut state,
-        );
-        add(
-            format!("{p}.intermediate.dense.bias"),
-            &[INTER],
-            0.0,
-            0.1,
-            &mut state,
-        );
-        add(
-            format!("{p}.output.dense.weight"),
-            &[H, INTER],
-            0.0,
-            0.4,
-            &mut state,
-        );
-        add(format!("{p}.output.dense.bias"), &[H], 0.0, 0.1, &mut state);
-        add(
-            format!("{p}.output.LayerNorm.weight"),
-            &[H],
-            1.0,
-            0.2,
-            &mut state,
-        );
-        add(
-            format!("{p}.output.LayerNorm.bias"),
-            &[H],
-            0.0,
-            0.2,
-            &mut state,
-        );
-    }
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
-}
 
 /// The weights as f64 matrices, for the reference.
 struct Weights(HashMap<String, (Vec<usize>, Vec<f64>)>);
@@ -379,7 +171,7 @@ const TEXTS: [&str; 6] = [
 #[test]
 fn the_tiny_bert_matches_a_plain_reference() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_bert(dir.path(), 42);
+    write_tiny_bert(dir.path(), 42).unwrap();
     let encoder = Encoder::load(dir.path()).unwrap();
     assert_eq!((encoder.dim(), encoder.max_len()), (H, 12));
     let weights = Weights::load(dir.path());
@@ -411,7 +203,7 @@ fn the_tiny_bert_matches_a_plain_reference() {
 #[test]
 fn padding_and_threads_do_not_change_a_vector() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_bert(dir.path(), 7);
+    write_tiny_bert(dir.path(), 7).unwrap();
     let encoder = Encoder::load(dir.path()).unwrap();
     let alone: Vec<Vec<f32>> = TEXTS
         .iter()
@@ -443,8 +235,8 @@ fn padding_and_threads_do_not_change_a_vector() {
 fn the_fingerprint_follows_the_weights_and_broken_directories_are_refused() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    tiny_bert(a.path(), 1);
-    tiny_bert(b.path(), 2);
+    write_tiny_bert(a.path(), 1).unwrap();
+    write_tiny_bert(b.path(), 2).unwrap();
     let fa = flywheel_encoder::fingerprint(a.path()).unwrap();
     assert_eq!(fa, flywheel_encoder::fingerprint(a.path()).unwrap());
     assert_ne!(fa, flywheel_encoder::fingerprint(b.path()).unwrap());

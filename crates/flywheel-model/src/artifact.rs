@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bag::{bag_loss, BagFeaturizer, BagNet};
+use crate::embed::{head_shape, resolve_encoder, EncoderNet, Ngrams};
 use crate::evaluate::Report;
 use crate::linear::LinearNet;
 use crate::spec::{ModelSpec, TrainConfig};
@@ -300,7 +301,7 @@ impl Artifact {
         let tokenizer =
             KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
         let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
-        let net: Network = if spec.uses_ngrams() {
+        let read_featurizer = || -> Result<BagFeaturizer, ModelError> {
             let view = st
                 .tensor("bag.buckets")
                 .map_err(|_| bad("tensor 'bag.buckets' is missing".to_string()))?;
@@ -316,8 +317,43 @@ impl Artifact {
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            let featurizer =
-                BagFeaturizer::with_buckets(spec.bag.clone(), tokenizer.words().len(), buckets);
+            Ok(BagFeaturizer::with_buckets(
+                spec.bag.clone(),
+                tokenizer.words().len(),
+                buckets,
+            ))
+        };
+        let net: Network = if spec.is_encoder() {
+            let recorded = spec
+                .encoder
+                .as_ref()
+                .ok_or_else(|| bad("an encoder model without its encoder".to_string()))?;
+            let encoder = resolve_encoder(recorded).map_err(|e| bad(e.to_string()))?;
+            let ngrams = match recorded.ngrams {
+                true => {
+                    let featurizer = read_featurizer()?;
+                    let rows = featurizer.rows();
+                    Some(Ngrams {
+                        featurizer,
+                        idf: read("linear.idf", &[rows])?.data().to_vec(),
+                    })
+                }
+                false => None,
+            };
+            let width = ngrams.as_ref().map_or(0, |g| g.featurizer.rows()) + recorded.dim;
+            let (outputs, loss) = head_shape(meta.task, k);
+            Network::Encoder(EncoderNet {
+                encoder,
+                ngrams,
+                scale: recorded.scale,
+                head: LinearModel {
+                    weight: read("linear.weight", &[width, outputs])?,
+                    bias: read("linear.bias", &[outputs])?,
+                    loss,
+                },
+            })
+        } else if spec.uses_ngrams() {
+            let featurizer = read_featurizer()?;
             let rows = featurizer.rows();
             if spec.architecture == "linear" {
                 let (outputs, loss) = match meta.task {
@@ -481,6 +517,15 @@ fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
         .collect();
     let featurizer = match net {
         Network::Bag(b) => Some(&b.featurizer),
+        Network::Encoder(e) => e.ngrams.as_ref().map(|g| {
+            out.push((
+                "linear.idf".to_string(),
+                Dtype::F32,
+                vec![g.idf.len()],
+                bytes_of(&g.idf),
+            ));
+            &g.featurizer
+        }),
         Network::Linear(l) => {
             out.push((
                 "linear.idf".to_string(),

@@ -212,6 +212,7 @@ pub fn deletion_check<S: AsRef<str>>(
 
 /// A tokenised text: spans, ids, and which ids survive truncation.
 struct Prepared {
+    text: String,
     spans: Vec<flywheel_text::TokenSpan>,
     in_vocab: Vec<bool>,
     /// For each span, its index in `full` (None: dropped).
@@ -232,8 +233,10 @@ impl Prepared {
         let mut positions = Vec::new();
         let mut seq_index = Vec::with_capacity(spans.len());
         let mut in_vocab = Vec::with_capacity(spans.len());
+        // A pretrained encoder reads every word (as word pieces).
+        let reads_all = pipeline.spec.is_encoder();
         for (i, s) in spans.iter().enumerate() {
-            in_vocab.push(tok.word_index(&s.token).is_some());
+            in_vocab.push(reads_all || tok.word_index(&s.token).is_some());
             // The fastText-style model sees every token (n-grams of unknown words included).
             let id = match pipeline.truncates() {
                 true => tok.token_id(&s.token),
@@ -250,6 +253,7 @@ impl Prepared {
         }
         let kept = kept_range(pipeline, full.len()).collect();
         Prepared {
+            text: text.to_string(),
             spans,
             in_vocab,
             seq_index,
@@ -270,6 +274,25 @@ impl Prepared {
     /// The truncated sequence the model sees with the entries `drop` (indices into `full`)
     /// removed from the text.
     fn sequence_without(&self, pipeline: &Pipeline, drop: &[usize]) -> Vec<u32> {
+        if pipeline.spec.is_encoder() {
+            // The encoder reads the text as written (case, punctuation): delete the words'
+            // characters from it.
+            let mut cut = vec![false; self.text.chars().count()];
+            for &q in drop {
+                let span = &self.spans[self.full[q] as usize];
+                cut[span.start..span.end].iter_mut().for_each(|c| *c = true);
+            }
+            let text: String = self
+                .text
+                .chars()
+                .zip(&cut)
+                .filter(|(_, &c)| !c)
+                .map(|(ch, _)| ch)
+                .collect();
+            let mut out = Vec::new();
+            pipeline.encode_into(&text, &mut out);
+            return out;
+        }
         if !pipeline.truncates() {
             let tokens: Vec<&str> = self
                 .full

@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod autotune;
 pub mod bag;
 pub mod curves;
+pub mod embed;
 pub mod evaluate;
 pub mod explain;
 pub mod linear;
@@ -22,7 +23,8 @@ pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
 pub use promotion::{judge, PromotionPolicy, Scores, Verdict};
 pub use spec::{
-    BagLossChoice, BagSpec, CnnSpec, LinearSpec, ModelSpec, OptimizerChoice, TrainConfig, FAMILIES,
+    BagLossChoice, BagSpec, CnnSpec, EncoderSpec, LinearSpec, ModelSpec, OptimizerChoice,
+    TrainConfig, FAMILIES,
 };
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};
@@ -63,6 +65,9 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// The pretrained encoder is missing, different from the recorded one, or failed.
+    #[error("encoder: {0}")]
+    Encoder(String),
     /// Reading or writing a file failed.
     #[error("cannot access {path}")]
     Io {

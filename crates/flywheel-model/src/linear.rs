@@ -59,7 +59,7 @@ impl LinearNet {
 }
 
 /// TF-IDF of sorted rows with repeats: one entry per distinct row, L2-normalised.
-fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+pub(crate) fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
     idx.clear();
     val.clear();
     let mut i = 0;
@@ -81,9 +81,64 @@ fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
     }
 }
 
+/// TF-IDF features fitted on the first `n_train` texts.
+pub(crate) struct Tfidf {
+    /// The tokenizer, fitted.
+    pub tokenizer: KerasTokenizer,
+    /// Tokens to feature rows.
+    pub featurizer: BagFeaturizer,
+    /// IDF weight of every feature row.
+    pub idf: Vec<f32>,
+    /// Every text's TF-IDF vector.
+    pub x: SparseRows,
+    /// Every text's sorted feature rows.
+    pub all: Rows,
+}
+
+/// Fits the tokenizer, the n-gram features and their IDF on the first `n_train` texts, and
+/// computes every text's TF-IDF vector.
+pub(crate) fn fit_tfidf(
+    spec: &ModelSpec,
+    texts: &[&str],
+    n_train: usize,
+) -> Result<Tfidf, ModelError> {
+    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
+    tokenizer.fit(&texts[..n_train]);
+    let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
+    let all = Rows::featurize(&tokenizer, &mut featurizer, texts, n_train);
+    // Document frequencies over the training rows (rows are sorted within a text).
+    let width = featurizer.rows();
+    let mut df = vec![0u32; width];
+    for i in 0..n_train {
+        let text = all.get(i);
+        for (j, &f) in text.iter().enumerate() {
+            if j == 0 || text[j - 1] != f {
+                df[f as usize] += 1;
+            }
+        }
+    }
+    let idf: Vec<f32> = df
+        .iter()
+        .map(|&d| (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32)
+        .collect();
+    let mut x = SparseRows::new();
+    let (mut idx, mut val) = (Vec::new(), Vec::new());
+    for i in 0..texts.len() {
+        tfidf(&idf, all.get(i), &mut idx, &mut val);
+        x.push(&idx, &val);
+    }
+    Ok(Tfidf {
+        tokenizer,
+        featurizer,
+        idf,
+        x,
+        all,
+    })
+}
+
 /// Row weights of scikit-learn's `class_weight="balanced"`: a row of class `c` weighs
 /// `n / (classes present · rows of c)`, so every class carries the same total weight.
-fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
+pub(crate) fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
     let mut counts = vec![0usize; outputs];
     for &c in classes {
         if let Some(n) = counts.get_mut(c as usize) {
@@ -116,31 +171,14 @@ pub(crate) fn train_linear(
     let n = records.len();
     let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
-    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
-    tokenizer.fit(&texts[..n_train]);
-    let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
-    let all = Rows::featurize(&tokenizer, &mut featurizer, &texts, n_train);
-    // Document frequencies over the training rows (rows are sorted within a text).
+    let Tfidf {
+        tokenizer,
+        featurizer,
+        idf,
+        x,
+        all,
+    } = fit_tfidf(spec, &texts, n_train)?;
     let width = featurizer.rows();
-    let mut df = vec![0u32; width];
-    for i in 0..n_train {
-        let text = all.get(i);
-        for (j, &f) in text.iter().enumerate() {
-            if j == 0 || text[j - 1] != f {
-                df[f as usize] += 1;
-            }
-        }
-    }
-    let idf: Vec<f32> = df
-        .iter()
-        .map(|&d| (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32)
-        .collect();
-    let mut x = SparseRows::new();
-    let (mut idx, mut val) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        tfidf(&idf, all.get(i), &mut idx, &mut val);
-        x.push(&idx, &val);
-    }
     let k = labels.outputs();
     let (loss, outputs) = match labels.task {
         Task::Binary => (LinearLoss::Softmax, 2),

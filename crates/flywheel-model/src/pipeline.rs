@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::bag::BagNet;
+use crate::embed::EncoderNet;
 use crate::linear::LinearNet;
 use crate::task::{LabelSet, Task};
 use crate::{ModelError, ModelSpec};
@@ -25,6 +26,8 @@ pub enum Network {
     Linear(LinearNet),
     /// `Embedding → encoder → Dense` for `gru`, `bilstm`, `cnn`, and `lstm` with masking.
     Seq(SeqNet<f32>),
+    /// A pretrained sentence encoder and a logistic-regression head.
+    Encoder(EncoderNet),
 }
 
 impl From<SeqNet<f32>> for Network {
@@ -47,6 +50,7 @@ impl Network {
             Network::Bag(b) => b.model.tensors(),
             Network::Linear(l) => l.model.tensors(),
             Network::Seq(n) => n.tensors(),
+            Network::Encoder(e) => e.head.tensors(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Network {
             Network::Rnn(_) => "lstm",
             Network::Bag(_) => "fasttext",
             Network::Linear(_) => "linear",
+            Network::Encoder(_) => "encoder",
             Network::Seq(n) => match n.encoder {
                 Encoder::Lstm(_) => "lstm",
                 Encoder::Gru(_) => "gru",
@@ -235,6 +240,29 @@ impl Pipeline {
                     )));
                 }
                 (l.model.features(), outputs)
+            }
+            Network::Encoder(e) => {
+                let outputs = task_width(labels.task, e.head.outputs());
+                let width = e.ngram_rows() + e.encoder.dim();
+                if e.head.features() != width
+                    || e.ngrams
+                        .as_ref()
+                        .is_some_and(|g| g.idf.len() != g.featurizer.rows())
+                {
+                    return Err(ModelError::Invalid(format!(
+                        "the head reads {} values but the encoder and n-grams give {width}",
+                        e.head.features()
+                    )));
+                }
+                let recorded = spec.encoder.as_ref();
+                if recorded.map(|r| (r.sha256.as_str(), r.dim, r.ngrams))
+                    != Some((e.encoder.fingerprint(), e.encoder.dim(), e.ngrams.is_some()))
+                {
+                    return Err(ModelError::Invalid(
+                        "the spec does not record this encoder".to_string(),
+                    ));
+                }
+                (e.ngram_rows().max(tokenizer.vocab_size()), outputs)
             }
         };
         let family = net.family();
@@ -396,6 +424,14 @@ impl Pipeline {
         matches!(self.net, Network::Rnn(_) | Network::Seq(_))
     }
 
+    /// The encoder network (an error for other families).
+    pub fn encoder_net(&self) -> Result<&EncoderNet, ModelError> {
+        match &self.net {
+            Network::Encoder(e) => Ok(e),
+            _ => Err(self.wrong_family("encoder")),
+        }
+    }
+
     /// The sequence network of the `gru`, `bilstm`, `cnn` and masked `lstm` families (an error
     /// for other families).
     pub fn seq(&self) -> Result<&SeqNet<f32>, ModelError> {
@@ -431,6 +467,7 @@ impl Pipeline {
         match &self.net {
             Network::Bag(b) => return b.featurizer.encode_into(&self.tokenizer, text, out),
             Network::Linear(l) => return l.featurizer.encode_into(&self.tokenizer, text, out),
+            Network::Encoder(e) => return e.encode_into(&self.tokenizer, text, out),
             Network::Rnn(_) | Network::Seq(_) => {}
         }
         let start = out.len();
@@ -456,6 +493,7 @@ impl Pipeline {
         match &self.net {
             Network::Bag(b) => b.featurizer.encode_tokens(&self.tokenizer, tokens, out),
             Network::Linear(l) => l.featurizer.encode_tokens(&self.tokenizer, tokens, out),
+            Network::Encoder(e) => e.encode_into(&self.tokenizer, &tokens.join(" "), out),
             Network::Rnn(_) | Network::Seq(_) => {
                 let start = out.len();
                 out.extend(tokens.iter().filter_map(|t| self.tokenizer.token_id(t)));
@@ -573,6 +611,7 @@ impl Pipeline {
                     l.outputs_into(seq, self.labels.task, &mut s.sparse, row)?;
                 }
             }
+            Network::Encoder(e) => e.outputs_into(seqs, self.labels.task, out)?,
         }
         Ok(())
     }

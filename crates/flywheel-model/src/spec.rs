@@ -10,7 +10,8 @@ use crate::ModelError;
 /// The network and its preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// Network family: `lstm` (the reference), `gru`, `bilstm`, `cnn`, `fasttext` or `linear`.
+    /// Network family: `lstm` (the reference), `gru`, `bilstm`, `cnn`, `fasttext`, `linear` or
+    /// `encoder`.
     pub architecture: String,
     /// Tokenizer settings (`num_words` also sizes the embedding table).
     pub tokenizer: TokenizerConfig,
@@ -46,6 +47,45 @@ pub struct ModelSpec {
     /// chosen (and `false` here).
     #[serde(default)]
     pub detect_cjk: bool,
+    /// The pretrained encoder of the `encoder` family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderSpec>,
+}
+
+/// The pretrained encoder of an `encoder` model and what the head reads besides its vectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// The Hugging Face model directory (absolute once trained).
+    pub dir: String,
+    /// Fingerprint of its files (`flywheel_encoder::fingerprint`); empty before training.
+    #[serde(default)]
+    pub sha256: String,
+    /// Values per vector (0 before training).
+    #[serde(default)]
+    pub dim: usize,
+    /// Put the `linear` family's TF-IDF n-gram features (`bag` settings) beside the vector.
+    #[serde(default)]
+    pub ngrams: bool,
+    /// Factor on the vector's values in the head's input (their weight against the n-grams).
+    #[serde(default = "one")]
+    pub scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl EncoderSpec {
+    /// The encoder in `dir`, its vector alone.
+    pub fn new(dir: impl Into<String>) -> Self {
+        EncoderSpec {
+            dir: dir.into(),
+            sha256: String::new(),
+            dim: 0,
+            ngrams: false,
+            scale: 1.0,
+        }
+    }
 }
 
 /// Settings of the `cnn` family (TextCNN, Kim 2014).
@@ -170,6 +210,7 @@ impl Default for ModelSpec {
             bag: BagSpec::default(),
             linear: LinearSpec::default(),
             detect_cjk: true,
+            encoder: None,
         }
     }
 }
@@ -211,6 +252,15 @@ impl ModelSpec {
         s
     }
 
+    /// A pretrained sentence encoder (in `dir`) and logistic regression on its vectors, `C = 1`;
+    /// with n-grams, the `linear` family's TF-IDF features (word bigrams) beside them.
+    pub fn encoder(dir: impl Into<String>) -> Self {
+        let mut s = ModelSpec::linear();
+        s.architecture = "encoder".to_string();
+        s.encoder = Some(EncoderSpec::new(dir));
+        s
+    }
+
     /// The reference model with a GRU in place of the LSTM.
     pub fn gru() -> Self {
         ModelSpec {
@@ -249,6 +299,7 @@ impl ModelSpec {
             "cnn" => Ok(ModelSpec::cnn()),
             "fasttext" => Ok(ModelSpec::fasttext()),
             "linear" => Ok(ModelSpec::linear()),
+            "encoder" => Ok(ModelSpec::encoder(String::new())),
             other => Err(ModelError::Invalid(format!(
                 "unknown model '{other}': use {}",
                 FAMILIES.join(", ")
@@ -274,9 +325,19 @@ impl ModelSpec {
         self.architecture == "fasttext"
     }
 
-    /// True for the families built on n-gram features (`fasttext`, `linear`).
+    /// True for the families built on n-gram features (`fasttext`, `linear`, and `encoder`
+    /// with n-grams).
     pub fn uses_ngrams(&self) -> bool {
-        matches!(self.architecture.as_str(), "fasttext" | "linear")
+        match self.architecture.as_str() {
+            "fasttext" | "linear" => true,
+            "encoder" => self.encoder.as_ref().is_some_and(|e| e.ngrams),
+            _ => false,
+        }
+    }
+
+    /// True for the pretrained-encoder family.
+    pub fn is_encoder(&self) -> bool {
+        self.architecture == "encoder"
     }
 
     /// Checks that the settings can build a model.
@@ -313,7 +374,33 @@ impl ModelSpec {
                 ));
             }
         }
-        if self.architecture == "linear"
+        if self.is_encoder() {
+            match &self.encoder {
+                None => {
+                    return Err(ModelError::Invalid(
+                        "--model encoder needs --encoder DIR (a model directory)".into(),
+                    ))
+                }
+                Some(e) if e.dir.is_empty() => {
+                    return Err(ModelError::Invalid(
+                        "--model encoder needs --encoder DIR (a model directory)".into(),
+                    ))
+                }
+                Some(e) if !(e.scale.is_finite() && e.scale > 0.0) => {
+                    return Err(ModelError::Invalid(format!(
+                        "the encoder's scale must be a positive number, got {}",
+                        e.scale
+                    )))
+                }
+                Some(_) => {}
+            }
+        } else if self.encoder.is_some() {
+            return Err(ModelError::Invalid(format!(
+                "--encoder applies to --model encoder, not {}",
+                self.architecture
+            )));
+        }
+        if matches!(self.architecture.as_str(), "linear" | "encoder")
             && !(self.linear.c.is_finite() && self.linear.c > 0.0 && self.linear.max_iter > 0)
         {
             return Err(ModelError::Invalid(format!(
@@ -376,7 +463,9 @@ impl ModelSpec {
 }
 
 /// Every model family, by the name `--model` takes.
-pub const FAMILIES: [&str; 6] = ["lstm", "gru", "bilstm", "cnn", "fasttext", "linear"];
+pub const FAMILIES: [&str; 7] = [
+    "lstm", "gru", "bilstm", "cnn", "fasttext", "linear", "encoder",
+];
 
 /// The optimiser named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bag::train_bag;
+use crate::embed::train_encoder;
 use crate::evaluate::{report_from_outputs, Report};
 use crate::linear::train_linear;
 use crate::pipeline::{argmax, Network, Pipeline};
@@ -460,6 +461,7 @@ fn train_family(
     match spec.architecture.as_str() {
         "fasttext" => return train_bag(records, source, labels, targets, spec, cfg, on_event),
         "linear" => return train_linear(records, source, labels, targets, spec, cfg, on_event),
+        "encoder" => return train_encoder(records, source, labels, targets, spec, cfg, on_event),
         _ => {}
     }
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;

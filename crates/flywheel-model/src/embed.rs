@@ -1,0 +1,689 @@
+//! The `encoder` family: a frozen pretrained sentence encoder (MiniLM, BERT; the
+//! `flywheel-encoder` crate, with the `encoder` feature) and a logistic-regression head fitted
+//! by L-BFGS on its embeddings — optionally next to the `linear` family's TF-IDF n-gram
+//! features in the same regression (`--with-ngrams`): the encoder brings what words mean, the
+//! n-grams what this data's words signal.
+//!
+//! The encoder itself is not stored in the model file: the spec records its directory and
+//! fingerprint ([`crate::EncoderSpec`]), and loading refuses an encoder whose files differ.
+//! Training embeds each text once and keeps the vectors on disk ([`EmbeddingCache`], keyed by
+//! SHA-256 of the encoder's fingerprint and the text), so retraining and autotune trials on the
+//! same data do not encode again.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use flywheel_data::Record;
+use flywheel_nn::{LinearLoss, LinearModel, LinearTargets, SparseRows};
+use flywheel_text::KerasTokenizer;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::bag::BagFeaturizer;
+use crate::evaluate::report_from_outputs;
+use crate::linear::{balanced_weights, fit_tfidf, tfidf, Tfidf};
+use crate::pipeline::{task_outputs, Network, Pipeline};
+use crate::spec::{EncoderSpec, ModelSpec, TrainConfig};
+use crate::task::{LabelSet, Targets, Task};
+use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
+use crate::ModelError;
+
+/// Texts embedded together in one forward pass of the encoder.
+pub const BATCH: usize = 32;
+
+/// L-BFGS stops when no gradient component exceeds this.
+const GTOL: f64 = 1e-4;
+
+/// A sentence encoder as the `encoder` family uses it: text → word-piece ids → one vector.
+pub trait TextEncoder: Send + Sync + std::fmt::Debug {
+    /// Length of a vector.
+    fn dim(&self) -> usize;
+    /// Lower-case hex SHA-256 of the files that define the encoder's output.
+    fn fingerprint(&self) -> &str;
+    /// The model directory it was loaded from.
+    fn dir(&self) -> &Path;
+    /// Appends the ids the encoder reads for `text` (truncated to its longest input). A text
+    /// its tokenizer cannot read appends nothing and embeds as the zero vector.
+    fn token_ids(&self, text: &str, out: &mut Vec<u32>);
+    /// Vectors of one batch of id sequences, on the calling thread: `[seqs.len() · dim]`.
+    fn embed_ids(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError>;
+    /// Where vectors computed for training are kept (`None`: not kept).
+    fn cache_dir(&self) -> Option<PathBuf>;
+}
+
+/// Vectors of `texts` in order, `[texts.len() · dim]`, on the current rayon pool: texts are
+/// sorted by length so a batch carries little padding, and batches run in parallel.
+pub fn embed_texts<S: AsRef<str> + Sync>(
+    encoder: &dyn TextEncoder,
+    texts: &[S],
+) -> Result<Vec<f32>, ModelError> {
+    let ids: Vec<Vec<u32>> = texts
+        .par_iter()
+        .map(|t| {
+            let mut v = Vec::new();
+            encoder.token_ids(t.as_ref(), &mut v);
+            v
+        })
+        .collect();
+    let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let dim = encoder.dim();
+    let mut order: Vec<usize> = (0..refs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(refs[i].len()));
+    let done: Vec<Vec<f32>> = order
+        .par_chunks(BATCH)
+        .map(|batch| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| refs[i]).collect();
+            encoder.embed_ids(&seqs)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = vec![0.0f32; refs.len() * dim];
+    for (batch, vectors) in order.chunks(BATCH).zip(done) {
+        for (&i, v) in batch.iter().zip(vectors.chunks_exact(dim)) {
+            out[i * dim..(i + 1) * dim].copy_from_slice(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Encoders loaded in this process, by directory: a model loaded twice (champion and
+/// challenger, a hot swap) shares one copy of the weights.
+static LOADED: Mutex<Vec<(PathBuf, Weak<dyn TextEncoder>)>> = Mutex::new(Vec::new());
+
+fn key_of(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Makes [`load_encoder`] return `encoder` for `dir` while it is alive (tests, and encoders
+/// built in the program).
+pub fn register_encoder(dir: &Path, encoder: &Arc<dyn TextEncoder>) {
+    let key = key_of(dir);
+    if let Ok(mut loaded) = LOADED.lock() {
+        loaded.retain(|(d, e)| e.strong_count() > 0 && *d != key);
+        loaded.push((key, Arc::downgrade(encoder)));
+    }
+}
+
+/// The encoder in `dir`: one already loaded in this process, else loaded from its files.
+pub fn load_encoder(dir: &Path) -> Result<Arc<dyn TextEncoder>, ModelError> {
+    let key = key_of(dir);
+    if let Ok(loaded) = LOADED.lock() {
+        if let Some(e) = loaded
+            .iter()
+            .filter(|(d, _)| *d == key)
+            .find_map(|(_, e)| e.upgrade())
+        {
+            return Ok(e);
+        }
+    }
+    let encoder = load_from_files(&key)?;
+    register_encoder(&key, &encoder);
+    Ok(encoder)
+}
+
+#[cfg(feature = "encoder")]
+fn load_from_files(dir: &Path) -> Result<Arc<dyn TextEncoder>, ModelError> {
+    let encoder = flywheel_encoder::Encoder::load(dir)
+        .map_err(|e| ModelError::Encoder(format!("{}: {e}", dir.display())))?;
+    Ok(Arc::new(Candle(encoder)))
+}
+
+#[cfg(not(feature = "encoder"))]
+fn load_from_files(dir: &Path) -> Result<Arc<dyn TextEncoder>, ModelError> {
+    Err(ModelError::Encoder(format!(
+        "{}: this flywheel was built without pretrained encoders (cargo feature `encoder`)",
+        dir.display()
+    )))
+}
+
+/// The default place of an encoder fetched by name (`flywheel encoders fetch NAME`).
+#[cfg(feature = "encoder")]
+fn fetched_dir(name: &str) -> Option<PathBuf> {
+    Some(flywheel_encoder::fetch::default_dir(name))
+}
+
+#[cfg(not(feature = "encoder"))]
+fn fetched_dir(_name: &str) -> Option<PathBuf> {
+    None
+}
+
+/// The encoder a model was trained with: from the recorded directory, or, when that is gone
+/// (the model moved to another machine), from where `flywheel encoders fetch` puts an encoder
+/// of the same name. Refuses an encoder whose fingerprint differs from the recorded one.
+pub fn resolve_encoder(spec: &EncoderSpec) -> Result<Arc<dyn TextEncoder>, ModelError> {
+    let recorded = PathBuf::from(&spec.dir);
+    let dir = match recorded.exists() {
+        true => recorded.clone(),
+        false => recorded
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(fetched_dir)
+            .filter(|d| d.exists())
+            .ok_or_else(|| {
+                ModelError::Encoder(format!(
+                    "the model needs the encoder in {}, which is not there; copy it there or \
+                     fetch it (flywheel encoders fetch NAME)",
+                    recorded.display()
+                ))
+            })?,
+    };
+    let encoder = load_encoder(&dir)?;
+    if encoder.fingerprint() != spec.sha256 {
+        return Err(ModelError::Encoder(format!(
+            "the encoder in {} (sha256 {}) is not the one the model was trained with \
+             (sha256 {}); its embeddings would not mean what the model learned",
+            dir.display(),
+            encoder.fingerprint(),
+            spec.sha256
+        )));
+    }
+    if encoder.dim() != spec.dim {
+        return Err(ModelError::Encoder(format!(
+            "the encoder in {} gives {} values per text, the model reads {}",
+            dir.display(),
+            encoder.dim(),
+            spec.dim
+        )));
+    }
+    Ok(encoder)
+}
+
+/// The candle encoder of `flywheel-encoder`.
+#[cfg(feature = "encoder")]
+#[derive(Debug)]
+struct Candle(flywheel_encoder::Encoder);
+
+#[cfg(feature = "encoder")]
+impl TextEncoder for Candle {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+
+    fn fingerprint(&self) -> &str {
+        self.0.sha256()
+    }
+
+    fn dir(&self) -> &Path {
+        self.0.dir()
+    }
+
+    fn token_ids(&self, text: &str, out: &mut Vec<u32>) {
+        if let Ok(ids) = self.0.token_ids(text) {
+            out.extend(ids);
+        }
+    }
+
+    fn embed_ids(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
+        let vectors = self
+            .0
+            .encode_ids(seqs)
+            .map_err(|e| ModelError::Encoder(e.to_string()))?;
+        Ok(vectors.concat())
+    }
+
+    fn cache_dir(&self) -> Option<PathBuf> {
+        match std::env::var("FLYWHEEL_EMBEDDING_CACHE") {
+            Ok(v) if v == "off" => None,
+            Ok(v) if !v.is_empty() => Some(PathBuf::from(v)),
+            _ => Some(flywheel_encoder::fetch::home().join("embeddings")),
+        }
+        .map(|d| d.join(&self.fingerprint()[..16]))
+    }
+}
+
+/// Vectors kept on disk for one encoder: append-only segment files, each written whole to a
+/// temporary name and renamed, so a crash or a second process never leaves a torn entry.
+///
+/// A segment is `FWEMB1\0\0`, `dim` and the entry count (`u32` little-endian), then entries of
+/// a 32-byte key (SHA-256 of the encoder's fingerprint, a zero byte and the text) and `dim`
+/// `f32` values. Files that do not parse are skipped.
+#[derive(Debug)]
+pub struct EmbeddingCache {
+    dir: PathBuf,
+    dim: usize,
+    fingerprint: String,
+}
+
+const MAGIC: &[u8; 8] = b"FWEMB1\0\0";
+
+/// What [`EmbeddingCache::embed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Texts whose vector was on disk.
+    pub hits: usize,
+    /// Texts that were encoded (and then stored).
+    pub encoded: usize,
+}
+
+impl EmbeddingCache {
+    /// The cache of `encoder` in `dir`.
+    pub fn new(dir: PathBuf, encoder: &dyn TextEncoder) -> Self {
+        EmbeddingCache {
+            dir,
+            dim: encoder.dim(),
+            fingerprint: encoder.fingerprint().to_string(),
+        }
+    }
+
+    /// The key of a text.
+    pub fn key(&self, text: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.fingerprint.as_bytes());
+        h.update([0u8]);
+        h.update(text.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Vectors of the keys in `wanted` found on disk.
+    fn read(&self, wanted: &HashSet<[u8; 32]>) -> HashMap<[u8; 32], Vec<f32>> {
+        let mut found = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return found;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "emb"))
+            .collect();
+        files.sort();
+        for path in files {
+            // A segment that does not parse (another program's file, a disk error) is skipped:
+            // its texts are encoded again.
+            let _ = self.read_segment(&path, wanted, &mut found);
+        }
+        found
+    }
+
+    fn read_segment(
+        &self,
+        path: &Path,
+        wanted: &HashSet<[u8; 32]>,
+        found: &mut HashMap<[u8; 32], Vec<f32>>,
+    ) -> std::io::Result<()> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut r = BufReader::new(file);
+        let mut head = [0u8; 16];
+        r.read_exact(&mut head)?;
+        let dim = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        let count = u32::from_le_bytes([head[12], head[13], head[14], head[15]]) as u64;
+        let entry = 32 + 4 * dim as u64;
+        if &head[..8] != MAGIC || dim != self.dim || len != 16 + count * entry {
+            return Err(std::io::Error::other("not a segment of this cache"));
+        }
+        let mut key = [0u8; 32];
+        let mut raw = vec![0u8; 4 * dim];
+        for _ in 0..count {
+            r.read_exact(&mut key)?;
+            r.read_exact(&mut raw)?;
+            if wanted.contains(&key) && !found.contains_key(&key) {
+                let v = raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                found.insert(key, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one segment of `(key, vector)` entries.
+    fn write(&self, entries: &[([u8; 32], &[f32])]) -> std::io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("{stamp:032}-{}", std::process::id());
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut bytes = Vec::with_capacity(16 + entries.len() * (32 + 4 * self.dim));
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (key, v) in entries {
+            bytes.extend_from_slice(key);
+            for x in v.iter() {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(format!("{name}.emb")))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Vectors of `texts` (`[texts.len() · dim]`): those on disk are read, the others encoded
+    /// on the current rayon pool and stored. A cache that cannot be written only costs time.
+    pub fn embed<S: AsRef<str> + Sync>(
+        &self,
+        encoder: &dyn TextEncoder,
+        texts: &[S],
+    ) -> Result<(Vec<f32>, CacheStats), ModelError> {
+        let dim = self.dim;
+        let keys: Vec<[u8; 32]> = texts.par_iter().map(|t| self.key(t.as_ref())).collect();
+        let wanted: HashSet<[u8; 32]> = keys.iter().copied().collect();
+        let found = self.read(&wanted);
+        let mut missing: Vec<usize> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, k) in keys.iter().enumerate() {
+            if !found.contains_key(k) && seen.insert(*k) {
+                missing.push(i);
+            }
+        }
+        let new_texts: Vec<&str> = missing.iter().map(|&i| texts[i].as_ref()).collect();
+        let fresh = embed_texts(encoder, &new_texts)?;
+        let entries: Vec<([u8; 32], &[f32])> = missing
+            .iter()
+            .zip(fresh.chunks_exact(dim))
+            .map(|(&i, v)| (keys[i], v))
+            .collect();
+        // Best effort: a read-only or full disk only means encoding again next time.
+        let _ = self.write(&entries);
+        let computed: HashMap<[u8; 32], &[f32]> = entries.iter().copied().collect();
+        let mut out = vec![0.0f32; texts.len() * dim];
+        let mut hits = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let v: &[f32] = match (found.get(k), computed.get(k)) {
+                (Some(v), _) => {
+                    hits += 1;
+                    v
+                }
+                (None, Some(v)) => v,
+                (None, None) => continue,
+            };
+            out[i * dim..(i + 1) * dim].copy_from_slice(v);
+        }
+        let stats = CacheStats {
+            hits,
+            encoded: missing.len(),
+        };
+        Ok((out, stats))
+    }
+}
+
+/// TF-IDF n-gram features beside the encoder's vector (as the `linear` family's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ngrams {
+    /// Tokens to feature rows.
+    pub featurizer: BagFeaturizer,
+    /// IDF weight of every feature row.
+    pub idf: Vec<f32>,
+}
+
+/// The `encoder` network: the frozen encoder and the head on its vectors (and n-grams).
+///
+/// A text's model input ([`EncoderNet::encode_into`]) is the number of word pieces, the word
+/// pieces, then the n-gram feature rows.
+#[derive(Debug, Clone)]
+pub struct EncoderNet {
+    /// The sentence encoder (shared, not stored in the model file).
+    pub encoder: Arc<dyn TextEncoder>,
+    /// The n-gram features, with `--with-ngrams`.
+    pub ngrams: Option<Ngrams>,
+    /// Factor on the encoder's values in the head's input.
+    pub scale: f32,
+    /// Logistic regression (softmax, a sigmoid per label, or least squares) on the n-gram
+    /// features (the first rows) and the scaled vector (the last `dim` rows).
+    pub head: LinearModel,
+}
+
+impl PartialEq for EncoderNet {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoder.fingerprint() == other.encoder.fingerprint()
+            && self.ngrams == other.ngrams
+            && self.scale == other.scale
+            && self.head == other.head
+    }
+}
+
+impl EncoderNet {
+    /// Rows of n-gram features before the vector's.
+    pub fn ngram_rows(&self) -> usize {
+        self.ngrams.as_ref().map_or(0, |g| g.featurizer.rows())
+    }
+
+    /// Appends the model input of `text` (see [`EncoderNet`]).
+    pub fn encode_into(&self, tokenizer: &KerasTokenizer, text: &str, out: &mut Vec<u32>) {
+        let at = out.len();
+        out.push(0);
+        self.encoder.token_ids(text, out);
+        out[at] = (out.len() - at - 1) as u32;
+        if let Some(g) = &self.ngrams {
+            g.featurizer.encode_into(tokenizer, text, out);
+        }
+    }
+
+    /// The head's input for one text: TF-IDF of the feature `rows`, then the scaled vector.
+    fn features(&self, rows: &[u32], vector: &[f32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+        idx.clear();
+        val.clear();
+        if let Some(g) = &self.ngrams {
+            tfidf(&g.idf, rows, idx, val);
+        }
+        let base = self.ngram_rows() as u32;
+        idx.extend((0..vector.len() as u32).map(|j| base + j));
+        val.extend(vector.iter().map(|v| v * self.scale));
+    }
+
+    /// Outputs for the task (`[inputs.len() · task width]`) of model inputs, embedded in
+    /// length-sorted batches on this thread.
+    pub fn outputs_into(
+        &self,
+        inputs: &[&[u32]],
+        task: Task,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let dim = self.encoder.dim();
+        let width = out.len() / inputs.len().max(1);
+        let split = |input: &[u32]| -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+            let n = input
+                .first()
+                .map_or(0, |&n| n as usize)
+                .min(input.len().saturating_sub(1));
+            (1..1 + n, (1 + n).min(input.len())..input.len())
+        };
+        let pieces: Vec<&[u32]> = inputs.iter().map(|q| &q[split(q).0]).collect();
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(pieces[i].len()));
+        let mut probs = vec![0.0f32; self.head.outputs()];
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        for batch in order.chunks(BATCH) {
+            let block: Vec<&[u32]> = batch.iter().map(|&i| pieces[i]).collect();
+            let vectors = self.encoder.embed_ids(&block)?;
+            for (&i, v) in batch.iter().zip(vectors.chunks_exact(dim)) {
+                let rows = &inputs[i][split(inputs[i]).1];
+                self.features(rows, v, &mut idx, &mut val);
+                self.head.predict(&idx, &val, &mut probs)?;
+                task_outputs(task, &probs, &mut out[i * width..(i + 1) * width]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The head's output layer and loss for a task with `k` outputs.
+pub(crate) fn head_shape(task: Task, k: usize) -> (usize, LinearLoss) {
+    match task {
+        Task::Binary => (2, LinearLoss::Softmax),
+        Task::Multiclass => (k, LinearLoss::Softmax),
+        Task::Multilabel => (k, LinearLoss::Sigmoid),
+        Task::Regression => (1, LinearLoss::Mse),
+    }
+}
+
+/// Trains the head on the encoder's vectors (called by [`crate::train`] for `encoder` specs).
+pub(crate) fn train_encoder(
+    records: &[Record],
+    source: &str,
+    labels: LabelSet,
+    targets: Targets,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let started = Instant::now();
+    let wanted = spec.encoder.as_ref().ok_or_else(|| {
+        ModelError::Invalid("--model encoder needs --encoder DIR (a model directory)".into())
+    })?;
+    let encoder = load_encoder(Path::new(&wanted.dir))?;
+    if !wanted.sha256.is_empty() && wanted.sha256 != encoder.fingerprint() {
+        return Err(ModelError::Encoder(format!(
+            "the encoder in {} (sha256 {}) is not the one asked for (sha256 {})",
+            wanted.dir,
+            encoder.fingerprint(),
+            wanted.sha256
+        )));
+    }
+    let mut spec = spec.clone();
+    spec.encoder = Some(EncoderSpec {
+        dir: key_of(encoder.dir()).display().to_string(),
+        sha256: encoder.fingerprint().to_string(),
+        dim: encoder.dim(),
+        ..wanted.clone()
+    });
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let n = records.len();
+    let n_train = training_rows(n, cfg, source)?;
+    let n_val = n - n_train;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads.max(1))
+        .build()
+        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
+    let dim = encoder.dim();
+    let vectors = pool.install(|| match encoder.cache_dir() {
+        Some(dir) => EmbeddingCache::new(dir, encoder.as_ref())
+            .embed(encoder.as_ref(), &texts)
+            .map(|(v, _)| v),
+        None => embed_texts(encoder.as_ref(), &texts),
+    })?;
+    let (tokenizer, ngrams, tf) = if wanted.ngrams {
+        let Tfidf {
+            tokenizer,
+            featurizer,
+            idf,
+            x,
+            ..
+        } = fit_tfidf(&spec, &texts, n_train)?;
+        (tokenizer, Some(Ngrams { featurizer, idf }), Some(x))
+    } else {
+        (KerasTokenizer::new(spec.tokenizer.clone())?, None, None)
+    };
+    let mut net = EncoderNet {
+        encoder: encoder.clone(),
+        ngrams,
+        scale: wanted.scale,
+        head: LinearModel::new(0, 1, LinearLoss::Mse),
+    };
+    let width = net.ngram_rows() + dim;
+    let mut x = SparseRows::new();
+    let (mut idx, mut val) = (Vec::new(), Vec::new());
+    for (i, v) in vectors.chunks_exact(dim).enumerate() {
+        idx.clear();
+        val.clear();
+        if let Some(tf) = &tf {
+            let (a, b) = tf.row(i);
+            idx.extend_from_slice(a);
+            val.extend_from_slice(b);
+        }
+        idx.extend((0..dim as u32).map(|j| (width - dim) as u32 + j));
+        val.extend(v.iter().map(|x| x * wanted.scale));
+        x.push(&idx, &val);
+    }
+    drop(tf);
+    let mut train_x = SparseRows::new();
+    for i in 0..n_train {
+        let (a, b) = x.row(i);
+        train_x.push(a, b);
+    }
+    let k = labels.outputs();
+    let (outputs, loss) = head_shape(labels.task, k);
+    let classes: Vec<u32> = match (&targets, labels.task) {
+        (Targets::Classes(c), _) => c[..n_train].to_vec(),
+        (Targets::Values(v), Task::Binary) => {
+            v[..n_train].iter().map(|&y| u32::from(y > 0.5)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let values: Vec<f32> = match &targets {
+        Targets::Values(v) if loss != LinearLoss::Softmax => v[..n_train * k].to_vec(),
+        _ => Vec::new(),
+    };
+    let y = match loss {
+        LinearLoss::Softmax => LinearTargets::Classes(&classes),
+        _ => LinearTargets::Values(&values),
+    };
+    on_event(TrainEvent::Start {
+        train_rows: n_train,
+        val_rows: n_val,
+        batches: 1,
+        epochs: 1,
+        parameters: width * outputs + outputs,
+        task: labels.task,
+        labels: &labels.labels,
+        vocab: tokenizer.vocab_size(),
+    });
+    let row_weights = if spec.linear.balanced && loss == LinearLoss::Softmax {
+        balanced_weights(&classes, outputs)
+    } else {
+        Vec::new()
+    };
+    let mut head = LinearModel::new(width, outputs, loss);
+    let l2 = 1.0 / (spec.linear.c * n_train as f64);
+    let objective = pool
+        .install(|| head.fit_weighted(&train_x, y, &row_weights, l2, spec.linear.max_iter, GTOL))?;
+    net.head = head;
+    let head_outputs = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
+        let mut out = vec![0.0f32; range.len() * k];
+        let mut probs = vec![0.0f32; outputs];
+        for (j, i) in range.enumerate() {
+            let (a, b) = x.row(i);
+            net.head.predict(a, b, &mut probs)?;
+            task_outputs(labels.task, &probs, &mut out[j * k..(j + 1) * k]);
+        }
+        Ok(out)
+    };
+    let train_out = head_outputs(0..n_train)?;
+    let train_report = report_from_outputs(&labels, &train_out, &targets.slice(0..n_train, k))?;
+    let validation = if n_val > 0 {
+        let out = head_outputs(n_train..n)?;
+        Some(report_from_outputs(
+            &labels,
+            &out,
+            &targets.slice(n_train..n, k),
+        )?)
+    } else {
+        None
+    };
+    let pipeline = Pipeline::new(spec, labels, tokenizer, Network::Encoder(net))?;
+    let record = EpochRecord {
+        epoch: 1,
+        loss: objective,
+        accuracy: train_report.accuracy(),
+        val_loss: None,
+        val_accuracy: validation.as_ref().and_then(|r| r.accuracy()),
+    };
+    on_event(TrainEvent::Epoch {
+        record: &record,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(TrainOutcome {
+        pipeline,
+        history: vec![record],
+        best_epoch: None,
+        stopped_early: false,
+        train_rows: n_train,
+        val_rows: n_val,
+        validation,
+        class_counts: Vec::new(),
+    })
+}
