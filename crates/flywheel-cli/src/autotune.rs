@@ -9,7 +9,7 @@ use clap::Args;
 use flywheel_data::read_labelled;
 use flywheel_model::{autotune, Artifact, AutotuneEvent, AutotuneOptions, Metric, Task};
 
-use crate::{threads, DataArgs};
+use crate::{encoder_dir, threads, DataArgs};
 
 /// Arguments of `flywheel autotune`.
 #[derive(Args, Debug)]
@@ -40,6 +40,11 @@ pub struct AutotuneArgs {
     /// Separator of several labels in one field (multilabel).
     #[arg(long, default_value = "|")]
     label_sep: String,
+    /// Let the search try a pretrained encoder too (--model encoder, with and without n-grams):
+    /// a Hugging Face model directory or the name of one fetched by `flywheel encoders fetch`.
+    /// Every text is embedded once, up front, within the budget.
+    #[arg(long, value_name = "DIR|NAME")]
+    encoder: Option<PathBuf>,
     /// Print the trials as JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -78,7 +83,11 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
         seed: args.seed,
         threads: threads(args.threads),
         validation_fraction: args.validation_fraction,
+        encoder: args.encoder.as_deref().map(encoder_dir).transpose()?,
     };
+    if opts.encoder.is_some() {
+        crate::keep_large_blocks();
+    }
     let task = match &args.task {
         Some(t) => Some(t.parse::<Task>()?),
         None => None,
@@ -134,6 +143,9 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
                         t.seconds
                     );
                 }
+            }
+            AutotuneEvent::Embedded { texts, seconds } => {
+                eprintln!("Embedded {texts} texts with the encoder in {seconds:.1} s")
             }
             AutotuneEvent::Final(c) => {
                 eprintln!("Retraining the best on all rows: {}", c.describe())

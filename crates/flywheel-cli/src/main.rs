@@ -517,7 +517,7 @@ fn parse_side(s: &Option<String>, default: Side) -> Result<Side> {
 
 /// The encoder directory `--encoder` names: the path itself, or where `flywheel encoders fetch`
 /// put an encoder of that name.
-fn encoder_dir(given: &Path) -> Result<String> {
+pub(crate) fn encoder_dir(given: &Path) -> Result<String> {
     if given.is_dir() {
         return Ok(given.display().to_string());
     }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use flywheel_nn::{
-    BagLoss, BagModel, Dense, Embedding, LinearLoss, LinearModel, Lstm, Parameters, Tensor, TextRnn,
+    BagLoss, BagModel, Dense, Embedding, LinearModel, Lstm, Parameters, Tensor, TextRnn,
 };
 use flywheel_text::{KerasTokenizer, TokenizerState};
 use safetensors::tensor::{Dtype, TensorView};
@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bag::{bag_loss, BagFeaturizer, BagNet};
-use crate::embed::{head_shape, resolve_encoder, EncoderNet, Ngrams};
+use crate::embed::{resolve_encoder, EncoderNet, Ngrams};
 use crate::evaluate::Report;
-use crate::linear::LinearNet;
+use crate::linear::{head_shape, LinearNet};
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
 use crate::train::{EpochRecord, TrainOutcome};
@@ -356,12 +356,7 @@ impl Artifact {
             let featurizer = read_featurizer()?;
             let rows = featurizer.rows();
             if spec.architecture == "linear" {
-                let (outputs, loss) = match meta.task {
-                    Task::Binary => (2, LinearLoss::Softmax),
-                    Task::Multiclass => (k, LinearLoss::Softmax),
-                    Task::Multilabel => (k, LinearLoss::Sigmoid),
-                    Task::Regression => (1, LinearLoss::Mse),
-                };
+                let (outputs, loss) = head_shape(meta.task, k);
                 Network::Linear(LinearNet {
                     featurizer,
                     idf: read("linear.idf", &[rows])?.data().to_vec(),

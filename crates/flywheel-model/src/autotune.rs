@@ -12,8 +12,13 @@
 //!   data, seed and budget always make the same trials and the same choice, however fast the
 //!   machine is. Trials run concurrently, one per thread, each on one thread.
 //! * The best configuration is retrained on all rows (training and validation).
+//! * With a pretrained encoder allowed ([`AutotuneOptions::encoder`]), every text is embedded
+//!   once up front (through the on-disk cache) and the `encoder` family joins the draw; its
+//!   trials read the vectors from memory. The plan charges that encoding by a cost model too.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use flywheel_data::Record;
@@ -23,6 +28,7 @@ use flywheel_text::Segmentation;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::embed::{embed_cached, load_encoder, register_encoder, Memo, TextEncoder};
 use crate::evaluate::{evaluate, Report};
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
@@ -109,6 +115,8 @@ pub struct AutotuneOptions {
     pub threads: usize,
     /// Share of the rows held out for validation.
     pub validation_fraction: f64,
+    /// A pretrained encoder's directory: the `encoder` family joins the search.
+    pub encoder: Option<String>,
 }
 
 /// One configuration of the search space.
@@ -134,6 +142,15 @@ impl Candidate {
                 "linear tokenizer={} C={} word-ngrams={} char-ngrams={}",
                 s.tokenizer.segmentation, s.linear.c, s.bag.word_ngrams, chars
             );
+        }
+        if s.is_encoder() {
+            return match s.uses_ngrams() {
+                true => format!(
+                    "encoder C={} + tokenizer={} word-ngrams={}",
+                    s.linear.c, s.tokenizer.segmentation, s.bag.word_ngrams
+                ),
+                false => format!("encoder C={} (vector only)", s.linear.c),
+            };
         }
         format!(
             "{} tokenizer={} dim={} epochs={} lr={:.3} word-ngrams={} char-ngrams={}",
@@ -181,6 +198,13 @@ pub enum AutotuneEvent<'a> {
         /// Planned seconds.
         planned_secs: f64,
     },
+    /// Every text was embedded by the pretrained encoder (before the plan).
+    Embedded {
+        /// Texts.
+        texts: usize,
+        /// Wall seconds (little when the vectors were cached).
+        seconds: f64,
+    },
     /// A trial finished.
     Trial(&'a Trial),
     /// The final training starts.
@@ -214,6 +238,23 @@ const SECS_PER_MTOKEN: f64 = 0.6;
 /// Feature-row updates per second of the fastText-style engine on one core (measured on the
 /// 2-core machine of docs/benchmarks.md: tweets, 25 epochs, bigrams, width 100).
 const UPDATES_PER_SEC: f64 = 1.2e9;
+/// Word pieces a 384-wide, 6-layer encoder (all-MiniLM-L6-v2) reads per second on one core
+/// (docs/benchmarks.md: ~114 tweets/s of ~30 pieces); wider encoders cost `(dim / 384)³` more.
+const PIECES_PER_SEC: f64 = 3_400.0;
+/// L-BFGS iterations the cost model expects of an `encoder` head.
+const ENCODER_ITERS: f64 = 200.0;
+
+/// Keeps the memo-backed encoder registered for the search; puts the plain one back after.
+struct Registered {
+    dir: PathBuf,
+    base: Arc<dyn TextEncoder>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        register_encoder(&self.dir, &self.base);
+    }
+}
 
 /// Searches and trains; `on_event` sees the plan and every trial.
 pub fn autotune(
@@ -261,6 +302,45 @@ pub fn autotune(
         vec![(pick(&train_idx), pick(&val_idx))]
     };
     let (train_rows, val_rows) = (&folds[0].0, &folds[0].1);
+    let threads = opts.threads.max(1);
+
+    // The pretrained encoder: every text embedded once, kept in memory for the trials.
+    let mut encoder: Option<(Registered, Arc<dyn TextEncoder>, f64)> = None;
+    if let Some(dir) = &opts.encoder {
+        let started = Instant::now();
+        let base = load_encoder(Path::new(dir))?;
+        let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+        let (pieces, vectors) = pool.install(|| -> Result<(usize, Vec<f32>), ModelError> {
+            let pieces = texts
+                .par_iter()
+                .map(|t| {
+                    let mut ids = Vec::new();
+                    base.token_ids(t, &mut ids);
+                    ids.len()
+                })
+                .sum();
+            Ok((pieces, embed_cached(base.as_ref(), &texts)?))
+        })?;
+        let memo: Arc<dyn TextEncoder> = Arc::new(Memo::new(base.clone(), &texts, &vectors));
+        register_encoder(Path::new(dir), &memo);
+        let width = base.dim() as f64 / 384.0;
+        let secs = pieces as f64 * width.powi(3) / PIECES_PER_SEC / threads as f64;
+        on_event(AutotuneEvent::Embedded {
+            texts: texts.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        let guard = Registered {
+            dir: PathBuf::from(dir),
+            base,
+        };
+        encoder = Some((guard, memo, secs));
+    }
+    let encode_secs = encoder.as_ref().map_or(0.0, |e| e.2);
+    let dim = encoder.as_ref().map_or(0, |e| e.1.dim()) as f64;
 
     // The cost model's inputs: tokens of the training rows.
     let texts: Vec<&str> = train_rows.iter().map(|r| r.text.as_str()).collect();
@@ -293,6 +373,15 @@ pub fn autotune(
                 0.0
             };
         let t = tokens * rows_share;
+        if s.is_encoder() {
+            let rows = train_rows.len() as f64 * rows_share;
+            let passes = classes * ENCODER_ITERS * LINEAR_PASS;
+            let ngrams = match s.uses_ngrams() {
+                true => t / 1e6 * SECS_PER_MTOKEN + t * per_token * passes / UPDATES_PER_SEC,
+                false => 0.0,
+            };
+            return ngrams + rows * dim * passes / UPDATES_PER_SEC;
+        }
         let passes = if s.architecture == "linear" {
             // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
             classes * s.linear.max_iter as f64 * LINEAR_PASS
@@ -303,14 +392,13 @@ pub fn autotune(
     };
 
     // Draw candidates until the plan fills the search's share of the budget.
-    let threads = opts.threads.max(1);
     let mut rng = Rng::with_stream(opts.seed, 7);
-    let search_budget = opts.budget_secs * 0.8 * threads as f64;
+    let search_budget = (opts.budget_secs * 0.8 - encode_secs).max(0.0) * threads as f64;
     let mut pool: Vec<Candidate> = Vec::new();
     let mut planned = 0.0;
     let mut draws = 0;
     loop {
-        let c = draw(&mut rng, cjk, task, opts.seed);
+        let c = draw(&mut rng, cjk, task, opts.seed, opts.encoder.as_deref());
         draws += 1;
         if pool.contains(&c) {
             // A configuration already planned; stop when the space is exhausted.
@@ -337,7 +425,7 @@ pub fn autotune(
         train_rows: train_rows.len(),
         val_rows: val_rows.len(),
         folds: folds.len(),
-        planned_secs: planned / threads as f64 + cost(&pool[0], 1.25),
+        planned_secs: encode_secs + planned / threads as f64 + cost(&pool[0], 1.25),
     });
 
     let trial_pool = rayon::ThreadPoolBuilder::new()
@@ -414,7 +502,7 @@ pub fn autotune(
     on_event(AutotuneEvent::Final(&best));
     let mut cfg = best.config.clone();
     cfg.threads = threads;
-    let outcome = train(
+    let mut outcome = train(
         records,
         source,
         Some(task),
@@ -423,6 +511,12 @@ pub fn autotune(
         &cfg,
         &mut |_| {},
     )?;
+    if let Some((guard, _, _)) = &encoder {
+        if best.spec.is_encoder() {
+            outcome.pipeline.replace_encoder(guard.base.clone())?;
+        }
+    }
+    drop(encoder);
     Ok(AutotuneOutcome {
         trials,
         best: Candidate {
@@ -458,10 +552,39 @@ fn run_trial(
     Ok((metric.of(&report)?, started.elapsed().as_secs_f64()))
 }
 
-/// One random configuration: a third of them TF-IDF + logistic regression, the rest of the
-/// fastText-style family.
-fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64) -> Candidate {
+/// One random configuration: with an encoder, a third of them the `encoder` family; of the
+/// rest, a third TF-IDF + logistic regression and the others the fastText-style family.
+fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64, encoder: Option<&str>) -> Candidate {
     let pick = |rng: &mut Rng, xs: &[usize]| xs[rng.below(xs.len())];
+    let one_pass = TrainConfig {
+        epochs: 1,
+        validation_split: 0.0,
+        seed,
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    if let Some(dir) = encoder.filter(|_| rng.below(3) == 0) {
+        let mut spec = ModelSpec::encoder(dir);
+        spec.detect_cjk = false;
+        let ngrams = rng.below(3) != 0;
+        if let Some(e) = spec.encoder.as_mut() {
+            e.ngrams = ngrams;
+        }
+        if ngrams {
+            spec.tokenizer.segmentation = if cjk {
+                [Segmentation::Cjk, Segmentation::Jieba][rng.below(2)]
+            } else {
+                Segmentation::Word
+            };
+            spec.bag.word_ngrams = pick(rng, &[1, 2, 2]);
+        }
+        spec.linear.c = [0.3, 1.0, 3.0, 10.0][rng.below(4)];
+        spec.linear.max_iter = 300;
+        return Candidate {
+            spec,
+            config: one_pass,
+        };
+    }
     if rng.below(3) == 0 {
         let mut spec = ModelSpec::linear();
         spec.detect_cjk = false;
@@ -480,14 +603,10 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64) -> Candidate {
         spec.linear.c = [1.0, 10.0, 100.0, 1000.0][rng.below(4)];
         // scikit-learn's default iteration cap: bounds a trial's cost.
         spec.linear.max_iter = 100;
-        let config = TrainConfig {
-            epochs: 1,
-            validation_split: 0.0,
-            seed,
-            threads: 1,
-            ..TrainConfig::default()
+        return Candidate {
+            spec,
+            config: one_pass,
         };
-        return Candidate { spec, config };
     }
     let mut spec = ModelSpec::fasttext();
     spec.detect_cjk = false;

@@ -17,25 +17,21 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use flywheel_data::Record;
-use flywheel_nn::{LinearLoss, LinearModel, LinearTargets, SparseRows};
+use flywheel_nn::{LinearLoss, LinearModel, SparseRows};
 use flywheel_text::KerasTokenizer;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::bag::BagFeaturizer;
-use crate::evaluate::report_from_outputs;
-use crate::linear::{balanced_weights, fit_tfidf, tfidf, Tfidf};
+use crate::linear::{fit_head, fit_tfidf, one_pass_outcome, tfidf, thread_pool, Tfidf};
 use crate::pipeline::{task_outputs, Network, Pipeline};
 use crate::spec::{EncoderSpec, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
+use crate::train::{training_rows, TrainEvent, TrainOutcome};
 use crate::ModelError;
 
 /// Texts embedded together in one forward pass of the encoder.
 pub const BATCH: usize = 32;
-
-/// L-BFGS stops when no gradient component exceeds this.
-const GTOL: f64 = 1e-4;
 
 /// A sentence encoder as the `encoder` family uses it: text → word-piece ids → one vector.
 pub trait TextEncoder: Send + Sync + std::fmt::Debug {
@@ -54,8 +50,9 @@ pub trait TextEncoder: Send + Sync + std::fmt::Debug {
     fn cache_dir(&self) -> Option<PathBuf>;
 }
 
-/// Vectors of `texts` in order, `[texts.len() · dim]`, on the current rayon pool: texts are
-/// sorted by length so a batch carries little padding, and batches run in parallel.
+/// Vectors of `texts` in order, `[texts.len() · dim]`, on the current rayon pool: each
+/// distinct input is embedded once, sorted by length so a batch carries little padding, and
+/// batches run in parallel.
 pub fn embed_texts<S: AsRef<str> + Sync>(
     encoder: &dyn TextEncoder,
     texts: &[S],
@@ -68,22 +65,37 @@ pub fn embed_texts<S: AsRef<str> + Sync>(
             v
         })
         .collect();
-    let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let mut first: HashMap<&[u32], usize> = HashMap::new();
+    let slot: Vec<usize> = ids
+        .iter()
+        .map(|q| {
+            let next = first.len();
+            *first.entry(q.as_slice()).or_insert(next)
+        })
+        .collect();
+    let mut unique: Vec<&[u32]> = vec![&[]; first.len()];
+    for (q, &u) in &first {
+        unique[u] = q;
+    }
     let dim = encoder.dim();
-    let mut order: Vec<usize> = (0..refs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(refs[i].len()));
+    let mut order: Vec<usize> = (0..unique.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(unique[i].len()), i));
     let done: Vec<Vec<f32>> = order
         .par_chunks(BATCH)
         .map(|batch| {
-            let seqs: Vec<&[u32]> = batch.iter().map(|&i| refs[i]).collect();
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| unique[i]).collect();
             encoder.embed_ids(&seqs)
         })
         .collect::<Result<_, _>>()?;
-    let mut out = vec![0.0f32; refs.len() * dim];
-    for (batch, vectors) in order.chunks(BATCH).zip(done) {
-        for (&i, v) in batch.iter().zip(vectors.chunks_exact(dim)) {
-            out[i * dim..(i + 1) * dim].copy_from_slice(v);
+    let mut vectors = vec![0.0f32; unique.len() * dim];
+    for (batch, v) in order.chunks(BATCH).zip(done) {
+        for (&i, v) in batch.iter().zip(v.chunks_exact(dim)) {
+            vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
         }
+    }
+    let mut out = vec![0.0f32; ids.len() * dim];
+    for (row, &u) in out.chunks_exact_mut(dim).zip(&slot) {
+        row.copy_from_slice(&vectors[u * dim..(u + 1) * dim]);
     }
     Ok(out)
 }
@@ -188,6 +200,93 @@ pub fn resolve_encoder(spec: &EncoderSpec) -> Result<Arc<dyn TextEncoder>, Model
         )));
     }
     Ok(encoder)
+}
+
+/// An encoder that answers from memory for the texts it was given (autotune's trials embed
+/// the same texts again and again); other texts go to the encoder it wraps.
+#[derive(Debug)]
+pub struct Memo {
+    inner: Arc<dyn TextEncoder>,
+    known: HashMap<Vec<u32>, Vec<f32>>,
+}
+
+impl Memo {
+    /// Remembers `vectors` (`[texts.len() · dim]`, from `inner`) of `texts`.
+    pub fn new<S: AsRef<str> + Sync>(
+        inner: Arc<dyn TextEncoder>,
+        texts: &[S],
+        vectors: &[f32],
+    ) -> Self {
+        let dim = inner.dim();
+        let known = texts
+            .par_iter()
+            .zip(vectors.par_chunks_exact(dim))
+            .map(|(t, v)| {
+                let mut ids = Vec::new();
+                inner.token_ids(t.as_ref(), &mut ids);
+                (ids, v.to_vec())
+            })
+            .collect();
+        Memo { inner, known }
+    }
+
+    /// The wrapped encoder.
+    pub fn inner(&self) -> &Arc<dyn TextEncoder> {
+        &self.inner
+    }
+}
+
+impl TextEncoder for Memo {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+    fn dir(&self) -> &Path {
+        self.inner.dir()
+    }
+    fn token_ids(&self, text: &str, out: &mut Vec<u32>) {
+        self.inner.token_ids(text, out)
+    }
+    fn embed_ids(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
+        let dim = self.dim();
+        let missing: Vec<&[u32]> = seqs
+            .iter()
+            .copied()
+            .filter(|q| !self.known.contains_key(*q))
+            .collect();
+        let fresh = match missing.is_empty() {
+            true => Vec::new(),
+            false => self.inner.embed_ids(&missing)?,
+        };
+        let mut fresh = fresh.chunks_exact(dim);
+        let mut out = Vec::with_capacity(seqs.len() * dim);
+        for q in seqs {
+            match self.known.get(*q) {
+                Some(v) => out.extend_from_slice(v),
+                None => out.extend_from_slice(fresh.next().unwrap_or(&[])),
+            }
+        }
+        out.resize(seqs.len() * dim, 0.0);
+        Ok(out)
+    }
+    fn cache_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Vectors of `texts` through `encoder`'s on-disk cache when it has one.
+pub fn embed_cached<S: AsRef<str> + Sync>(
+    encoder: &dyn TextEncoder,
+    texts: &[S],
+) -> Result<Vec<f32>, ModelError> {
+    match encoder.cache_dir() {
+        Some(dir) => EmbeddingCache::new(dir, encoder)
+            .embed(encoder, texts)
+            .map(|(v, _)| v),
+        None => embed_texts(encoder, texts),
+    }
 }
 
 /// The candle encoder of `flywheel-encoder`.
@@ -511,16 +610,6 @@ impl EncoderNet {
     }
 }
 
-/// The head's output layer and loss for a task with `k` outputs.
-pub(crate) fn head_shape(task: Task, k: usize) -> (usize, LinearLoss) {
-    match task {
-        Task::Binary => (2, LinearLoss::Softmax),
-        Task::Multiclass => (k, LinearLoss::Softmax),
-        Task::Multilabel => (k, LinearLoss::Sigmoid),
-        Task::Regression => (1, LinearLoss::Mse),
-    }
-}
-
 /// Trains the head on the encoder's vectors (called by [`crate::train`] for `encoder` specs).
 pub(crate) fn train_encoder(
     records: &[Record],
@@ -555,17 +644,9 @@ pub(crate) fn train_encoder(
     let n = records.len();
     let n_train = training_rows(n, cfg, source)?;
     let n_val = n - n_train;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads.max(1))
-        .build()
-        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
+    let pool = thread_pool(cfg)?;
     let dim = encoder.dim();
-    let vectors = pool.install(|| match encoder.cache_dir() {
-        Some(dir) => EmbeddingCache::new(dir, encoder.as_ref())
-            .embed(encoder.as_ref(), &texts)
-            .map(|(v, _)| v),
-        None => embed_texts(encoder.as_ref(), &texts),
-    })?;
+    let vectors = pool.install(|| embed_cached(encoder.as_ref(), &texts))?;
     let (tokenizer, ngrams, tf) = if wanted.ngrams {
         let Tfidf {
             tokenizer,
@@ -600,51 +681,24 @@ pub(crate) fn train_encoder(
         x.push(&idx, &val);
     }
     drop(tf);
-    let mut train_x = SparseRows::new();
-    for i in 0..n_train {
-        let (a, b) = x.row(i);
-        train_x.push(a, b);
-    }
-    let k = labels.outputs();
-    let (outputs, loss) = head_shape(labels.task, k);
-    let classes: Vec<u32> = match (&targets, labels.task) {
-        (Targets::Classes(c), _) => c[..n_train].to_vec(),
-        (Targets::Values(v), Task::Binary) => {
-            v[..n_train].iter().map(|&y| u32::from(y > 0.5)).collect()
-        }
-        _ => Vec::new(),
-    };
-    let values: Vec<f32> = match &targets {
-        Targets::Values(v) if loss != LinearLoss::Softmax => v[..n_train * k].to_vec(),
-        _ => Vec::new(),
-    };
-    let y = match loss {
-        LinearLoss::Softmax => LinearTargets::Classes(&classes),
-        _ => LinearTargets::Values(&values),
-    };
-    on_event(TrainEvent::Start {
-        train_rows: n_train,
-        val_rows: n_val,
-        batches: 1,
-        epochs: 1,
-        parameters: width * outputs + outputs,
-        task: labels.task,
-        labels: &labels.labels,
-        vocab: tokenizer.vocab_size(),
-    });
-    let row_weights = if spec.linear.balanced && loss == LinearLoss::Softmax {
-        balanced_weights(&classes, outputs)
-    } else {
-        Vec::new()
-    };
-    let mut head = LinearModel::new(width, outputs, loss);
-    let l2 = 1.0 / (spec.linear.c * n_train as f64);
-    let objective = pool
-        .install(|| head.fit_weighted(&train_x, y, &row_weights, l2, spec.linear.max_iter, GTOL))?;
+    let (head, objective) = fit_head(
+        &x,
+        width,
+        n_train,
+        n_val,
+        &labels,
+        &targets,
+        &spec,
+        tokenizer.vocab_size(),
+        &pool,
+        on_event,
+    )?;
     net.head = head;
+    // Outputs from the vectors already computed (not through the encoder again).
+    let k = labels.outputs();
     let head_outputs = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
         let mut out = vec![0.0f32; range.len() * k];
-        let mut probs = vec![0.0f32; outputs];
+        let mut probs = vec![0.0f32; net.head.outputs()];
         for (j, i) in range.enumerate() {
             let (a, b) = x.row(i);
             net.head.predict(a, b, &mut probs)?;
@@ -653,37 +707,18 @@ pub(crate) fn train_encoder(
         Ok(out)
     };
     let train_out = head_outputs(0..n_train)?;
-    let train_report = report_from_outputs(&labels, &train_out, &targets.slice(0..n_train, k))?;
-    let validation = if n_val > 0 {
-        let out = head_outputs(n_train..n)?;
-        Some(report_from_outputs(
-            &labels,
-            &out,
-            &targets.slice(n_train..n, k),
-        )?)
-    } else {
-        None
+    let val_out = match n_val {
+        0 => None,
+        _ => Some(head_outputs(n_train..n)?),
     };
     let pipeline = Pipeline::new(spec, labels, tokenizer, Network::Encoder(net))?;
-    let record = EpochRecord {
-        epoch: 1,
-        loss: objective,
-        accuracy: train_report.accuracy(),
-        val_loss: None,
-        val_accuracy: validation.as_ref().and_then(|r| r.accuracy()),
-    };
-    on_event(TrainEvent::Epoch {
-        record: &record,
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(TrainOutcome {
+    one_pass_outcome(
         pipeline,
-        history: vec![record],
-        best_epoch: None,
-        stopped_early: false,
-        train_rows: n_train,
-        val_rows: n_val,
-        validation,
-        class_counts: Vec::new(),
-    })
+        &train_out,
+        val_out.as_deref(),
+        &targets,
+        objective,
+        started,
+        on_event,
+    )
 }

@@ -179,21 +179,91 @@ pub(crate) fn train_linear(
         all,
     } = fit_tfidf(spec, &texts, n_train)?;
     let width = featurizer.rows();
-    let k = labels.outputs();
-    let (loss, outputs) = match labels.task {
-        Task::Binary => (LinearLoss::Softmax, 2),
-        Task::Multiclass => (LinearLoss::Softmax, k),
-        Task::Multilabel => (LinearLoss::Sigmoid, k),
-        Task::Regression => (LinearLoss::Mse, 1),
+    let pool = thread_pool(cfg)?;
+    let (model, objective) = fit_head(
+        &x,
+        width,
+        n_train,
+        n_val,
+        &labels,
+        &targets,
+        spec,
+        tokenizer.vocab_size(),
+        &pool,
+        on_event,
+    )?;
+    let net = LinearNet {
+        featurizer,
+        idf,
+        model,
     };
-    let classes: Vec<u32> = match (&targets, labels.task) {
+    let pipeline = Pipeline::new(spec.clone(), labels, tokenizer, Network::Linear(net))?;
+    let outputs_of = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
+        let seqs: Vec<&[u32]> = range.map(|i| all.get(i)).collect();
+        pool.install(|| pipeline.outputs_par(&seqs))
+    };
+    let train_out = outputs_of(0..n_train)?;
+    let val_out = match n_val {
+        0 => None,
+        _ => Some(outputs_of(n_train..n)?),
+    };
+    one_pass_outcome(
+        pipeline,
+        &train_out,
+        val_out.as_deref(),
+        &targets,
+        objective,
+        started,
+        on_event,
+    )
+}
+
+/// The training threads.
+pub(crate) fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads.max(1))
+        .build()
+        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))
+}
+
+/// The output layer and loss of a linear model for a task with `k` outputs: a softmax over
+/// both classes for binary tasks (the task reads the second's probability).
+pub(crate) fn head_shape(task: Task, k: usize) -> (usize, LinearLoss) {
+    match task {
+        Task::Binary => (2, LinearLoss::Softmax),
+        Task::Multiclass => (k, LinearLoss::Softmax),
+        Task::Multilabel => (k, LinearLoss::Sigmoid),
+        Task::Regression => (1, LinearLoss::Mse),
+    }
+}
+
+/// Fits the task's regression (softmax, a sigmoid per label, or least squares) by L-BFGS on
+/// the first `n_train` rows of `x` (`width` features) with the spec's `C`, iteration cap and
+/// class weights, after reporting the start to `on_event`. Returns the model and its final
+/// objective.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_head(
+    x: &SparseRows,
+    width: usize,
+    n_train: usize,
+    n_val: usize,
+    labels: &LabelSet,
+    targets: &Targets,
+    spec: &ModelSpec,
+    vocab: usize,
+    pool: &rayon::ThreadPool,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<(LinearModel, f64), ModelError> {
+    let k = labels.outputs();
+    let (outputs, loss) = head_shape(labels.task, k);
+    let classes: Vec<u32> = match (targets, labels.task) {
         (Targets::Classes(c), _) => c[..n_train].to_vec(),
         (Targets::Values(v), Task::Binary) => {
             v[..n_train].iter().map(|&y| u32::from(y > 0.5)).collect()
         }
         _ => Vec::new(),
     };
-    let values: Vec<f32> = match &targets {
+    let values: Vec<f32> = match targets {
         Targets::Values(v) if loss != LinearLoss::Softmax => v[..n_train * k].to_vec(),
         _ => Vec::new(),
     };
@@ -206,57 +276,52 @@ pub(crate) fn train_linear(
         let (a, b) = x.row(i);
         train_x.push(a, b);
     }
-    let mut model = LinearModel::new(width, outputs, loss);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads.max(1))
-        .build()
-        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
-    let l2 = 1.0 / (spec.linear.c * n_train as f64);
-    let net_labels = labels.clone();
     on_event(TrainEvent::Start {
         train_rows: n_train,
         val_rows: n_val,
         batches: 1,
         epochs: 1,
         parameters: width * outputs + outputs,
-        task: net_labels.task,
-        labels: &net_labels.labels,
-        vocab: tokenizer.vocab_size(),
+        task: labels.task,
+        labels: &labels.labels,
+        vocab,
     });
     let row_weights = if spec.linear.balanced && loss == LinearLoss::Softmax {
         balanced_weights(&classes, outputs)
     } else {
         Vec::new()
     };
+    let mut model = LinearModel::new(width, outputs, loss);
+    let l2 = 1.0 / (spec.linear.c * n_train as f64);
     let objective = pool.install(|| {
         model.fit_weighted(&train_x, y, &row_weights, l2, spec.linear.max_iter, GTOL)
     })?;
-    let net = LinearNet {
-        featurizer,
-        idf,
-        model,
-    };
-    let pipeline = Pipeline::new(
-        spec.clone(),
-        labels.clone(),
-        tokenizer,
-        Network::Linear(net),
-    )?;
-    let outputs_of = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
-        let seqs: Vec<&[u32]> = range.map(|i| all.get(i)).collect();
-        pool.install(|| pipeline.outputs_par(&seqs))
-    };
-    let train_out = outputs_of(0..n_train)?;
-    let train_report = report_from_outputs(&labels, &train_out, &targets.slice(0..n_train, k))?;
-    let validation = if n_val > 0 {
-        let out = outputs_of(n_train..n)?;
-        Some(report_from_outputs(
-            &labels,
-            &out,
-            &targets.slice(n_train..n, k),
-        )?)
-    } else {
-        None
+    Ok((model, objective))
+}
+
+/// The outcome of a model fitted in one pass, from its outputs on the training rows and on
+/// the validation rows (which follow them).
+pub(crate) fn one_pass_outcome(
+    pipeline: Pipeline,
+    train_out: &[f32],
+    val_out: Option<&[f32]>,
+    targets: &Targets,
+    objective: f64,
+    started: Instant,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let labels = &pipeline.labels;
+    let k = labels.outputs();
+    let n_train = train_out.len() / k.max(1);
+    let n_val = val_out.map_or(0, |v| v.len() / k.max(1));
+    let train_report = report_from_outputs(labels, train_out, &targets.slice(0..n_train, k))?;
+    let validation = match val_out {
+        Some(out) => Some(report_from_outputs(
+            labels,
+            out,
+            &targets.slice(n_train..n_train + n_val, k),
+        )?),
+        None => None,
     };
     let record = EpochRecord {
         epoch: 1,

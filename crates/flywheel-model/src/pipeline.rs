@@ -424,6 +424,27 @@ impl Pipeline {
         matches!(self.net, Network::Rnn(_) | Network::Seq(_))
     }
 
+    /// Swaps the encoder of an `encoder` model for another with the same fingerprint (a
+    /// [`crate::embed::Memo`] for the one it wraps).
+    pub fn replace_encoder(
+        &mut self,
+        encoder: std::sync::Arc<dyn crate::embed::TextEncoder>,
+    ) -> Result<(), ModelError> {
+        match &mut self.net {
+            Network::Encoder(e)
+                if e.encoder.fingerprint() == encoder.fingerprint()
+                    && e.encoder.dim() == encoder.dim() =>
+            {
+                e.encoder = encoder;
+                Ok(())
+            }
+            Network::Encoder(_) => Err(ModelError::Encoder(
+                "the replacement is a different encoder".to_string(),
+            )),
+            _ => Err(self.wrong_family("encoder")),
+        }
+    }
+
     /// The encoder network (an error for other families).
     pub fn encoder_net(&self) -> Result<&EncoderNet, ModelError> {
         match &self.net {

@@ -29,6 +29,7 @@ fn data(n: usize, seed: u64) -> Vec<Record> {
 
 fn opts(seed: u64) -> AutotuneOptions {
     AutotuneOptions {
+        encoder: None,
         budget_secs: 1.0,
         metric: Metric::MacroF1,
         seed,
@@ -50,7 +51,7 @@ fn same_seed_same_choice_and_a_good_model() {
             ..
         } => plan = Some((rungs.to_vec(), val_rows, folds)),
         AutotuneEvent::Trial(_) => seen += 1,
-        AutotuneEvent::Final(_) => {}
+        _ => {}
     })
     .unwrap();
     let (rungs, val_rows, folds) = plan.unwrap();

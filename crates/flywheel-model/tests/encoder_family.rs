@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use flywheel_data::Record;
+use flywheel_model::autotune::AutotuneEvent;
 use flywheel_model::embed::{register_encoder, EmbeddingCache, TextEncoder};
-use flywheel_model::{explain, train, Artifact, ModelError, ModelSpec, TrainConfig};
+use flywheel_model::{
+    autotune, explain, train, Artifact, AutotuneOptions, Metric, ModelError, ModelSpec, TrainConfig,
+};
 
 const DIM: usize = 8;
 
@@ -297,4 +300,44 @@ fn the_family_needs_an_encoder_directory() {
     let mut linear = ModelSpec::linear();
     linear.encoder = ModelSpec::encoder("x").encoder;
     assert!(linear.validate().is_err());
+}
+
+#[test]
+fn autotune_embeds_each_text_once_and_may_choose_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = stand(dir.path(), 9, None);
+    let dyn_enc: Arc<dyn TextEncoder> = enc.clone();
+    register_encoder(dir.path(), &dyn_enc);
+    let records = data(400);
+    let distinct: std::collections::HashSet<&str> =
+        records.iter().map(|r| r.text.as_str()).collect();
+    let opts = AutotuneOptions {
+        budget_secs: 20.0,
+        metric: Metric::MacroF1,
+        seed: 3,
+        threads: 2,
+        validation_fraction: 0.2,
+        encoder: Some(dir.path().display().to_string()),
+    };
+    let mut embedded = None;
+    let out = autotune(&records, "t.csv", None, "|", &opts, &mut |ev| {
+        if let AutotuneEvent::Embedded { texts, .. } = ev {
+            embedded = Some(texts);
+        }
+    })
+    .unwrap();
+    assert_eq!(embedded, Some(400));
+    let encoder_trials = out
+        .trials
+        .iter()
+        .filter(|t| t.candidate.spec.is_encoder())
+        .count();
+    assert!(encoder_trials > 0, "the encoder family is searched");
+    // Trials and the final training read the vectors from memory: each text went through the
+    // encoder once.
+    assert_eq!(enc.embedded.load(Ordering::SeqCst), distinct.len());
+    assert!(out.best_score > 0.8, "{}", out.best_score);
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let outputs = out.outcome.pipeline.outputs_of_texts(&texts[..3]).unwrap();
+    assert_eq!(outputs.len(), 3);
 }
