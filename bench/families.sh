@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Every sequence family (lstm, gru, bilstm, cnn) with its default settings on each dataset:
+# Model families with their default settings on each dataset (FAMILIES, default the sequence
+# families lstm gru bilstm cnn; also fasttext, linear, encoder, and encoder+ngrams = encoder
+# --with-ngrams; the encoder ones read ENCODER, default all-minilm-l6-v2 as fetched):
 # `flywheel train DATA/train.csv --model F --threads 2 --seed 42`, then `flywheel eval` on
 # DATA/test.csv. One markdown row per run: test macro-F1, accuracy, training wall time (the
 # train command's own "Trained N epochs in X s"), parameters, and prediction throughput
@@ -15,6 +17,7 @@ DIR=${1:-../shared/datasets}
 DATASETS=${2:-"bbc-news tweets-sentiment"}
 FAMILIES=${FAMILIES:-"lstm gru bilstm cnn"}
 OUT=${OUT:-/tmp/flywheel-families}
+ENCODER=${ENCODER:-all-minilm-l6-v2}
 BIN=target/release/flywheel
 [ -x "$BIN" ] || cargo build --release -p flywheel-cli
 mkdir -p "$OUT"
@@ -24,7 +27,12 @@ for name in $DATASETS; do
     d="$DIR/$name"
     for family in $FAMILIES; do
         m="$OUT/$name-$family.fw"
-        "$BIN" train "$d/train.csv" -o "$m" --model "$family" --threads 2 --seed 42 \
+        case "$family" in
+            encoder) flags=(--model encoder --encoder "$ENCODER") ;;
+            encoder+ngrams) flags=(--model encoder --encoder "$ENCODER" --with-ngrams) ;;
+            *) flags=(--model "$family") ;;
+        esac
+        "$BIN" train "$d/train.csv" -o "$m" "${flags[@]}" --threads 2 --seed 42 \
             2>"$OUT/$name-$family.log"
         secs=$(grep -oE 'Trained [0-9]+ epochs in [0-9.]+ s' "$OUT/$name-$family.log" | awk '{print $5}')
         params=$("$BIN" info "$m" | grep -oE 'parameters [0-9]+' | awk '{print $2}')
