@@ -656,7 +656,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--loss", args.loss.is_some()),
         ] {
             if given {
-                bail!("{flag} applies to --model fasttext or linear only");
+                bail!("{flag} applies to --model fasttext, linear, or encoder with --with-ngrams");
             }
         }
     }

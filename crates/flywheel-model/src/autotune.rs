@@ -139,8 +139,12 @@ impl Candidate {
         };
         if s.architecture == "linear" {
             return format!(
-                "linear tokenizer={} C={} word-ngrams={} char-ngrams={}",
-                s.tokenizer.segmentation, s.linear.c, s.bag.word_ngrams, chars
+                "linear tokenizer={} C={}{} word-ngrams={} char-ngrams={}",
+                s.tokenizer.segmentation,
+                s.linear.c,
+                if s.linear.balanced { " balanced" } else { "" },
+                s.bag.word_ngrams,
+                chars
             );
         }
         if s.is_encoder() {
@@ -601,6 +605,8 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64, encoder: Option<&str>) 
         };
         (spec.bag.minn, spec.bag.maxn) = chars[rng.below(chars.len())];
         spec.linear.c = [1.0, 10.0, 100.0, 1000.0][rng.below(4)];
+        // Class weights help macro-F1 where classes are unbalanced (classification only).
+        spec.linear.balanced = matches!(task, Task::Binary | Task::Multiclass) && rng.below(2) == 0;
         // scikit-learn's default iteration cap: bounds a trial's cost.
         spec.linear.max_iter = 100;
         return Candidate {

@@ -181,7 +181,16 @@ pub fn resolve_encoder(spec: &EncoderSpec) -> Result<Arc<dyn TextEncoder>, Model
                 ))
             })?,
     };
-    let encoder = load_encoder(&dir)?;
+    let mut encoder = load_encoder(&dir)?;
+    if encoder.fingerprint() != spec.sha256 {
+        // The files may have changed since this process loaded them: read them again.
+        if let Ok(fresh) = load_from_files(&key_of(&dir)) {
+            if fresh.fingerprint() == spec.sha256 {
+                register_encoder(&dir, &fresh);
+            }
+            encoder = fresh;
+        }
+    }
     if encoder.fingerprint() != spec.sha256 {
         return Err(ModelError::Encoder(format!(
             "the encoder in {} (sha256 {}) is not the one the model was trained with \

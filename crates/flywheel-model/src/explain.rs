@@ -12,6 +12,9 @@
 //! With an OOV token set, unknown words *are* seen (as the OOV id): they are flagged
 //! `in_vocabulary: false` but still get their occlusion attribution.
 //!
+//! For the `encoder` family "without that token" is the text as written with the word's
+//! characters deleted (the encoder reads case and punctuation), embedded again.
+//!
 //! Offsets (`start`, `end`) are Unicode scalar value (char) offsets into the original text.
 
 use flywheel_text::Side;
