@@ -248,10 +248,14 @@ const PIECES_PER_SEC: f64 = 3_400.0;
 /// L-BFGS iterations the cost model expects of an `encoder` head.
 const ENCODER_ITERS: f64 = 200.0;
 
-/// Keeps the memo-backed encoder registered for the search; puts the plain one back after.
+/// The search's encoder: the memo that answers the trials, registered under the encoder's
+/// directory while this lives; dropping it registers the plain encoder again.
 struct Registered {
     dir: PathBuf,
     base: Arc<dyn TextEncoder>,
+    memo: Arc<dyn TextEncoder>,
+    /// The cost model's seconds for embedding every text.
+    secs: f64,
 }
 
 impl Drop for Registered {
@@ -309,7 +313,7 @@ pub fn autotune(
     let threads = opts.threads.max(1);
 
     // The pretrained encoder: every text embedded once, kept in memory for the trials.
-    let mut encoder: Option<(Registered, Arc<dyn TextEncoder>, f64)> = None;
+    let mut encoder: Option<Registered> = None;
     if let Some(dir) = &opts.encoder {
         let started = Instant::now();
         let base = load_encoder(Path::new(dir))?;
@@ -318,33 +322,34 @@ pub fn autotune(
             .num_threads(threads)
             .build()
             .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
-        let (pieces, vectors) = pool.install(|| -> Result<(usize, Vec<f32>), ModelError> {
-            let pieces = texts
+        let (inputs, vectors) = pool.install(|| -> Result<_, ModelError> {
+            let inputs: Vec<Vec<u32>> = texts
                 .par_iter()
                 .map(|t| {
                     let mut ids = Vec::new();
                     base.token_ids(t, &mut ids);
-                    ids.len()
+                    ids
                 })
-                .sum();
-            Ok((pieces, embed_cached(base.as_ref(), &texts)?))
+                .collect();
+            Ok((inputs, embed_cached(base.as_ref(), &texts)?))
         })?;
-        let memo: Arc<dyn TextEncoder> = Arc::new(Memo::new(base.clone(), &texts, &vectors));
-        register_encoder(Path::new(dir), &memo);
+        let pieces: usize = inputs.iter().map(Vec::len).sum();
         let width = base.dim() as f64 / 384.0;
-        let secs = pieces as f64 * width.powi(3) / PIECES_PER_SEC / threads as f64;
+        let memo: Arc<dyn TextEncoder> = Arc::new(Memo::new(base.clone(), inputs, &vectors));
+        register_encoder(Path::new(dir), &memo);
         on_event(AutotuneEvent::Embedded {
             texts: texts.len(),
             seconds: started.elapsed().as_secs_f64(),
         });
-        let guard = Registered {
+        encoder = Some(Registered {
             dir: PathBuf::from(dir),
             base,
-        };
-        encoder = Some((guard, memo, secs));
+            memo,
+            secs: pieces as f64 * width.powi(3) / PIECES_PER_SEC / threads as f64,
+        });
     }
-    let encode_secs = encoder.as_ref().map_or(0.0, |e| e.2);
-    let dim = encoder.as_ref().map_or(0, |e| e.1.dim()) as f64;
+    let encode_secs = encoder.as_ref().map_or(0.0, |e| e.secs);
+    let dim = encoder.as_ref().map_or(0, |e| e.memo.dim()) as f64;
 
     // The cost model's inputs: tokens of the training rows.
     let texts: Vec<&str> = train_rows.iter().map(|r| r.text.as_str()).collect();
@@ -515,9 +520,9 @@ pub fn autotune(
         &cfg,
         &mut |_| {},
     )?;
-    if let Some((guard, _, _)) = &encoder {
+    if let Some(registered) = &encoder {
         if best.spec.is_encoder() {
-            outcome.pipeline.replace_encoder(guard.base.clone())?;
+            outcome.pipeline.replace_encoder(registered.base.clone())?;
         }
     }
     drop(encoder);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use flywheel_data::Record;
-use flywheel_nn::{LinearLoss, LinearModel, SparseRows};
+use flywheel_nn::{LinearModel, SparseRows};
 use flywheel_text::KerasTokenizer;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -220,21 +220,13 @@ pub struct Memo {
 }
 
 impl Memo {
-    /// Remembers `vectors` (`[texts.len() · dim]`, from `inner`) of `texts`.
-    pub fn new<S: AsRef<str> + Sync>(
-        inner: Arc<dyn TextEncoder>,
-        texts: &[S],
-        vectors: &[f32],
-    ) -> Self {
-        let dim = inner.dim();
-        let known = texts
-            .par_iter()
-            .zip(vectors.par_chunks_exact(dim))
-            .map(|(t, v)| {
-                let mut ids = Vec::new();
-                inner.token_ids(t.as_ref(), &mut ids);
-                (ids, v.to_vec())
-            })
+    /// Remembers `vectors` (`[inputs.len() · dim]`, from `inner`) of `inputs` (word-piece ids
+    /// from [`TextEncoder::token_ids`]).
+    pub fn new(inner: Arc<dyn TextEncoder>, inputs: Vec<Vec<u32>>, vectors: &[f32]) -> Self {
+        let known = inputs
+            .into_iter()
+            .zip(vectors.chunks_exact(inner.dim()))
+            .map(|(ids, v)| (ids, v.to_vec()))
             .collect();
         Memo { inner, known }
     }
@@ -578,9 +570,7 @@ impl EncoderNet {
         if let Some(g) = &self.ngrams {
             tfidf(&g.idf, rows, idx, val);
         }
-        let base = self.ngram_rows() as u32;
-        idx.extend((0..vector.len() as u32).map(|j| base + j));
-        val.extend(vector.iter().map(|v| v * self.scale));
+        append_vector(self.ngram_rows(), vector, self.scale, idx, val);
     }
 
     /// Outputs for the task (`[inputs.len() · task width]`) of model inputs, embedded in
@@ -617,6 +607,12 @@ impl EncoderNet {
         }
         Ok(())
     }
+}
+
+/// Appends the encoder's `vector`, times `scale`, as the head's features from row `base` on.
+fn append_vector(base: usize, vector: &[f32], scale: f32, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    idx.extend((0..vector.len()).map(|j| (base + j) as u32));
+    val.extend(vector.iter().map(|v| v * scale));
 }
 
 /// Trains the head on the encoder's vectors (called by [`crate::train`] for `encoder` specs).
@@ -668,13 +664,8 @@ pub(crate) fn train_encoder(
     } else {
         (KerasTokenizer::new(spec.tokenizer.clone())?, None, None)
     };
-    let mut net = EncoderNet {
-        encoder: encoder.clone(),
-        ngrams,
-        scale: wanted.scale,
-        head: LinearModel::new(0, 1, LinearLoss::Mse),
-    };
-    let width = net.ngram_rows() + dim;
+    let base = ngrams.as_ref().map_or(0, |g| g.featurizer.rows());
+    let width = base + dim;
     let mut x = SparseRows::new();
     let (mut idx, mut val) = (Vec::new(), Vec::new());
     for (i, v) in vectors.chunks_exact(dim).enumerate() {
@@ -685,8 +676,7 @@ pub(crate) fn train_encoder(
             idx.extend_from_slice(a);
             val.extend_from_slice(b);
         }
-        idx.extend((0..dim as u32).map(|j| (width - dim) as u32 + j));
-        val.extend(v.iter().map(|x| x * wanted.scale));
+        append_vector(base, v, wanted.scale, &mut idx, &mut val);
         x.push(&idx, &val);
     }
     drop(tf);
@@ -702,15 +692,14 @@ pub(crate) fn train_encoder(
         &pool,
         on_event,
     )?;
-    net.head = head;
     // Outputs from the vectors already computed (not through the encoder again).
     let k = labels.outputs();
     let head_outputs = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
         let mut out = vec![0.0f32; range.len() * k];
-        let mut probs = vec![0.0f32; net.head.outputs()];
+        let mut probs = vec![0.0f32; head.outputs()];
         for (j, i) in range.enumerate() {
             let (a, b) = x.row(i);
-            net.head.predict(a, b, &mut probs)?;
+            head.predict(a, b, &mut probs)?;
             task_outputs(labels.task, &probs, &mut out[j * k..(j + 1) * k]);
         }
         Ok(out)
@@ -719,6 +708,12 @@ pub(crate) fn train_encoder(
     let val_out = match n_val {
         0 => None,
         _ => Some(head_outputs(n_train..n)?),
+    };
+    let net = EncoderNet {
+        encoder,
+        ngrams,
+        scale: wanted.scale,
+        head,
     };
     let pipeline = Pipeline::new(spec, labels, tokenizer, Network::Encoder(net))?;
     one_pass_outcome(
