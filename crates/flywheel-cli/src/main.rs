@@ -187,7 +187,8 @@ struct TrainArgs {
     /// fasttext: longest word n-gram [default: 1].
     #[arg(long)]
     word_ngrams: Option<usize>,
-    /// fasttext: hash buckets for word and character n-grams [default: 2000000].
+    /// fasttext, linear: hash buckets for word and character n-grams [default: 2000000;
+    /// linear: 2^30, only buckets seen in training get a row].
     #[arg(long)]
     buckets: Option<usize>,
     /// fasttext: shortest character n-gram [default: 0].
@@ -213,6 +214,10 @@ struct TrainArgs {
     /// class_weight="balanced"), which favours macro-F1 on imbalanced labels.
     #[arg(long)]
     balanced: bool,
+    /// linear: drop words and n-grams found in fewer training texts than this (scikit-learn's
+    /// min_df) [default: 2].
+    #[arg(long)]
+    min_df: Option<usize>,
     /// binary, multiclass, multilabel or regression (default: inferred from the labels).
     #[arg(long)]
     task: Option<String>,
@@ -600,6 +605,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         ("--c", args.c.is_some()),
         ("--max-iter", args.max_iter.is_some()),
         ("--balanced", args.balanced),
+        ("--min-df", args.min_df.is_some()),
     ];
     if !matches!(family, "linear" | "encoder") {
         if let Some((flag, _)) = linear_only.iter().find(|(_, given)| *given) {
@@ -619,6 +625,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         spec.linear.c = args.c.unwrap_or(spec.linear.c);
         spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
         spec.linear.balanced = args.balanced;
+        spec.linear.min_df = args.min_df.unwrap_or(spec.linear.min_df);
     }
     if spec.uses_ngrams() {
         for (flag, given) in [
@@ -906,9 +913,10 @@ fn cmd_info(model: &Path) -> Result<()> {
              tokenizer {} parameters {}",
             if family == "linear" {
                 format!(
-                    "C {}{}",
+                    "C {}{} min-df {}",
                     sp.linear.c,
-                    if sp.linear.balanced { " balanced" } else { "" }
+                    if sp.linear.balanced { " balanced" } else { "" },
+                    sp.linear.min_df
                 )
             } else {
                 format!("dim {}", sp.embed_dim)
@@ -1081,6 +1089,7 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         c: None,
         max_iter: None,
         balanced: false,
+        min_df: None,
         encoder: None,
         with_ngrams: false,
         task: None,

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,12 +140,13 @@ impl Candidate {
         };
         if s.architecture == "linear" {
             return format!(
-                "linear tokenizer={} C={}{} word-ngrams={} char-ngrams={}",
+                "linear tokenizer={} C={}{} word-ngrams={} char-ngrams={} min-df={}",
                 s.tokenizer.segmentation,
                 s.linear.c,
                 if s.linear.balanced { " balanced" } else { "" },
                 s.bag.word_ngrams,
-                chars
+                chars,
+                s.linear.min_df
             );
         }
         if s.is_encoder() {
@@ -228,8 +230,9 @@ pub struct AutotuneOutcome {
     pub outcome: TrainOutcome,
 }
 
-/// Character n-grams per token for each n-gram length (after repeats in a text merge).
-const CHAR_NGRAMS_PER_LENGTH: f64 = 4.0;
+/// Character n-grams per token for each n-gram length (after repeats in a text merge;
+/// measured on the shared datasets' autotune trials).
+const CHAR_NGRAMS_PER_LENGTH: f64 = 2.0;
 /// Work of one L-BFGS iteration per non-zero and class (objective, line search, updates), in
 /// units of a feature-row update; L-BFGS usually stops well before `max_iter`.
 const LINEAR_PASS: f64 = 5.0;
@@ -355,8 +358,10 @@ pub fn autotune(
     let texts: Vec<&str> = train_rows.iter().map(|r| r.text.as_str()).collect();
     let cjk = cjk_share(&texts) >= 0.2;
     // Distinct tokens per text: repeats within a text cost one row access (features are
-    // merged into runs), so long documents cost less per token than short ones.
-    let tokens: f64 = texts
+    // merged into runs), so long documents cost less per token than short ones. Word n-grams
+    // rarely repeat within a text, so they are counted per token occurrence (a Chinese text
+    // repeats its characters far more often than their bigrams and trigrams).
+    let (distinct, running) = texts
         .iter()
         .map(|t| {
             let mut seen: Vec<&str> = if cjk {
@@ -367,26 +372,29 @@ pub fn autotune(
             } else {
                 t.split_whitespace().collect()
             };
+            let all = seen.len() + 1;
             seen.sort_unstable();
             seen.dedup();
-            seen.len() + 1
+            (seen.len() + 1, all)
         })
-        .sum::<usize>() as f64;
+        .fold((0.0f64, 0.0f64), |(d, r), (a, b)| (d + a as f64, r + b as f64));
     let classes = labels.outputs().max(2) as f64;
     let cost = |c: &Candidate, rows_share: f64| -> f64 {
         let s = &c.spec;
-        let per_token = s.bag.word_ngrams as f64
-            + if s.bag.maxn > 0 {
-                (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
-            } else {
-                0.0
-            };
-        let t = tokens * rows_share;
+        let chars = if s.bag.maxn > 0 {
+            (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
+        } else {
+            0.0
+        };
+        let ngrams = s.bag.word_ngrams.saturating_sub(1) as f64;
+        let t = distinct * rows_share;
+        // Feature rows of the training texts.
+        let features = (distinct * (1.0 + chars) + running * ngrams) * rows_share;
         if s.is_encoder() {
             let rows = train_rows.len() as f64 * rows_share;
             let passes = classes * ENCODER_ITERS * LINEAR_PASS;
             let ngrams = match s.uses_ngrams() {
-                true => t / 1e6 * SECS_PER_MTOKEN + t * per_token * passes / UPDATES_PER_SEC,
+                true => t / 1e6 * SECS_PER_MTOKEN + features * passes / UPDATES_PER_SEC,
                 false => 0.0,
             };
             return ngrams + rows * dim * passes / UPDATES_PER_SEC;
@@ -397,7 +405,7 @@ pub fn autotune(
         } else {
             c.config.epochs as f64 * s.embed_dim as f64 * 2.0
         };
-        t / 1e6 * SECS_PER_MTOKEN + t * per_token * passes / UPDATES_PER_SEC
+        t / 1e6 * SECS_PER_MTOKEN + features * passes / UPDATES_PER_SEC
     };
 
     // Draw candidates until the plan fills the search's share of the budget.
@@ -437,10 +445,6 @@ pub fn autotune(
         planned_secs: encode_secs + planned / threads as f64 + cost(&pool[0], 1.25),
     });
 
-    let trial_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
     let mut trials: Vec<Trial> = Vec::new();
     let mut survivors: Vec<Candidate> = pool;
     let mut number = 0usize;
@@ -452,44 +456,69 @@ pub fn autotune(
             }
         };
         let rows_used = share(train_rows);
-        let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
-        for batch in survivors.chunks(threads) {
-            let results: Vec<Result<(f64, f64), ModelError>> = trial_pool.install(|| {
-                batch
-                    .par_iter()
-                    .map(|c| {
-                        let mut total = (0.0, 0.0);
-                        for (tr, va) in &folds {
-                            let (score, secs) = run_trial(
-                                c,
-                                &tr[..share(tr)],
-                                va,
-                                source,
-                                task,
-                                label_sep,
-                                &opts.metric,
-                            )?;
-                            total = (total.0 + score, total.1 + secs);
+        // `threads` workers take the rung's trials in plan order, each the next one as soon as
+        // it is free, so a short trial never waits for a long one beside it. (Plain threads: a
+        // rayon worker waiting on a trial's own pool would start other trials on its stack.)
+        // Trials are reported as they finish and keep their plan-order numbers.
+        let mut results: Vec<Option<Trial>> = vec![None; survivors.len()];
+        let mut failure: Option<ModelError> = None;
+        let first = number;
+        let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for _ in 0..threads.min(survivors.len()) {
+                let tx = tx.clone();
+                let (work, next, failed) = (&survivors, &next, &failed);
+                let (folds, metric) = (&folds, &opts.metric);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(c) = work.get(i).filter(|_| !failed.load(Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let mut total = (0.0, 0.0);
+                    for (tr, va) in folds {
+                        match run_trial(c, &tr[..share(tr)], va, source, task, label_sep, metric) {
+                            Ok((score, secs)) => total = (total.0 + score, total.1 + secs),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                let _ = tx.send((i, Err(e)));
+                                return;
+                            }
                         }
-                        Ok((total.0 / folds.len() as f64, total.1))
-                    })
-                    .collect()
-            });
-            for (c, r) in batch.iter().zip(results) {
-                let (score, seconds) = r?;
-                number += 1;
-                let t = Trial {
-                    number,
-                    rung,
-                    rows: rows_used,
-                    candidate: c.clone(),
-                    score,
-                    seconds,
-                };
-                on_event(AutotuneEvent::Trial(&t));
-                scored.push((score, scored.len(), c.clone()));
-                trials.push(t);
+                    }
+                    let _ = tx.send((i, Ok((total.0 / folds.len() as f64, total.1))));
+                });
             }
+            drop(tx);
+            for (i, r) in rx {
+                match r {
+                    Ok((score, seconds)) => {
+                        let t = Trial {
+                            number: first + i + 1,
+                            rung,
+                            rows: rows_used,
+                            candidate: survivors[i].clone(),
+                            score,
+                            seconds,
+                        };
+                        on_event(AutotuneEvent::Trial(&t));
+                        results[i] = Some(t);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        number += survivors.len();
+        let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
+        for (i, t) in results.into_iter().enumerate() {
+            let t = t.ok_or_else(|| ModelError::Invalid("a trial did not report".into()))?;
+            scored.push((t.score, i, t.candidate.clone()));
+            trials.push(t);
         }
         // Best first; ties keep plan order, so the choice is deterministic.
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -562,7 +591,7 @@ fn run_trial(
 }
 
 /// One random configuration: with an encoder, a third of them the `encoder` family; of the
-/// rest, a third TF-IDF + logistic regression and the others the fastText-style family.
+/// rest, half TF-IDF + logistic regression and half the fastText-style family.
 fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64, encoder: Option<&str>) -> Candidate {
     let pick = |rng: &mut Rng, xs: &[usize]| xs[rng.below(xs.len())];
     let one_pass = TrainConfig {
@@ -594,7 +623,7 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64, encoder: Option<&str>) 
             config: one_pass,
         };
     }
-    if rng.below(3) == 0 {
+    if rng.below(2) == 0 {
         let mut spec = ModelSpec::linear();
         spec.detect_cjk = false;
         spec.tokenizer.segmentation = if cjk {
@@ -609,7 +638,10 @@ fn draw(rng: &mut Rng, cjk: bool, task: Task, seed: u64, encoder: Option<&str>) 
             [(0, 0), (2, 4), (2, 5)]
         };
         (spec.bag.minn, spec.bag.maxn) = chars[rng.below(chars.len())];
-        spec.linear.c = [1.0, 10.0, 100.0, 1000.0][rng.below(4)];
+        spec.linear.c = [1.0, 3.0, 10.0, 30.0, 100.0, 1000.0][rng.below(6)];
+        // Dropping n-grams of a single text helps long documents with many rare n-grams and
+        // can hurt small data sets, where a rare word is still evidence.
+        spec.linear.min_df = pick(rng, &[1, 2]);
         // Class weights help macro-F1 where classes are unbalanced (classification only).
         spec.linear.balanced = matches!(task, Task::Binary | Task::Multiclass) && rng.below(2) == 0;
         // scikit-learn's default iteration cap: bounds a trial's cost.

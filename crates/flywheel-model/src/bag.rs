@@ -98,6 +98,26 @@ impl BagFeaturizer {
         });
     }
 
+    /// Drops the bucket rows that `keep` rejects and renumbers the others in order (word rows
+    /// stay); returns each old row's new row, `None` where it was dropped.
+    pub(crate) fn retain_buckets(&mut self, mut keep: impl FnMut(u32) -> bool) -> Vec<Option<u32>> {
+        let base = self.base;
+        let mut map: Vec<Option<u32>> = (0..base).map(Some).collect();
+        let mut kept = Vec::new();
+        for (i, &b) in self.buckets.iter().enumerate() {
+            let row = base + i as u32;
+            match keep(row) {
+                true => {
+                    map.push(Some(base + kept.len() as u32));
+                    kept.push(b);
+                }
+                false => map.push(None),
+            }
+        }
+        *self = BagFeaturizer::with_buckets(self.spec.clone(), base as usize - 1, kept);
+        map
+    }
+
     /// Rows of already-cut tokens (buckets not seen in training are skipped).
     pub fn encode_tokens(&self, tokenizer: &KerasTokenizer, tokens: &[&str], out: &mut Vec<u32>) {
         featurize(&self.spec, tokenizer, tokens, out, |b| {
@@ -258,6 +278,24 @@ impl Rows {
             all.tokens.push(refs.len() as u32 + 1);
         }
         all
+    }
+
+    /// Renumbers every row by `map` (monotone, so each text stays sorted), dropping the rows
+    /// it maps to `None`.
+    pub(crate) fn remap(&mut self, map: &[Option<u32>]) {
+        let mut rows = Vec::with_capacity(self.rows.len());
+        let mut offsets = Vec::with_capacity(self.offsets.len());
+        offsets.push(0);
+        for i in 0..self.offsets.len() - 1 {
+            rows.extend(
+                self.get(i)
+                    .iter()
+                    .filter_map(|&r| map.get(r as usize).copied().flatten()),
+            );
+            offsets.push(rows.len());
+        }
+        self.rows = rows;
+        self.offsets = offsets;
     }
 
     /// Text `i`'s rows (sorted).

@@ -105,10 +105,9 @@ pub(crate) fn fit_tfidf(
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     tokenizer.fit(&texts[..n_train]);
     let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
-    let all = Rows::featurize(&tokenizer, &mut featurizer, texts, n_train);
+    let mut all = Rows::featurize(&tokenizer, &mut featurizer, texts, n_train);
     // Document frequencies over the training rows (rows are sorted within a text).
-    let width = featurizer.rows();
-    let mut df = vec![0u32; width];
+    let mut df = vec![0u32; featurizer.rows()];
     for i in 0..n_train {
         let text = all.get(i);
         for (j, &f) in text.iter().enumerate() {
@@ -117,9 +116,26 @@ pub(crate) fn fit_tfidf(
             }
         }
     }
+    // N-grams in fewer than `min_df` training texts lose their rows; words keep theirs (the
+    // tokenizer's vocabulary) with weight 0, which drops them from every text's features.
+    let min_df = spec.linear.min_df.max(1) as u32;
+    if min_df > 1 {
+        let map = featurizer.retain_buckets(|row| df[row as usize] >= min_df);
+        all.remap(&map);
+        let mut kept = vec![0u32; featurizer.rows()];
+        for (old, new) in map.iter().enumerate() {
+            if let Some(new) = new {
+                kept[*new as usize] = df[old];
+            }
+        }
+        df = kept;
+    }
     let idf: Vec<f32> = df
         .iter()
-        .map(|&d| (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32)
+        .map(|&d| match d >= min_df {
+            true => (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32,
+            false => 0.0,
+        })
         .collect();
     let mut x = SparseRows::new();
     let (mut idx, mut val) = (Vec::new(), Vec::new());

@@ -107,6 +107,10 @@ impl Default for CnnSpec {
     }
 }
 
+/// Hash buckets of the `linear` family's n-grams: only buckets seen in training get a row, so
+/// a wide hash space costs nothing and keeps distinct n-grams apart.
+pub const LINEAR_BUCKETS: usize = 1 << 30;
+
 /// Settings of the `linear` family (TF-IDF + logistic regression).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearSpec {
@@ -119,6 +123,15 @@ pub struct LinearSpec {
     /// multi-label and regression).
     #[serde(default)]
     pub balanced: bool,
+    /// Features (words, n-grams) in fewer training texts than this are dropped, as
+    /// scikit-learn's `min_df`; features seen once mostly let the model memorise its rows.
+    #[serde(default = "one_text")]
+    pub min_df: usize,
+}
+
+/// `min_df` of artifacts written before the setting existed.
+fn one_text() -> usize {
+    1
 }
 
 impl Default for LinearSpec {
@@ -127,6 +140,7 @@ impl Default for LinearSpec {
             c: 1.0,
             max_iter: 500,
             balanced: false,
+            min_df: 1,
         }
     }
 }
@@ -244,11 +258,14 @@ impl ModelSpec {
     }
 
     /// TF-IDF + logistic regression on word bigrams (scikit-learn's `ngram_range=(1, 2)`),
-    /// `C = 1`, Unicode word segmentation (CJK detected).
+    /// n-grams of at least two training texts (`min_df=2`), `C = 1`, Unicode word segmentation
+    /// (CJK detected).
     pub fn linear() -> Self {
         let mut s = ModelSpec::fasttext();
         s.architecture = "linear".to_string();
         s.bag.word_ngrams = 2;
+        s.bag.buckets = LINEAR_BUCKETS;
+        s.linear.min_df = 2;
         s
     }
 

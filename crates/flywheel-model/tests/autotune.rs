@@ -63,6 +63,8 @@ fn same_seed_same_choice_and_a_good_model() {
     );
     assert_eq!(seen, rungs[0] + rungs[1]);
     assert_eq!(a.trials.len(), seen);
+    // Trials finish in any order but are kept in plan order.
+    assert!(a.trials.iter().enumerate().all(|(i, t)| t.number == i + 1));
     let b = autotune(&rows, "mem", None, "|", &opts(7), &mut |_| {}).unwrap();
     assert_eq!(a.best, b.best);
     let scores = |o: &flywheel_model::AutotuneOutcome| -> Vec<f64> {

@@ -438,6 +438,59 @@ fn balanced_linear_weighs_the_rare_class_up_and_round_trips() {
 }
 
 #[test]
+fn min_df_drops_what_only_one_training_text_says() {
+    // "zebra" and the bigram "zebra cue1" occur in one training text only (labelled "a",
+    // against its cue word's "b").
+    let mut rows = data(300, &["a", "b"], 5);
+    rows.push(rec("zebra cue1", "a", 999));
+    let fit = |min_df: usize| {
+        let mut s = linear_spec();
+        s.linear.min_df = min_df;
+        train(&rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap()
+    };
+    let (kept, dropped) = (fit(1), fit(2));
+    assert_eq!(kept.pipeline.spec.linear.min_df, 1);
+    // Fewer rows: the one-text n-grams have none.
+    assert!(
+        dropped.pipeline.num_parameters() < kept.pipeline.num_parameters(),
+        "{} vs {}",
+        dropped.pipeline.num_parameters(),
+        kept.pipeline.num_parameters()
+    );
+    let out = |o: &flywheel_model::TrainOutcome, text: &str| {
+        o.pipeline.outputs_of_texts(&[text]).unwrap()
+    };
+    // With min_df=1 the rare word is a feature; with min_df=2 it reads as an unknown word.
+    assert_ne!(out(&kept, "zebra w1"), out(&kept, "unseen w1"));
+    assert_eq!(out(&dropped, "zebra w1"), out(&dropped, "unseen w1"));
+    // Features that several texts share still decide.
+    let acc = accuracy(&evaluate(&dropped.pipeline, &data(150, &["a", "b"], 99), "test").unwrap());
+    assert!(acc > 0.95, "accuracy {acc}");
+    // The pruned model round-trips to the same outputs.
+    let before = out(&dropped, "zebra cue1 w3");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.fw");
+    Artifact::from_training(dropped, cfg(), "train.csv", "00")
+        .save(&path)
+        .unwrap();
+    let loaded = Artifact::load(&path).unwrap();
+    assert_eq!(loaded.meta.spec.linear.min_df, 2);
+    assert_eq!(
+        before,
+        loaded
+            .pipeline
+            .outputs_of_texts(&["zebra cue1 w3"])
+            .unwrap()
+    );
+    // Specs written before the setting existed keep every feature.
+    let mut json = serde_json::to_value(linear_spec()).unwrap();
+    json["linear"].as_object_mut().unwrap().remove("min_df");
+    let old: ModelSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(old.linear.min_df, 1);
+    assert_eq!(ModelSpec::linear().linear.min_df, 2);
+}
+
+#[test]
 fn multilabel_threshold_is_tuned_on_validation_and_saved() {
     // Three labels; each text carries the cue words of its labels among many fillers, so
     // probabilities of true labels sit below 0.5 for a short training run.
