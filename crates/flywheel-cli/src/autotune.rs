@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flywheel_data::read_labelled;
-use flywheel_model::{autotune, Artifact, AutotuneEvent, AutotuneOptions, Metric, Task};
+use flywheel_model::{
+    autotune, Artifact, AutotuneEvent, AutotuneOptions, Metric, Task, TRIALS_UNTIL,
+};
 
 use crate::{encoder_dir, threads, DataArgs};
 
@@ -45,6 +47,12 @@ pub struct AutotuneArgs {
     /// Every text is embedded once, up front, within the budget.
     #[arg(long, value_name = "DIR|NAME")]
     encoder: Option<PathBuf>,
+    /// Run every planned trial even past the budget. By default no trial starts once 85 % of
+    /// the budget has passed (reported when it happens), so the budget holds when the cost
+    /// model misjudges the data or the machine is busy; with this flag the choice depends
+    /// only on the data, seed and budget, however long it takes.
+    #[arg(long)]
+    all_trials: bool,
     /// Print the trials as JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -84,6 +92,7 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
         threads: threads(args.threads),
         validation_fraction: args.validation_fraction,
         encoder: args.encoder.as_deref().map(encoder_dir).transpose()?,
+        stop_at_budget: !args.all_trials,
     };
     if opts.encoder.is_some() {
         crate::keep_large_blocks();
@@ -147,6 +156,12 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
             AutotuneEvent::Embedded { texts, seconds } => {
                 eprintln!("Embedded {texts} texts with the encoder in {seconds:.1} s")
             }
+            AutotuneEvent::Deadline { rung, skipped } => eprintln!(
+                "Deadline: {skipped} planned trials of rung {rung} did not run; {:.0} % of the \
+                 budget had passed (the cost model misjudged this data or the machine was busy; \
+                 --all-trials runs them all)",
+                TRIALS_UNTIL * 100.0
+            ),
             AutotuneEvent::Final(c) => {
                 eprintln!("Retraining the best on all rows: {}", c.describe())
             }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flywheel_data::Record;
 use flywheel_nn::Rng;
@@ -118,7 +118,17 @@ pub struct AutotuneOptions {
     pub validation_fraction: f64,
     /// A pretrained encoder's directory: the `encoder` family joins the search.
     pub encoder: Option<String>,
+    /// Start no trial (beyond each rung's first one per thread) once [`TRIALS_UNTIL`] of the
+    /// budget has passed: the cost model can misjudge unusual data or a busy machine, and the
+    /// budget is the user's. Off, every planned trial runs, so the choice depends on nothing
+    /// but the data, seed and budget; on, it does too unless the deadline cuts the plan
+    /// short, which is reported ([`AutotuneEvent::Deadline`]).
+    pub stop_at_budget: bool,
 }
+
+/// Share of the budget after which [`AutotuneOptions::stop_at_budget`] starts no more trials
+/// (the rest is the final training's).
+pub const TRIALS_UNTIL: f64 = 0.85;
 
 /// One configuration of the search space.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -213,6 +223,13 @@ pub enum AutotuneEvent<'a> {
     },
     /// A trial finished.
     Trial(&'a Trial),
+    /// The deadline ([`AutotuneOptions::stop_at_budget`]) cut a rung short.
+    Deadline {
+        /// The rung (0 = a third of the rows).
+        rung: usize,
+        /// Its planned trials that did not run.
+        skipped: usize,
+    },
     /// The final training starts.
     Final(&'a Candidate),
 }
@@ -285,6 +302,7 @@ pub fn autotune(
     if !(opts.budget_secs.is_finite() && opts.budget_secs > 0.0) {
         return Err(ModelError::Invalid("--budget must be positive".into()));
     }
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.budget_secs * TRIALS_UNTIL);
     let labels = LabelSet::infer(records, task, label_sep, source)?;
     let task = labels.task;
     let targets = labels.encode(records, source)?;
@@ -377,7 +395,9 @@ pub fn autotune(
             seen.dedup();
             (seen.len() + 1, all)
         })
-        .fold((0.0f64, 0.0f64), |(d, r), (a, b)| (d + a as f64, r + b as f64));
+        .fold((0.0f64, 0.0f64), |(d, r), (a, b)| {
+            (d + a as f64, r + b as f64)
+        });
     let classes = labels.outputs().max(2) as f64;
     let cost = |c: &Candidate, rows_share: f64| -> f64 {
         let s = &c.spec;
@@ -464,6 +484,7 @@ pub fn autotune(
         let mut failure: Option<ModelError> = None;
         let first = number;
         let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let stop_at_budget = opts.stop_at_budget;
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::channel();
             for _ in 0..threads.min(survivors.len()) {
@@ -475,6 +496,9 @@ pub fn autotune(
                     let Some(c) = work.get(i).filter(|_| !failed.load(Ordering::Relaxed)) else {
                         break;
                     };
+                    if stop_at_budget && i >= threads && Instant::now() >= deadline {
+                        break;
+                    }
                     let mut total = (0.0, 0.0);
                     for (tr, va) in folds {
                         match run_trial(c, &tr[..share(tr)], va, source, task, label_sep, metric) {
@@ -514,9 +538,16 @@ pub fn autotune(
             return Err(e);
         }
         number += survivors.len();
+        let skipped = results.iter().filter(|t| t.is_none()).count();
+        if skipped > 0 {
+            on_event(AutotuneEvent::Deadline { rung, skipped });
+        }
         let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
-        for (i, t) in results.into_iter().enumerate() {
-            let t = t.ok_or_else(|| ModelError::Invalid("a trial did not report".into()))?;
+        for (i, t) in results
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i, t?)))
+        {
             scored.push((t.score, i, t.candidate.clone()));
             trials.push(t);
         }

@@ -17,7 +17,9 @@ pub mod task;
 pub mod train;
 
 pub use artifact::{Artifact, ArtifactMeta, Lineage, TrainingInfo};
-pub use autotune::{autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric};
+pub use autotune::{
+    autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric, TRIALS_UNTIL,
+};
 pub use evaluate::{evaluate, Report};
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};

@@ -35,6 +35,7 @@ fn opts(seed: u64) -> AutotuneOptions {
         seed,
         threads: 2,
         validation_fraction: 0.2,
+        stop_at_budget: false,
     }
 }
 
@@ -77,6 +78,35 @@ fn same_seed_same_choice_and_a_good_model() {
         Report::Classification(r) => assert!(r.macro_f1 > 0.9, "{}", r.macro_f1),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_deadline_cuts_a_rung_short_and_still_trains_a_model() {
+    let rows = data(300, 4);
+    // A budget that has passed before the first trial: each rung runs one trial per thread.
+    let o = AutotuneOptions {
+        budget_secs: 1e-3,
+        stop_at_budget: true,
+        ..opts(7)
+    };
+    let (mut planned, mut cut) = (Vec::new(), Vec::new());
+    let out = autotune(&rows, "mem", None, "|", &o, &mut |ev| match ev {
+        AutotuneEvent::Plan { rungs, .. } => planned = rungs.to_vec(),
+        AutotuneEvent::Deadline { rung, skipped } => cut.push((rung, skipped)),
+        _ => {}
+    })
+    .unwrap();
+    assert!(planned[0] > 2, "{planned:?}");
+    assert_eq!(cut, vec![(0, planned[0] - 2)]);
+    assert_eq!(out.trials.iter().filter(|t| t.rung == 0).count(), 2);
+    assert_eq!(out.trials.iter().filter(|t| t.rung == 1).count(), 1);
+    // The finalist is the better of the two that ran.
+    let best0 = out.trials[..2]
+        .iter()
+        .max_by(|a, b| a.score.total_cmp(&b.score).then(b.number.cmp(&a.number)))
+        .unwrap();
+    assert_eq!(out.best.spec, best0.candidate.spec);
+    assert_eq!(out.outcome.train_rows, 300);
 }
 
 #[test]

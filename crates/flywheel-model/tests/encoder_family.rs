@@ -318,6 +318,7 @@ fn autotune_embeds_each_text_once_and_may_choose_the_encoder() {
         threads: 2,
         validation_fraction: 0.2,
         encoder: Some(dir.path().display().to_string()),
+        stop_at_budget: false,
     };
     let mut embedded = None;
     let out = autotune(&records, "t.csv", None, "|", &opts, &mut |ev| {
