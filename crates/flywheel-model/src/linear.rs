@@ -122,13 +122,12 @@ pub(crate) fn fit_tfidf(
     if min_df > 1 {
         let map = featurizer.retain_buckets(|row| df[row as usize] >= min_df);
         all.remap(&map);
-        let mut kept = vec![0u32; featurizer.rows()];
-        for (old, new) in map.iter().enumerate() {
-            if let Some(new) = new {
-                kept[*new as usize] = df[old];
-            }
-        }
-        df = kept;
+        // The renumbering keeps row order, so the kept rows' counts stay in order too.
+        df = map
+            .iter()
+            .zip(&df)
+            .filter_map(|(new, &d)| new.map(|_| d))
+            .collect();
     }
     let idf: Vec<f32> = df
         .iter()
