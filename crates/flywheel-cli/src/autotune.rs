@@ -47,8 +47,9 @@ pub struct AutotuneArgs {
     /// Every text is embedded once, up front, within the budget.
     #[arg(long, value_name = "DIR|NAME")]
     encoder: Option<PathBuf>,
-    /// Run every planned trial even past the budget. By default no trial starts once 85 % of
-    /// the budget has passed (reported when it happens), so the budget holds when the cost
+    /// Run every planned trial even past the budget. By default no trial starts that its
+    /// planned seconds would carry past 85 % of the budget (reported when it happens), so the
+    /// budget holds when the cost
     /// model misjudges the data or the machine is busy; with this flag the choice depends
     /// only on the data, seed and budget, however long it takes.
     #[arg(long)]
@@ -142,14 +143,15 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
                     println!("{}", serde_json::to_string(t).unwrap_or_default());
                 } else {
                     eprintln!(
-                        "trial {:>3} rung {} rows {:>6}  {:<78} {} {:.4}  ({:.1} s)",
+                        "trial {:>3} rung {} rows {:>6}  {:<78} {} {:.4}  ({:.1} s, planned {:.1})",
                         t.number,
                         t.rung,
                         t.rows,
                         t.candidate.describe(),
                         opts.metric,
                         t.score,
-                        t.seconds
+                        t.seconds,
+                        t.planned
                     );
                 }
             }
@@ -157,9 +159,9 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
                 eprintln!("Embedded {texts} texts with the encoder in {seconds:.1} s")
             }
             AutotuneEvent::Deadline { rung, skipped } => eprintln!(
-                "Deadline: {skipped} planned trials of rung {rung} did not run; {:.0} % of the \
-                 budget had passed (the cost model misjudged this data or the machine was busy; \
-                 --all-trials runs them all)",
+                "Deadline: {skipped} planned trials of rung {rung} did not run: they would have \
+                 ended after {:.0} % of the budget (the cost model misjudged this data or the \
+                 machine was busy; --all-trials runs them all)",
                 TRIALS_UNTIL * 100.0
             ),
             AutotuneEvent::Final(c) => {

@@ -118,8 +118,9 @@ pub struct AutotuneOptions {
     pub validation_fraction: f64,
     /// A pretrained encoder's directory: the `encoder` family joins the search.
     pub encoder: Option<String>,
-    /// Start no trial (beyond each rung's first one per thread) once [`TRIALS_UNTIL`] of the
-    /// budget has passed: the cost model can misjudge unusual data or a busy machine, and the
+    /// Start no trial (beyond each rung's first one per thread) that the cost model says would
+    /// end after [`TRIALS_UNTIL`] of the budget: the cost model can misjudge unusual data or a
+    /// busy machine, and the
     /// budget is the user's. Off, every planned trial runs, so the choice depends on nothing
     /// but the data, seed and budget; on, it does too unless the deadline cuts the plan
     /// short, which is reported ([`AutotuneEvent::Deadline`]).
@@ -196,6 +197,8 @@ pub struct Trial {
     pub score: f64,
     /// Wall seconds.
     pub seconds: f64,
+    /// Seconds the cost model planned for it (over all folds).
+    pub planned: f64,
 }
 
 /// Progress of a search.
@@ -247,9 +250,16 @@ pub struct AutotuneOutcome {
     pub outcome: TrainOutcome,
 }
 
-/// Character n-grams per token for each n-gram length (after repeats in a text merge;
-/// measured on the shared datasets' autotune trials).
-const CHAR_NGRAMS_PER_LENGTH: f64 = 2.0;
+/// Longest character n-gram the search draws.
+const MAX_CHAR_NGRAM: usize = 6;
+/// Characters of training text the cost model reads to count features (texts are sampled
+/// evenly beyond it and the counts scaled).
+const FEATURE_SAMPLE: usize = 1_000_000;
+/// Exponent of Heaps' law (distinct features ∝ text^β) scaling a sample's vocabulary.
+const HEAPS_EXPONENT: f64 = 0.7;
+/// Work of one L-BFGS iteration per weight (two-loop recursion over 10 corrections, line
+/// search steps, gradient), in units of a feature-row update (calibrated on autotune trials).
+const WEIGHT_PASS: f64 = 80.0;
 /// Work of one L-BFGS iteration per non-zero and class (objective, line search, updates), in
 /// units of a feature-row update; L-BFGS usually stops well before `max_iter`.
 const LINEAR_PASS: f64 = 5.0;
@@ -398,18 +408,21 @@ pub fn autotune(
         .fold((0.0f64, 0.0f64), |(d, r), (a, b)| {
             (d + a as f64, r + b as f64)
         });
+    let stats = FeatureStats::of(&texts, cjk);
+    let val_share = val_rows.len() as f64 / train_rows.len().max(1) as f64;
     let classes = labels.outputs().max(2) as f64;
     let cost = |c: &Candidate, rows_share: f64| -> f64 {
         let s = &c.spec;
-        let chars = if s.bag.maxn > 0 {
-            (s.bag.maxn - s.bag.minn + 1) as f64 * CHAR_NGRAMS_PER_LENGTH
-        } else {
-            0.0
+        let chars: f64 = match s.bag.maxn {
+            0 => 0.0,
+            maxn => stats.per_text_chars[s.bag.minn.max(1)..=maxn.min(MAX_CHAR_NGRAM)]
+                .iter()
+                .sum(),
         };
         let ngrams = s.bag.word_ngrams.saturating_sub(1) as f64;
         let t = distinct * rows_share;
         // Feature rows of the training texts.
-        let features = (distinct * (1.0 + chars) + running * ngrams) * rows_share;
+        let features = (distinct + chars + running * ngrams) * rows_share;
         if s.is_encoder() {
             let rows = train_rows.len() as f64 * rows_share;
             let passes = classes * ENCODER_ITERS * LINEAR_PASS;
@@ -419,13 +432,19 @@ pub fn autotune(
             };
             return ngrams + rows * dim * passes / UPDATES_PER_SEC;
         }
-        let passes = if s.architecture == "linear" {
-            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros.
-            classes * s.linear.max_iter as f64 * LINEAR_PASS
-        } else {
-            c.config.epochs as f64 * s.embed_dim as f64 * 2.0
-        };
-        t / 1e6 * SECS_PER_MTOKEN + features * passes / UPDATES_PER_SEC
+        // Reading and featurizing the training rows and the validation rows.
+        let overhead = (t + distinct * val_share) / 1e6 * SECS_PER_MTOKEN;
+        if s.architecture == "linear" {
+            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros, and its
+            // bookkeeping over every weight, which dominates where texts are short and most
+            // n-grams occur once.
+            let iters = classes * s.linear.max_iter as f64;
+            let weights = stats.weights(s) * rows_share.powf(HEAPS_EXPONENT);
+            return overhead
+                + iters * (features * LINEAR_PASS + weights * WEIGHT_PASS) / UPDATES_PER_SEC;
+        }
+        let passes = c.config.epochs as f64 * s.embed_dim as f64 * 2.0;
+        overhead + features * passes / UPDATES_PER_SEC
     };
 
     // Draw candidates until the plan fills the search's share of the budget.
@@ -496,8 +515,13 @@ pub fn autotune(
                     let Some(c) = work.get(i).filter(|_| !failed.load(Ordering::Relaxed)) else {
                         break;
                     };
-                    if stop_at_budget && i >= threads && Instant::now() >= deadline {
-                        break;
+                    let planned = cost(c, share(&folds[0].0) as f64 / folds[0].0.len() as f64)
+                        * folds.len() as f64;
+                    // A trial the plan says would end past the deadline does not start; a
+                    // shorter one after it still may.
+                    let ends = Instant::now() + Duration::from_secs_f64(planned.clamp(0.0, 1e6));
+                    if stop_at_budget && i >= threads && ends >= deadline {
+                        continue;
                     }
                     let mut total = (0.0, 0.0);
                     for (tr, va) in folds {
@@ -510,13 +534,13 @@ pub fn autotune(
                             }
                         }
                     }
-                    let _ = tx.send((i, Ok((total.0 / folds.len() as f64, total.1))));
+                    let _ = tx.send((i, Ok((total.0 / folds.len() as f64, total.1, planned))));
                 });
             }
             drop(tx);
             for (i, r) in rx {
                 match r {
-                    Ok((score, seconds)) => {
+                    Ok((score, seconds, planned)) => {
                         let t = Trial {
                             number: first + i + 1,
                             rung,
@@ -524,6 +548,7 @@ pub fn autotune(
                             candidate: survivors[i].clone(),
                             score,
                             seconds,
+                            planned,
                         };
                         on_event(AutotuneEvent::Trial(&t));
                         results[i] = Some(t);
@@ -595,6 +620,105 @@ pub fn autotune(
         best_score,
         outcome,
     })
+}
+
+/// What the cost model knows of the training texts' features, counted on an even sample of at
+/// most [`FEATURE_SAMPLE`] characters of text and scaled to all of them.
+struct FeatureStats {
+    /// Distinct character n-grams of each length (index = length, 1 to [`MAX_CHAR_NGRAM`])
+    /// summed over texts, as the featurizer makes them: within each distinct token (every
+    /// character of CJK text, else whitespace-separated words) wrapped in `<` `>`, repeats in a
+    /// text counted once.
+    per_text_chars: [f64; MAX_CHAR_NGRAM + 1],
+    /// Distinct features of the whole corpus, `[found in ≥ 1 text, in ≥ 2 texts]`, for words
+    /// (index 0), word n-grams of length 2 and 3 (1, 2) and character n-grams of length n
+    /// (index `2 + n`): the weights L-BFGS keeps for each class.
+    corpus: [[f64; 2]; 3 + MAX_CHAR_NGRAM],
+}
+
+impl FeatureStats {
+    fn of(texts: &[&str], cjk: bool) -> Self {
+        let total: usize = texts.iter().map(|t| t.len()).sum();
+        let step = total.div_ceil(FEATURE_SAMPLE).max(1);
+        let mut per_text_chars = [0.0f64; MAX_CHAR_NGRAM + 1];
+        let mut df: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut sampled = 0usize;
+        let key = |kind: usize, h: u64| (h & ((1 << 56) - 1)) | ((kind as u64) << 56);
+        for t in texts.iter().step_by(step) {
+            sampled += 1;
+            let tokens: Vec<&str> = if cjk {
+                t.char_indices()
+                    .filter(|(_, c)| !c.is_whitespace())
+                    .map(|(i, c)| &t[i..i + c.len_utf8()])
+                    .collect()
+            } else {
+                t.split_whitespace().collect()
+            };
+            let hashes: Vec<u32> = tokens
+                .iter()
+                .map(|w| flywheel_text::ngrams::hash(w))
+                .collect();
+            let mut text_keys: std::collections::HashSet<u64> = std::collections::HashSet::new();
+            text_keys.extend(hashes.iter().map(|&h| key(0, u64::from(h))));
+            for n in 2..=3usize {
+                for w in hashes.windows(n) {
+                    let h = w.iter().fold(0u64, |h, &x| {
+                        h.wrapping_mul(116_049_371).wrapping_add(u64::from(x))
+                    });
+                    text_keys.insert(key(n - 1, h));
+                }
+            }
+            let mut distinct = tokens;
+            distinct.sort_unstable();
+            distinct.dedup();
+            for (n, count) in per_text_chars.iter_mut().enumerate().skip(1) {
+                seen.clear();
+                for tok in &distinct {
+                    flywheel_text::ngrams::char_ngrams(tok, n, n, 1 << 32, |h| {
+                        seen.insert(key(2 + n, h));
+                    });
+                }
+                *count += seen.len() as f64;
+                text_keys.extend(seen.iter().copied());
+            }
+            for k in text_keys {
+                *df.entry(k).or_insert(0) += 1;
+            }
+        }
+        let scale = texts.len() as f64 / sampled.max(1) as f64;
+        per_text_chars.iter_mut().for_each(|c| *c *= scale);
+        let mut corpus = [[0.0f64; 2]; 3 + MAX_CHAR_NGRAM];
+        for (k, n) in df {
+            let kind = (k >> 56) as usize;
+            corpus[kind][0] += 1.0;
+            if n >= 2 {
+                corpus[kind][1] += 1.0;
+            }
+        }
+        // A vocabulary grows sublinearly with the text read (Heaps' law).
+        let heaps = scale.powf(HEAPS_EXPONENT);
+        corpus.iter_mut().flatten().for_each(|c| *c *= heaps);
+        FeatureStats {
+            per_text_chars,
+            corpus,
+        }
+    }
+
+    /// Distinct features of the corpus the spec keeps (weights per class).
+    fn weights(&self, s: &ModelSpec) -> f64 {
+        let at = usize::from(s.linear.min_df >= 2);
+        let words: f64 = (0..s.bag.word_ngrams.clamp(1, 3))
+            .map(|i| self.corpus[i][at])
+            .sum();
+        let chars: f64 = match s.bag.maxn {
+            0 => 0.0,
+            maxn => (s.bag.minn.max(1)..=maxn.min(MAX_CHAR_NGRAM))
+                .map(|n| self.corpus[2 + n][at])
+                .sum(),
+        };
+        words + chars
+    }
 }
 
 /// Trains one candidate on `rows` (one thread) and scores it on `val`.
@@ -818,6 +942,35 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s == 1));
+    }
+
+    #[test]
+    fn feature_stats_count_what_the_featurizer_makes() {
+        let stats = FeatureStats::of(&["ab ab cd", "ab ef"], false);
+        // Distinct tokens per text: {ab, cd} and {ab, ef}; each wraps to `<xy>`, giving 2
+        // single characters, 3 bigrams, 2 trigrams and 1 four-gram.
+        assert_eq!(stats.per_text_chars[1], 8.0);
+        assert_eq!(stats.per_text_chars[2], 12.0);
+        assert_eq!(stats.per_text_chars[3], 8.0);
+        assert_eq!(stats.per_text_chars[4], 4.0);
+        assert_eq!(stats.per_text_chars[5], 0.0);
+        // Words: ab (in both texts), cd, ef; bigrams: "ab ab", "ab cd", "ab ef" (one text each).
+        assert_eq!(stats.corpus[0], [3.0, 1.0]);
+        assert_eq!(stats.corpus[1], [3.0, 0.0]);
+        assert_eq!(stats.corpus[2], [1.0, 0.0]);
+        // Character bigrams: <a ab b> (both texts), <c cd d> <e ef f> (one).
+        assert_eq!(stats.corpus[2 + 2], [9.0, 3.0]);
+        let mut spec = ModelSpec::linear();
+        spec.bag.word_ngrams = 2;
+        (spec.bag.minn, spec.bag.maxn) = (2, 2);
+        spec.linear.min_df = 1;
+        assert_eq!(stats.weights(&spec), 3.0 + 3.0 + 9.0);
+        spec.linear.min_df = 2;
+        assert_eq!(stats.weights(&spec), 1.0 + 0.0 + 3.0);
+        // CJK text: every character is a token.
+        let zh = FeatureStats::of(&["好好学习"], true);
+        assert_eq!(zh.corpus[0], [3.0, 0.0]);
+        assert_eq!(zh.per_text_chars[1], 3.0);
     }
 
     #[test]
