@@ -392,14 +392,7 @@ pub fn autotune(
     let (distinct, running) = texts
         .iter()
         .map(|t| {
-            let mut seen: Vec<&str> = if cjk {
-                t.char_indices()
-                    .filter(|(_, c)| !c.is_whitespace())
-                    .map(|(i, c)| &t[i..i + c.len_utf8()])
-                    .collect()
-            } else {
-                t.split_whitespace().collect()
-            };
+            let mut seen = cost_tokens(t, cjk);
             let all = seen.len() + 1;
             seen.sort_unstable();
             seen.dedup();
@@ -622,6 +615,19 @@ pub fn autotune(
     })
 }
 
+/// The tokens the cost model counts in a text: every non-space character of CJK text, else
+/// whitespace-separated words (close enough to every tokenizer for a cost estimate).
+fn cost_tokens(t: &str, cjk: bool) -> Vec<&str> {
+    if cjk {
+        t.char_indices()
+            .filter(|(_, c)| !c.is_whitespace())
+            .map(|(i, c)| &t[i..i + c.len_utf8()])
+            .collect()
+    } else {
+        t.split_whitespace().collect()
+    }
+}
+
 /// What the cost model knows of the training texts' features, counted on an even sample of at
 /// most [`FEATURE_SAMPLE`] characters of text and scaled to all of them.
 struct FeatureStats {
@@ -647,14 +653,7 @@ impl FeatureStats {
         let key = |kind: usize, h: u64| (h & ((1 << 56) - 1)) | ((kind as u64) << 56);
         for t in texts.iter().step_by(step) {
             sampled += 1;
-            let tokens: Vec<&str> = if cjk {
-                t.char_indices()
-                    .filter(|(_, c)| !c.is_whitespace())
-                    .map(|(i, c)| &t[i..i + c.len_utf8()])
-                    .collect()
-            } else {
-                t.split_whitespace().collect()
-            };
+            let tokens = cost_tokens(t, cjk);
             let hashes: Vec<u32> = tokens
                 .iter()
                 .map(|w| flywheel_text::ngrams::hash(w))
