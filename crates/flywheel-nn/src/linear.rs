@@ -1,6 +1,7 @@
 //! A linear model on sparse features (TF-IDF vectors) trained to convergence by L-BFGS, as
-//! scikit-learn's `LogisticRegression(solver="lbfgs")`: the objective is the mean loss plus
-//! `l2 / 2 · ||W||²` (scikit-learn's `C` is `1 / (l2 · n)`); the bias is not penalised.
+//! scikit-learn's `LogisticRegression(solver="lbfgs")` (or, with the squared hinge loss, its
+//! `LinearSVC`): the objective is the mean loss plus `l2 / 2 · ||W||²` (scikit-learn's `C` is
+//! `1 / (l2 · n)`); the bias is not penalised.
 //!
 //! Everything numeric is in `f64`; the objective's gradient is summed over fixed chunks of rows
 //! in parallel and combined in chunk order, so the result does not depend on the thread count.
@@ -62,6 +63,17 @@ pub enum LinearLoss {
     Sigmoid,
     /// One linear output, half squared error.
     Mse,
+    /// One-vs-rest squared hinge (the L2-loss linear SVM, scikit-learn's `LinearSVC`): output
+    /// `j` of a row of class `c` loses `max(0, 1 - t·z_j)²` with `t = 1` for `j = c`, else
+    /// `-1`. Predictions are the softmax of the margins (they rank; they are not calibrated).
+    SquaredHinge,
+}
+
+impl LinearLoss {
+    /// True for the losses trained on one class per row.
+    pub fn takes_classes(self) -> bool {
+        matches!(self, LinearLoss::Softmax | LinearLoss::SquaredHinge)
+    }
 }
 
 /// Targets of the rows.
@@ -131,7 +143,7 @@ impl LinearModel {
             }
         }
         match self.loss {
-            LinearLoss::Softmax => {
+            LinearLoss::Softmax | LinearLoss::SquaredHinge => {
                 let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0.0;
                 for o in out.iter_mut() {
@@ -232,7 +244,9 @@ fn check_targets(
 ) -> Result<(), NnError> {
     let n = x.len();
     match (loss, y) {
-        (LinearLoss::Softmax, LinearTargets::Classes(c)) if c.len() == n => {
+        (LinearLoss::Softmax | LinearLoss::SquaredHinge, LinearTargets::Classes(c))
+            if c.len() == n =>
+        {
             match c.iter().find(|&&c| c as usize >= k) {
                 Some(c) => Err(NnError::Shape(format!("class {c} of {k}"))),
                 None => Ok(()),
@@ -331,6 +345,19 @@ pub fn objective(
                             *zj = (*zj - max).exp() / sum;
                         }
                         z[cls] -= 1.0;
+                    }
+                    (LinearLoss::SquaredHinge, LinearTargets::Classes(cls)) => {
+                        let cls = cls[i] as usize;
+                        for (j, zj) in z.iter_mut().enumerate() {
+                            let t = if j == cls { 1.0 } else { -1.0 };
+                            let m = 1.0 - t * *zj;
+                            if m > 0.0 {
+                                total += m * m;
+                                *zj = -2.0 * t * m;
+                            } else {
+                                *zj = 0.0;
+                            }
+                        }
                     }
                     (LinearLoss::Sigmoid, LinearTargets::Values(t)) => {
                         for (j, zj) in z.iter_mut().enumerate() {
@@ -552,6 +579,12 @@ mod tests {
                 LinearLoss::Mse,
                 1,
                 LinearTargets::Values(&[0.5, -1.0, 2.0]),
+                w,
+            );
+            grad_ok(
+                LinearLoss::SquaredHinge,
+                3,
+                LinearTargets::Classes(&[0, 2, 1]),
                 w,
             );
         }
