@@ -20,7 +20,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flywheel_data::{read_labelled, read_texts, Format, ReadOptions};
 use flywheel_model::{
-    evaluate, train, Artifact, EncoderSpec, ModelSpec, OptimizerChoice, Task, TrainConfig,
+    evaluate, train, Artifact, EncoderSpec, LinearLossChoice, ModelSpec, OptimizerChoice, Task,
+    TrainConfig,
 };
 use flywheel_text::{Segmentation, Side};
 
@@ -201,7 +202,9 @@ struct TrainArgs {
     #[arg(long)]
     dim: Option<usize>,
     /// fasttext: softmax, ova (one sigmoid per label) or hs (hierarchical softmax)
-    /// [default: softmax; ova for multilabel].
+    /// [default: softmax; ova for multilabel]. linear, encoder: logistic or squared-hinge (a
+    /// one-vs-rest L2-loss linear SVM, as scikit-learn's LinearSVC; binary and multi-class)
+    /// [default: logistic].
     #[arg(long)]
     loss: Option<String>,
     /// linear: inverse regularisation strength, as scikit-learn's C [default: 1].
@@ -616,11 +619,13 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--epochs", args.epochs.is_some()),
             ("--lr", args.lr.is_some()),
             ("--dim", args.dim.is_some()),
-            ("--loss", args.loss.is_some()),
         ] {
             if given {
                 bail!("{flag} does not apply to --model {family}");
             }
+        }
+        if let Some(l) = &args.loss {
+            spec.linear.loss = LinearLossChoice::parse(l)?;
         }
         spec.linear.c = args.c.unwrap_or(spec.linear.c);
         spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
@@ -647,7 +652,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         spec.bag.buckets = args.buckets.unwrap_or(spec.bag.buckets);
         spec.bag.minn = args.minn.unwrap_or(spec.bag.minn);
         spec.bag.maxn = args.maxn.unwrap_or(spec.bag.maxn);
-        if let Some(l) = &args.loss {
+        if let (Some(l), "fasttext") = (&args.loss, family) {
             spec.bag.loss = l.parse()?;
         }
         if let Some(d) = args.dim {
@@ -660,7 +665,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--minn", args.minn.is_some()),
             ("--maxn", args.maxn.is_some()),
             ("--dim", args.dim.is_some()),
-            ("--loss", args.loss.is_some()),
+            ("--loss", args.loss.is_some() && family != "encoder"),
         ] {
             if given {
                 bail!("{flag} applies to --model fasttext, linear, or encoder with --with-ngrams");
@@ -869,10 +874,11 @@ fn cmd_info(model: &Path) -> Result<()> {
         "encoder" => {
             let e = sp.encoder.clone().unwrap_or_else(|| EncoderSpec::new(""));
             println!(
-                "network    encoder {} (sha256 {}, {} values) head C {}{}{} parameters {}",
+                "network    encoder {} (sha256 {}, {} values) head {} C {}{}{} parameters {}",
                 e.dir,
                 e.sha256,
                 e.dim,
+                sp.linear.loss.name(),
                 sp.linear.c,
                 if sp.linear.balanced { " balanced" } else { "" },
                 if e.ngrams {
@@ -913,7 +919,8 @@ fn cmd_info(model: &Path) -> Result<()> {
              tokenizer {} parameters {}",
             if family == "linear" {
                 format!(
-                    "C {}{} min-df {}",
+                    "{} C {}{} min-df {}",
+                    sp.linear.loss.name(),
                     sp.linear.c,
                     if sp.linear.balanced { " balanced" } else { "" },
                     sp.linear.min_df

@@ -348,6 +348,10 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
             "bal.fw",
             &["--model", "linear", "--c", "10", "--balanced"][..],
         ),
+        (
+            "svm.fw",
+            &["--model", "linear", "--loss", "squared-hinge", "--c", "1"][..],
+        ),
     ] {
         let model = f.p(name);
         let data = f.p("train.csv");
@@ -392,7 +396,29 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
         "--balanced",
     ]);
     assert!(err.contains("--balanced"), "{err}");
-    assert!(ok(&["info", &f.p("bal.fw")]).contains("C 10 balanced"));
+    assert!(ok(&["info", &f.p("bal.fw")]).contains("logistic C 10 balanced"));
+    assert!(ok(&["info", &f.p("svm.fw")]).contains("squared-hinge C 1"));
+    // The linear losses are named; a loss no family has, or one for another family, is refused.
+    for (model, loss) in [
+        ("linear", "hinge"),
+        ("linear", "ova"),
+        ("lstm", "squared-hinge"),
+    ] {
+        let err = fails(&[
+            "train",
+            &f.p("train.csv"),
+            "-o",
+            &f.p("x.fw"),
+            "--model",
+            model,
+            "--loss",
+            loss,
+        ]);
+        assert!(
+            err.contains(loss) || err.contains("--loss"),
+            "{model} {loss}: {err}"
+        );
+    }
     let err = fails(&[
         "train",
         &f.p("train.csv"),

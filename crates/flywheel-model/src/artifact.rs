@@ -341,7 +341,8 @@ impl Artifact {
                 false => None,
             };
             let width = ngrams.as_ref().map_or(0, |g| g.featurizer.rows()) + recorded.dim;
-            let (outputs, loss) = head_shape(meta.task, k);
+            let (outputs, loss) =
+                head_shape(meta.task, k, spec.linear.loss).map_err(|e| bad(e.to_string()))?;
             Network::Encoder(EncoderNet {
                 encoder,
                 ngrams,
@@ -356,7 +357,8 @@ impl Artifact {
             let featurizer = read_featurizer()?;
             let rows = featurizer.rows();
             if spec.architecture == "linear" {
-                let (outputs, loss) = head_shape(meta.task, k);
+                let (outputs, loss) =
+                    head_shape(meta.task, k, spec.linear.loss).map_err(|e| bad(e.to_string()))?;
                 Network::Linear(LinearNet {
                     featurizer,
                     idf: read("linear.idf", &[rows])?.data().to_vec(),

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::bag::BagFeaturizer;
-use crate::linear::{fit_head, fit_tfidf, one_pass_outcome, tfidf, thread_pool, Tfidf};
+use crate::linear::{fit_head, fit_tfidf, head_shape, one_pass_outcome, tfidf, thread_pool, Tfidf};
 use crate::pipeline::{task_outputs, Network, Pipeline};
 use crate::spec::{EncoderSpec, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
@@ -626,6 +626,7 @@ pub(crate) fn train_encoder(
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
     let started = Instant::now();
+    head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
     let wanted = spec.encoder.as_ref().ok_or_else(|| {
         ModelError::Invalid("--model encoder needs --encoder DIR (a model directory)".into())
     })?;

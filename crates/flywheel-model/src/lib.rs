@@ -25,8 +25,8 @@ pub use explain::{explain, explain_label, Explanation, TokenAttribution};
 pub use pipeline::{Network, Pipeline, Prediction};
 pub use promotion::{judge, PromotionPolicy, Scores, Verdict};
 pub use spec::{
-    BagLossChoice, BagSpec, CnnSpec, EncoderSpec, LinearSpec, ModelSpec, OptimizerChoice,
-    TrainConfig, FAMILIES,
+    BagLossChoice, BagSpec, CnnSpec, EncoderSpec, LinearLossChoice, LinearSpec, ModelSpec,
+    OptimizerChoice, TrainConfig, FAMILIES,
 };
 pub use task::{LabelSet, Task};
 pub use train::{train, EpochRecord, TrainEvent, TrainOutcome};

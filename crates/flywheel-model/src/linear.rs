@@ -1,7 +1,7 @@
 //! The `linear` family: TF-IDF vectors of words and hashed word/character n-grams (the
 //! fastText-style family's features) and logistic regression (softmax, or a sigmoid per label;
-//! least squares for regression) fitted by L-BFGS — the classical strong baseline, in the same
-//! artifact format as every other model.
+//! least squares for regression) or a one-vs-rest L2-loss linear SVM, fitted by L-BFGS — the
+//! classical strong baseline, in the same artifact format as every other model.
 //!
 //! TF-IDF as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`: `tf = 1 + ln(count)`,
 //! `idf = ln((1 + n) / (1 + df)) + 1` over the training rows, each vector L2-normalised.
@@ -15,7 +15,7 @@ use flywheel_text::KerasTokenizer;
 use crate::bag::{BagFeaturizer, Rows};
 use crate::evaluate::report_from_outputs;
 use crate::pipeline::{task_outputs, Network, Pipeline};
-use crate::spec::{ModelSpec, TrainConfig};
+use crate::spec::{LinearLossChoice, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
 use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
 use crate::ModelError;
@@ -182,6 +182,7 @@ pub(crate) fn train_linear(
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
     let started = Instant::now();
+    head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let n = records.len();
     let n_train = training_rows(n, cfg, source)?;
@@ -241,14 +242,33 @@ pub(crate) fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelE
         .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))
 }
 
-/// The output layer and loss of a linear model for a task with `k` outputs: a softmax over
-/// both classes for binary tasks (the task reads the second's probability).
-pub(crate) fn head_shape(task: Task, k: usize) -> (usize, LinearLoss) {
-    match task {
-        Task::Binary => (2, LinearLoss::Softmax),
-        Task::Multiclass => (k, LinearLoss::Softmax),
-        Task::Multilabel => (k, LinearLoss::Sigmoid),
-        Task::Regression => (1, LinearLoss::Mse),
+/// The output layer and loss of a linear model for a task with `k` outputs and the spec's loss
+/// choice: two outputs for binary tasks (the task reads the second's probability). The squared
+/// hinge is for binary and multi-class tasks only.
+pub(crate) fn head_shape(
+    task: Task,
+    k: usize,
+    choice: LinearLossChoice,
+) -> Result<(usize, LinearLoss), ModelError> {
+    let classes = match task {
+        Task::Binary => 2,
+        Task::Multiclass => k,
+        Task::Multilabel => return logistic_only(choice, task).map(|_| (k, LinearLoss::Sigmoid)),
+        Task::Regression => return logistic_only(choice, task).map(|_| (1, LinearLoss::Mse)),
+    };
+    Ok(match choice {
+        LinearLossChoice::Logistic => (classes, LinearLoss::Softmax),
+        LinearLossChoice::SquaredHinge => (classes, LinearLoss::SquaredHinge),
+    })
+}
+
+fn logistic_only(choice: LinearLossChoice, task: Task) -> Result<(), ModelError> {
+    match choice {
+        LinearLossChoice::Logistic => Ok(()),
+        other => Err(ModelError::Invalid(format!(
+            "the {} loss is for binary and multi-class tasks, not {task}",
+            other.name()
+        ))),
     }
 }
 
@@ -270,7 +290,7 @@ pub(crate) fn fit_head(
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<(LinearModel, f64), ModelError> {
     let k = labels.outputs();
-    let (outputs, loss) = head_shape(labels.task, k);
+    let (outputs, loss) = head_shape(labels.task, k, spec.linear.loss)?;
     let classes: Vec<u32> = match (targets, labels.task) {
         (Targets::Classes(c), _) => c[..n_train].to_vec(),
         (Targets::Values(v), Task::Binary) => {
@@ -279,12 +299,12 @@ pub(crate) fn fit_head(
         _ => Vec::new(),
     };
     let values: Vec<f32> = match targets {
-        Targets::Values(v) if loss != LinearLoss::Softmax => v[..n_train * k].to_vec(),
+        Targets::Values(v) if !loss.takes_classes() => v[..n_train * k].to_vec(),
         _ => Vec::new(),
     };
-    let y = match loss {
-        LinearLoss::Softmax => LinearTargets::Classes(&classes),
-        _ => LinearTargets::Values(&values),
+    let y = match loss.takes_classes() {
+        true => LinearTargets::Classes(&classes),
+        false => LinearTargets::Values(&values),
     };
     let mut train_x = SparseRows::new();
     for i in 0..n_train {
@@ -301,7 +321,7 @@ pub(crate) fn fit_head(
         labels: &labels.labels,
         vocab,
     });
-    let row_weights = if spec.linear.balanced && loss == LinearLoss::Softmax {
+    let row_weights = if spec.linear.balanced && loss.takes_classes() {
         balanced_weights(&classes, outputs)
     } else {
         Vec::new()

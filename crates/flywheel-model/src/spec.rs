@@ -127,6 +127,43 @@ pub struct LinearSpec {
     /// scikit-learn's `min_df`; features seen once mostly let the model memorise its rows.
     #[serde(default = "one_text")]
     pub min_df: usize,
+    /// The loss: logistic regression or the L2-loss linear SVM (binary and multi-class tasks).
+    #[serde(default)]
+    pub loss: LinearLossChoice,
+}
+
+/// The loss of the `linear` and `encoder` families' regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinearLossChoice {
+    /// Logistic regression: softmax cross-entropy for classes, a sigmoid per label for
+    /// multi-label, least squares for regression.
+    #[default]
+    Logistic,
+    /// One-vs-rest squared hinge (scikit-learn's `LinearSVC`), for binary and multi-class
+    /// tasks; its probabilities are the softmax of the margins.
+    SquaredHinge,
+}
+
+impl LinearLossChoice {
+    /// The choice named `name`: `logistic` or `squared-hinge`.
+    pub fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "logistic" => Ok(LinearLossChoice::Logistic),
+            "squared-hinge" => Ok(LinearLossChoice::SquaredHinge),
+            other => Err(ModelError::Invalid(format!(
+                "unknown linear loss '{other}': use logistic or squared-hinge"
+            ))),
+        }
+    }
+
+    /// The name [`LinearLossChoice::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinearLossChoice::Logistic => "logistic",
+            LinearLossChoice::SquaredHinge => "squared-hinge",
+        }
+    }
 }
 
 /// `min_df` of artifacts written before the setting existed.
@@ -141,6 +178,7 @@ impl Default for LinearSpec {
             max_iter: 500,
             balanced: false,
             min_df: 1,
+            loss: LinearLossChoice::Logistic,
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use flywheel_data::Record;
 use flywheel_model::{
-    evaluate, explain, train, Artifact, BagLossChoice, ModelSpec, Prediction, Report, Task,
-    TrainConfig,
+    evaluate, explain, train, Artifact, BagLossChoice, LinearLossChoice, ModelSpec, Prediction,
+    Report, Task, TrainConfig,
 };
 use flywheel_text::Segmentation;
 
@@ -435,6 +435,100 @@ fn balanced_linear_weighs_the_rare_class_up_and_round_trips() {
     json["linear"].as_object_mut().unwrap().remove("balanced");
     let old: ModelSpec = serde_json::from_value(json).unwrap();
     assert!(!old.linear.balanced);
+}
+
+#[test]
+fn squared_hinge_linear_learns_round_trips_and_is_refused_where_it_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = linear_spec();
+    s.linear.loss = LinearLossChoice::SquaredHinge;
+    s.linear.c = 1.0;
+    for classes in [&["a", "b", "c"][..], &["neg", "pos"][..]] {
+        let out = train(
+            &data(600, classes, 5),
+            "mem",
+            None,
+            "|",
+            &s,
+            &cfg(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let acc = accuracy(&evaluate(&out.pipeline, &data(150, classes, 98), "test").unwrap());
+        assert!(acc > 0.95, "{classes:?}: accuracy {acc}");
+        // The margins' softmax: a distribution that ranks the deciding word's class first (a
+        // binary model reports the second class's share alone).
+        let p = out.pipeline.outputs_of_texts(&["w3 cue1 w4"]).unwrap();
+        if let [pos] = p[..] {
+            assert!(pos > 0.5 && pos < 1.0, "{p:?}");
+        } else {
+            let sum: f32 = p.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{p:?}");
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(best, 1, "{classes:?}: {p:?}");
+        }
+        let e = explain(&out.pipeline, "w1 w2 cue1 w3").unwrap();
+        let top = e
+            .tokens
+            .iter()
+            .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
+            .unwrap();
+        assert_eq!(top.text, "cue1");
+        let path = dir.path().join("h.fw");
+        Artifact::from_training(out, cfg(), "train.csv", "00")
+            .save(&path)
+            .unwrap();
+        let loaded = Artifact::load(&path).unwrap();
+        assert_eq!(loaded.meta.spec.linear.loss, LinearLossChoice::SquaredHinge);
+        assert_eq!(
+            p,
+            loaded.pipeline.outputs_of_texts(&["w3 cue1 w4"]).unwrap()
+        );
+    }
+    // Multi-label and regression have no squared-hinge form: refused before any work.
+    let multi: Vec<Record> = (0..60u64)
+        .map(|i| rec(&format!("w{} x", i % 5), "a|b", i + 2))
+        .collect();
+    let err = train(
+        &multi,
+        "mem",
+        Some(Task::Multilabel),
+        "|",
+        &s,
+        &cfg(),
+        &mut |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("squared-hinge"), "{err}");
+    let reg: Vec<Record> = (0..60u64)
+        .map(|i| rec(&format!("w{}", i % 5), &(i % 3).to_string(), i + 2))
+        .collect();
+    assert!(train(
+        &reg,
+        "mem",
+        Some(Task::Regression),
+        "|",
+        &s,
+        &cfg(),
+        &mut |_| {}
+    )
+    .is_err());
+    // Specs written before the loss could be chosen read as logistic regression.
+    let mut json = serde_json::to_value(linear_spec()).unwrap();
+    json["linear"].as_object_mut().unwrap().remove("loss");
+    let old: ModelSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(old.linear.loss, LinearLossChoice::Logistic);
+    assert_eq!(
+        LinearLossChoice::parse("squared-hinge").unwrap(),
+        LinearLossChoice::SquaredHinge
+    );
+    assert!(LinearLossChoice::parse("hinge").is_err());
 }
 
 #[test]
