@@ -551,6 +551,7 @@ pub(crate) fn train_bag(
             BagLossChoice::Hs => class_counts,
             _ => Vec::new(),
         },
+        solver_evaluations: None,
     })
 }
 

@@ -681,7 +681,7 @@ pub(crate) fn train_encoder(
         x.push(&idx, &val);
     }
     drop(tf);
-    let (head, objective) = fit_head(
+    let (head, fit) = fit_head(
         &x,
         width,
         n_train,
@@ -722,7 +722,7 @@ pub(crate) fn train_encoder(
         &train_out,
         val_out.as_deref(),
         &targets,
-        objective,
+        fit,
         started,
         on_event,
     )

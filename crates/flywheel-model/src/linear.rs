@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use flywheel_data::Record;
-use flywheel_nn::{LinearLoss, LinearModel, LinearTargets, SparseRows};
+use flywheel_nn::{LinearFit, LinearLoss, LinearModel, LinearTargets, SparseRows};
 use flywheel_text::KerasTokenizer;
 
 use crate::bag::{BagFeaturizer, Rows};
@@ -196,7 +196,7 @@ pub(crate) fn train_linear(
     } = fit_tfidf(spec, &texts, n_train)?;
     let width = featurizer.rows();
     let pool = thread_pool(cfg)?;
-    let (model, objective) = fit_head(
+    let (model, fit) = fit_head(
         &x,
         width,
         n_train,
@@ -228,7 +228,7 @@ pub(crate) fn train_linear(
         &train_out,
         val_out.as_deref(),
         &targets,
-        objective,
+        fit,
         started,
         on_event,
     )
@@ -274,8 +274,8 @@ fn logistic_only(choice: LinearLossChoice, task: Task) -> Result<(), ModelError>
 
 /// Fits the task's regression (softmax, a sigmoid per label, or least squares) by L-BFGS on
 /// the first `n_train` rows of `x` (`width` features) with the spec's `C`, iteration cap and
-/// class weights, after reporting the start to `on_event`. Returns the model and its final
-/// objective.
+/// class weights, after reporting the start to `on_event`. Returns the model and what the fit
+/// reached and cost.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_head(
     x: &SparseRows,
@@ -288,7 +288,7 @@ pub(crate) fn fit_head(
     vocab: usize,
     pool: &rayon::ThreadPool,
     on_event: &mut dyn FnMut(TrainEvent<'_>),
-) -> Result<(LinearModel, f64), ModelError> {
+) -> Result<(LinearModel, LinearFit), ModelError> {
     let k = labels.outputs();
     let (outputs, loss) = head_shape(labels.task, k, spec.linear.loss)?;
     let classes: Vec<u32> = match (targets, labels.task) {
@@ -328,10 +328,10 @@ pub(crate) fn fit_head(
     };
     let mut model = LinearModel::new(width, outputs, loss);
     let l2 = 1.0 / (spec.linear.c * n_train as f64);
-    let objective = pool.install(|| {
+    let fit = pool.install(|| {
         model.fit_weighted(&train_x, y, &row_weights, l2, spec.linear.max_iter, GTOL)
     })?;
-    Ok((model, objective))
+    Ok((model, fit))
 }
 
 /// The outcome of a model fitted in one pass, from its outputs on the training rows and on
@@ -341,7 +341,7 @@ pub(crate) fn one_pass_outcome(
     train_out: &[f32],
     val_out: Option<&[f32]>,
     targets: &Targets,
-    objective: f64,
+    fit: LinearFit,
     started: Instant,
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
@@ -360,7 +360,7 @@ pub(crate) fn one_pass_outcome(
     };
     let record = EpochRecord {
         epoch: 1,
-        loss: objective,
+        loss: fit.objective,
         accuracy: train_report.accuracy(),
         val_loss: None,
         val_accuracy: validation.as_ref().and_then(|r| r.accuracy()),
@@ -378,6 +378,7 @@ pub(crate) fn one_pass_outcome(
         val_rows: n_val,
         validation,
         class_counts: Vec::new(),
+        solver_evaluations: Some(fit.evaluations),
     })
 }
 

@@ -109,6 +109,8 @@ pub struct TrainOutcome {
     pub validation: Option<Report>,
     /// Training rows per class, when the model needs them to be rebuilt (hierarchical softmax).
     pub class_counts: Vec<u64>,
+    /// Objective evaluations of a model fitted by L-BFGS (its work), if it was.
+    pub solver_evaluations: Option<usize>,
 }
 
 /// Token ids of many texts, truncated to the model's length, stored flat.
@@ -693,6 +695,7 @@ fn fit<N: SeqModel>(
         val_rows: n_val,
         validation,
         class_counts: Vec::new(),
+        solver_evaluations: None,
     })
 }
 

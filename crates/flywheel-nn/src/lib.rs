@@ -26,7 +26,7 @@ pub use bag::{
 pub use layers::{
     Bidirectional, Conv1d, Dense, Embedding, EmbeddingGrad, Gru, Lstm, Recurrent, SeqMasks, TextCnn,
 };
-pub use linear::{LinearLoss, LinearModel, LinearTargets, SparseColumns, SparseRows};
+pub use linear::{LinearFit, LinearLoss, LinearModel, LinearTargets, SparseColumns, SparseRows};
 pub use loss::{Loss, Targets};
 pub use net::{PadStates, RnnGrads, TextRnn, TrainBatch, Workspace};
 pub use optim::{Optimizer, OptimizerKind};

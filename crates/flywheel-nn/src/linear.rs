@@ -96,6 +96,16 @@ pub struct LinearModel {
     pub loss: LinearLoss,
 }
 
+/// What a fit reached and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinearFit {
+    /// The final objective.
+    pub objective: f64,
+    /// Evaluations of the objective and its gradient (each one pass over the rows): L-BFGS's
+    /// work, the same on every run and thread count.
+    pub evaluations: usize,
+}
+
 /// Rows per chunk of the parallel objective (fixed, so sums do not depend on threads).
 const CHUNK: usize = 256;
 
@@ -158,7 +168,7 @@ impl LinearModel {
         Ok(())
     }
 
-    /// Fits the weights by L-BFGS from their current values; returns the final objective.
+    /// Fits the weights by L-BFGS from their current values.
     pub fn fit(
         &mut self,
         x: &SparseRows,
@@ -166,7 +176,7 @@ impl LinearModel {
         l2: f64,
         max_iter: usize,
         tol: f64,
-    ) -> Result<f64, NnError> {
+    ) -> Result<LinearFit, NnError> {
         self.fit_weighted(x, y, &[], l2, max_iter, tol)
     }
 
@@ -180,7 +190,7 @@ impl LinearModel {
         l2: f64,
         max_iter: usize,
         tol: f64,
-    ) -> Result<f64, NnError> {
+    ) -> Result<LinearFit, NnError> {
         let (k, f) = (self.outputs(), self.features());
         check_targets(x, y, k, self.loss)?;
         if !row_weights.is_empty() && row_weights.len() != x.len() {
@@ -207,9 +217,13 @@ impl LinearModel {
             .collect();
         let loss = self.loss;
         let cols = SparseColumns::of(x, f);
+        let mut evaluations = 0;
         let value = lbfgs(
             &mut params,
-            |p, g| objective(p, g, x, &cols, y, row_weights, k, f, l2, loss),
+            |p, g| {
+                evaluations += 1;
+                objective(p, g, x, &cols, y, row_weights, k, f, l2, loss)
+            },
             max_iter,
             tol,
         );
@@ -219,7 +233,10 @@ impl LinearModel {
         for (b, &p) in self.bias.data_mut().iter_mut().zip(&params[f * k..]) {
             *b = p as f32;
         }
-        Ok(value)
+        Ok(LinearFit {
+            objective: value,
+            evaluations,
+        })
     }
 }
 
@@ -623,8 +640,19 @@ mod tests {
             y.push(i % 2);
         }
         let mut m = LinearModel::new(7, 2, LinearLoss::Softmax);
-        m.fit(&x, LinearTargets::Classes(&y), 1e-3, 200, 1e-8)
+        let fit = m
+            .fit(&x, LinearTargets::Classes(&y), 1e-3, 200, 1e-8)
             .unwrap();
+        // At least one evaluation per iteration, and convergence before the cap.
+        assert!(fit.evaluations > 2 && fit.evaluations < 200, "{fit:?}");
+        let mut capped = LinearModel::new(7, 2, LinearLoss::Softmax);
+        let short = capped
+            .fit(&x, LinearTargets::Classes(&y), 1e-3, 3, 1e-8)
+            .unwrap();
+        assert!(
+            short.evaluations >= 4 && short.objective > fit.objective,
+            "{short:?}"
+        );
         let mut out = [0.0f32; 2];
         m.predict(&[1], &[1.0], &mut out).unwrap();
         assert!(out[1] > 0.9, "{out:?}");
