@@ -155,6 +155,13 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
                     );
                 }
             }
+            AutotuneEvent::Extended { work_share, rungs } => eprintln!(
+                "Plan grown: rung 0's linear trials needed {:.0} % of the L-BFGS iterations \
+                 planned; {} candidates on a third of the rows, the best {} on all",
+                work_share * 100.0,
+                rungs[0],
+                rungs[1]
+            ),
             AutotuneEvent::Embedded { texts, seconds } => {
                 eprintln!("Embedded {texts} texts with the encoder in {seconds:.1} s")
             }

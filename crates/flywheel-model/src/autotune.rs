@@ -8,9 +8,12 @@
 //!   candidate trains on a third of the remaining rows, the best third of them again on all of
 //!   them; each trial is scored on the validation split with the chosen metric.
 //! * The time budget becomes a number of trials through a cost model of this engine's speed
-//!   (work = tokens × epochs × features per token × width), fixed before anything runs: the same
-//!   data, seed and budget always make the same trials and the same choice, however fast the
-//!   machine is. Trials run concurrently, one per thread, each on one thread.
+//!   (work = tokens × epochs × features per token × width), fixed before anything runs, which
+//!   charges each `linear` trial L-BFGS's full iteration cap. After rung 0, the evaluations its
+//!   `linear` trials took (a count, not a time) rescale their charge and the budget freed is
+//!   filled with more candidates. So the same data, seed and budget always make the same trials
+//!   and the same choice, however fast the machine is. Trials run concurrently, one per thread,
+//!   each on one thread.
 //! * The best configuration is retrained on all rows (training and validation).
 //! * With a pretrained encoder allowed ([`AutotuneOptions::encoder`]), every text is embedded
 //!   once up front (through the on-disk cache) and the `encoder` family joins the draw; its
@@ -221,6 +224,13 @@ pub enum AutotuneEvent<'a> {
         /// Planned seconds.
         planned_secs: f64,
     },
+    /// Rung 0's `linear` trials took less than the work planned for them: the plan grew.
+    Extended {
+        /// Their L-BFGS evaluations as a share of the planned iteration caps.
+        work_share: f64,
+        /// Trials per rung now.
+        rungs: &'a [usize],
+    },
     /// Every text was embedded by the pretrained encoder (before the plan).
     Embedded {
         /// Texts.
@@ -267,6 +277,11 @@ const WEIGHT_PASS: f64 = 80.0;
 /// Work of one L-BFGS iteration per non-zero and class (objective, line search, updates), in
 /// units of a feature-row update; L-BFGS usually stops well before `max_iter`.
 const LINEAR_PASS: f64 = 5.0;
+/// A trial that ran, with the L-BFGS evaluations of a model fitted by them.
+type RungResult = (Trial, Option<usize>);
+
+/// Most candidates one search draws.
+const MAX_CANDIDATES: usize = 300;
 /// Data sets with fewer rows are scored by cross-validation: a held-out fifth of them has
 /// under 2,000 rows (often under 200 of a rare class), where a few texts move macro-F1 by
 /// more than the finalists differ.
@@ -449,44 +464,34 @@ pub fn autotune(
     // Draw candidates until the plan fills the search's share of the budget.
     let mut rng = Rng::with_stream(opts.seed, 7);
     let search_budget = (opts.budget_secs * 0.8 - encode_secs).max(0.0) * threads as f64;
+    // Rung 0 on a third of the rows, a third of candidates again on all of them.
+    let need = |c: &Candidate| (cost(c, 1.0 / 3.0) + cost(c, 1.0) / 3.0) * folds.len() as f64;
     let mut pool: Vec<Candidate> = Vec::new();
     let mut planned = 0.0;
-    let mut draws = 0;
-    loop {
+    fill(&mut pool, &mut planned, search_budget, 3, &mut || {
         let c = draw(&mut rng, cjk, task, opts.seed, opts.encoder.as_deref());
-        draws += 1;
-        if pool.contains(&c) {
-            // A configuration already planned; stop when the space is exhausted.
-            if draws > 20 * (pool.len() + 10) {
-                break;
-            }
-            continue;
-        }
-        // Rung 0 on a third of the rows, a third of candidates again on all of them.
-        let need = (cost(&c, 1.0 / 3.0) + cost(&c, 1.0) / 3.0) * folds.len() as f64;
-        if planned + need > search_budget && pool.len() >= 3 {
-            break;
-        }
-        planned += need;
-        pool.push(c);
-        if pool.len() >= 300 {
-            break;
-        }
-    }
-    let finalists = pool.len().div_ceil(3);
-    let rungs = [pool.len(), finalists];
+        let n = need(&c);
+        (c, n)
+    });
     on_event(AutotuneEvent::Plan {
-        rungs: &rungs,
+        rungs: &[pool.len(), pool.len().div_ceil(3)],
         train_rows: train_rows.len(),
         val_rows: val_rows.len(),
         folds: folds.len(),
         planned_secs: encode_secs + planned / threads as f64 + cost(&pool[0], 1.25),
     });
 
-    let mut trials: Vec<Trial> = Vec::new();
-    let mut survivors: Vec<Candidate> = pool;
-    let mut number = 0usize;
-    for rung in 0..2usize {
+    // Runs one rung of `cands` (numbered from `first + 1`): `threads` workers take its trials
+    // in plan order, each the next one as soon as it is free, so a short trial never waits for
+    // a long one beside it. (Plain threads: a rayon worker waiting on a trial's own pool would
+    // start other trials on its stack.) Trials are reported as they finish and keep their
+    // plan-order numbers. Each result carries the L-BFGS evaluations of a `linear` trial.
+    let stop_at_budget = opts.stop_at_budget;
+    let run_rung = |cands: &[Candidate],
+                    rung: usize,
+                    first: usize,
+                    on_event: &mut dyn FnMut(AutotuneEvent<'_>)|
+     -> Result<Vec<Option<RungResult>>, ModelError> {
         let share = |rows: &[Record]| -> usize {
             match rung {
                 0 => (rows.len() / 3).max(10).min(rows.len()),
@@ -494,24 +499,18 @@ pub fn autotune(
             }
         };
         let rows_used = share(train_rows);
-        // `threads` workers take the rung's trials in plan order, each the next one as soon as
-        // it is free, so a short trial never waits for a long one beside it. (Plain threads: a
-        // rayon worker waiting on a trial's own pool would start other trials on its stack.)
-        // Trials are reported as they finish and keep their plan-order numbers.
-        let mut results: Vec<Option<Trial>> = vec![None; survivors.len()];
+        let mut results: Vec<Option<RungResult>> = vec![None; cands.len()];
         let mut failure: Option<ModelError> = None;
-        let first = number;
         let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-        let stop_at_budget = opts.stop_at_budget;
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::channel();
-            for _ in 0..threads.min(survivors.len()) {
+            for _ in 0..threads.min(cands.len()) {
                 let tx = tx.clone();
-                let (work, next, failed) = (&survivors, &next, &failed);
-                let (folds, metric) = (&folds, &opts.metric);
+                let (next, failed) = (&next, &failed);
+                let (folds, metric, cost, share) = (&folds, &opts.metric, &cost, &share);
                 scope.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(c) = work.get(i).filter(|_| !failed.load(Ordering::Relaxed)) else {
+                    let Some(c) = cands.get(i).filter(|_| !failed.load(Ordering::Relaxed)) else {
                         break;
                     };
                     let planned = cost(c, share(&folds[0].0) as f64 / folds[0].0.len() as f64)
@@ -522,10 +521,16 @@ pub fn autotune(
                     if stop_at_budget && i >= threads && ends >= deadline {
                         continue;
                     }
-                    let mut total = (0.0, 0.0);
-                    for (tr, va) in folds {
+                    let mut total = (0.0, 0.0, Some(0));
+                    for (tr, va) in folds.iter() {
                         match run_trial(c, &tr[..share(tr)], va, source, task, label_sep, metric) {
-                            Ok((score, secs)) => total = (total.0 + score, total.1 + secs),
+                            Ok((score, secs, evals)) => {
+                                total = (
+                                    total.0 + score,
+                                    total.1 + secs,
+                                    total.2.zip(evals).map(|(a, b)| a + b),
+                                )
+                            }
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
                                 let _ = tx.send((i, Err(e)));
@@ -533,24 +538,25 @@ pub fn autotune(
                             }
                         }
                     }
-                    let _ = tx.send((i, Ok((total.0 / folds.len() as f64, total.1, planned))));
+                    let score = total.0 / folds.len() as f64;
+                    let _ = tx.send((i, Ok((score, total.1, planned, total.2))));
                 });
             }
             drop(tx);
             for (i, r) in rx {
                 match r {
-                    Ok((score, seconds, planned)) => {
+                    Ok((score, seconds, planned, evals)) => {
                         let t = Trial {
                             number: first + i + 1,
                             rung,
                             rows: rows_used,
-                            candidate: survivors[i].clone(),
+                            candidate: cands[i].clone(),
                             score,
                             seconds,
                             planned,
                         };
                         on_event(AutotuneEvent::Trial(&t));
-                        results[i] = Some(t);
+                        results[i] = Some((t, evals));
                     }
                     Err(e) => {
                         failure.get_or_insert(e);
@@ -561,31 +567,92 @@ pub fn autotune(
         if let Some(e) = failure {
             return Err(e);
         }
-        number += survivors.len();
         let skipped = results.iter().filter(|t| t.is_none()).count();
         if skipped > 0 {
             on_event(AutotuneEvent::Deadline { rung, skipped });
         }
-        let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
-        for (i, t) in results
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, t)| Some((i, t?)))
-        {
-            scored.push((t.score, i, t.candidate.clone()));
-            trials.push(t);
+        Ok(results)
+    };
+
+    let mut first_rung = run_rung(&pool, 0, 0, on_event)?;
+    // The plan charges every `linear` trial L-BFGS's full iteration cap; most converge well
+    // before it. Their evaluations (the same on every run) say how much of the planned work
+    // rung 0 took, and the budget that frees is filled with more candidates, charged at the
+    // measured share, before the finalists are chosen.
+    let linear_share = |evals: usize, c: &Candidate| {
+        (evals as f64 / (c.spec.linear.max_iter.max(1) * folds.len()) as f64).min(1.0)
+    };
+    let (mut full, mut used) = (0.0, 0.0);
+    let mut charged = 0.0;
+    for (c, r) in pool.iter().zip(&first_rung) {
+        match r {
+            Some((_, Some(evals))) if c.spec.architecture == "linear" => {
+                full += need(c);
+                used += need(c) * linear_share(*evals, c);
+                charged += need(c) * linear_share(*evals, c);
+            }
+            _ => charged += need(c),
         }
-        // Best first; ties keep plan order, so the choice is deterministic.
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        survivors = scored
-            .into_iter()
-            .take(if rung == 0 { finalists } else { 1 })
-            .map(|s| s.2)
-            .collect();
     }
-    let best = survivors
+    let work_share = if full > 0.0 { used / full } else { 1.0 };
+    let planned_pool = pool.len();
+    if work_share < 1.0 && pool.len() < MAX_CANDIDATES {
+        let mut more = pool.clone();
+        fill(&mut more, &mut charged, search_budget, 0, &mut || {
+            let c = draw(&mut rng, cjk, task, opts.seed, opts.encoder.as_deref());
+            let share = if c.spec.architecture == "linear" {
+                work_share
+            } else {
+                1.0
+            };
+            let n = need(&c) * share;
+            (c, n)
+        });
+        let added = more.split_off(planned_pool);
+        if !added.is_empty() {
+            on_event(AutotuneEvent::Extended {
+                work_share,
+                rungs: &[
+                    planned_pool + added.len(),
+                    (planned_pool + added.len()).div_ceil(3),
+                ],
+            });
+            first_rung.extend(run_rung(&added, 0, planned_pool, on_event)?);
+            pool.extend(added);
+        }
+    }
+
+    let mut trials: Vec<Trial> = Vec::new();
+    let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
+    for (i, (t, _)) in first_rung
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t?)))
+    {
+        scored.push((t.score, i, t.candidate.clone()));
+        trials.push(t);
+    }
+    // Best first; ties keep plan order, so the choice is deterministic.
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let finalists: Vec<Candidate> = scored
+        .into_iter()
+        .take(pool.len().div_ceil(3))
+        .map(|s| s.2)
+        .collect();
+    let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
+    for (i, (t, _)) in run_rung(&finalists, 1, pool.len(), on_event)?
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t?)))
+    {
+        scored.push((t.score, i, t.candidate.clone()));
+        trials.push(t);
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let best = scored
         .into_iter()
         .next()
+        .map(|s| s.2)
         .ok_or_else(|| ModelError::Invalid("the search produced no candidate".into()))?;
     let best_score = trials
         .iter()
@@ -735,7 +802,7 @@ fn run_trial(
     task: Task,
     label_sep: &str,
     metric: &Metric,
-) -> Result<(f64, f64), ModelError> {
+) -> Result<(f64, f64, Option<usize>), ModelError> {
     let started = Instant::now();
     let out = train(
         rows,
@@ -747,7 +814,40 @@ fn run_trial(
         &mut |_| {},
     )?;
     let report = evaluate(&out.pipeline, val, source)?;
-    Ok((metric.of(&report)?, started.elapsed().as_secs_f64()))
+    Ok((
+        metric.of(&report)?,
+        started.elapsed().as_secs_f64(),
+        out.solver_evaluations,
+    ))
+}
+
+/// Adds the candidates `next` draws (each with its charge) to `pool` while the charges fit
+/// `budget` (or the pool holds fewer than `min`), skipping repeats; stops at the first that
+/// does not fit, when the space looks exhausted, or at [`MAX_CANDIDATES`].
+fn fill(
+    pool: &mut Vec<Candidate>,
+    charged: &mut f64,
+    budget: f64,
+    min: usize,
+    next: &mut dyn FnMut() -> (Candidate, f64),
+) {
+    let mut draws = 0;
+    while pool.len() < MAX_CANDIDATES {
+        let (c, need) = next();
+        draws += 1;
+        if pool.contains(&c) {
+            // A configuration already planned; stop when the space is exhausted.
+            if draws > 20 * (pool.len() + 10) {
+                break;
+            }
+            continue;
+        }
+        if *charged + need > budget && pool.len() >= min {
+            break;
+        }
+        *charged += need;
+        pool.push(c);
+    }
 }
 
 /// One random configuration: with an encoder, a third of them the `encoder` family; of the

@@ -43,7 +43,7 @@ fn opts(seed: u64) -> AutotuneOptions {
 fn same_seed_same_choice_and_a_good_model() {
     let rows = data(300, 4);
     let mut plan = None;
-    let mut seen = 0;
+    let (mut seen, mut grown) = (0, false);
     let a = autotune(&rows, "mem", None, "|", &opts(7), &mut |ev| match ev {
         AutotuneEvent::Plan {
             rungs,
@@ -51,11 +51,23 @@ fn same_seed_same_choice_and_a_good_model() {
             folds,
             ..
         } => plan = Some((rungs.to_vec(), val_rows, folds)),
+        // Linear trials that converge early free budget for more candidates.
+        AutotuneEvent::Extended { rungs, work_share } => {
+            assert!(work_share > 0.0 && work_share < 1.0, "{work_share}");
+            let (r, ..) = plan.as_mut().unwrap();
+            assert!(rungs[0] > r[0], "{rungs:?} after {r:?}");
+            *r = rungs.to_vec();
+            grown = true;
+        }
         AutotuneEvent::Trial(_) => seen += 1,
         _ => {}
     })
     .unwrap();
     let (rungs, val_rows, folds) = plan.unwrap();
+    assert!(
+        grown,
+        "the linear trials converge early here: the plan grows"
+    );
     assert_eq!(val_rows, 60, "a fifth of the rows, stratified");
     assert_eq!(folds, 5, "small data is cross-validated");
     assert!(
