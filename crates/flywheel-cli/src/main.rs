@@ -665,11 +665,13 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             ("--minn", args.minn.is_some()),
             ("--maxn", args.maxn.is_some()),
             ("--dim", args.dim.is_some()),
-            ("--loss", args.loss.is_some() && family != "encoder"),
         ] {
             if given {
                 bail!("{flag} applies to --model fasttext, linear, or encoder with --with-ngrams");
             }
+        }
+        if args.loss.is_some() && family != "encoder" {
+            bail!("--loss applies to --model fasttext, linear or encoder");
         }
     }
     if let Some(t) = &args.tokenizer {

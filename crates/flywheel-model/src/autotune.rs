@@ -582,16 +582,17 @@ pub fn autotune(
     let linear_share = |evals: usize, c: &Candidate| {
         (evals as f64 / (c.spec.linear.max_iter.max(1) * folds.len()) as f64).min(1.0)
     };
-    let (mut full, mut used) = (0.0, 0.0);
-    let mut charged = 0.0;
+    let (mut full, mut used, mut charged) = (0.0, 0.0, 0.0);
     for (c, r) in pool.iter().zip(&first_rung) {
+        let n = need(c);
         match r {
             Some((_, Some(evals))) if c.spec.architecture == "linear" => {
-                full += need(c);
-                used += need(c) * linear_share(*evals, c);
-                charged += need(c) * linear_share(*evals, c);
+                let took = n * linear_share(*evals, c);
+                full += n;
+                used += took;
+                charged += took;
             }
-            _ => charged += need(c),
+            _ => charged += n,
         }
     }
     let work_share = if full > 0.0 { used / full } else { 1.0 };
@@ -623,36 +624,10 @@ pub fn autotune(
     }
 
     let mut trials: Vec<Trial> = Vec::new();
-    let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
-    for (i, (t, _)) in first_rung
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, t)| Some((i, t?)))
-    {
-        scored.push((t.score, i, t.candidate.clone()));
-        trials.push(t);
-    }
-    // Best first; ties keep plan order, so the choice is deterministic.
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let finalists: Vec<Candidate> = scored
-        .into_iter()
-        .take(pool.len().div_ceil(3))
-        .map(|s| s.2)
-        .collect();
-    let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
-    for (i, (t, _)) in run_rung(&finalists, 1, pool.len(), on_event)?
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, t)| Some((i, t?)))
-    {
-        scored.push((t.score, i, t.candidate.clone()));
-        trials.push(t);
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let best = scored
-        .into_iter()
-        .next()
-        .map(|s| s.2)
+    let finalists = best_first(first_rung, &mut trials, pool.len().div_ceil(3));
+    let last_rung = run_rung(&finalists, 1, pool.len(), on_event)?;
+    let best = best_first(last_rung, &mut trials, 1)
+        .pop()
         .ok_or_else(|| ModelError::Invalid("the search produced no candidate".into()))?;
     let best_score = trials
         .iter()
@@ -819,6 +794,26 @@ fn run_trial(
         started.elapsed().as_secs_f64(),
         out.solver_evaluations,
     ))
+}
+
+/// Moves a rung's trials that ran into `trials` and returns its `keep` best candidates, best
+/// first; ties keep plan order, so the choice is deterministic.
+fn best_first(
+    results: Vec<Option<RungResult>>,
+    trials: &mut Vec<Trial>,
+    keep: usize,
+) -> Vec<Candidate> {
+    let mut scored: Vec<(f64, usize, Candidate)> = Vec::new();
+    for (i, (t, _)) in results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t?)))
+    {
+        scored.push((t.score, i, t.candidate.clone()));
+        trials.push(t);
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(keep).map(|s| s.2).collect()
 }
 
 /// Adds the candidates `next` draws (each with its charge) to `pool` while the charges fit

@@ -4,8 +4,8 @@
 
 use flywheel_data::Record;
 use flywheel_model::{
-    evaluate, explain, train, Artifact, BagLossChoice, LinearLossChoice, ModelSpec, Prediction,
-    Report, Task, TrainConfig,
+    evaluate, explain, train, Artifact, BagLossChoice, LinearLossChoice, ModelSpec, Pipeline,
+    Prediction, Report, Task, TrainConfig,
 };
 use flywheel_text::Segmentation;
 
@@ -324,6 +324,17 @@ fn thread_count_does_not_change_the_model() {
     assert_eq!(one, run(3));
 }
 
+/// The token of `text` with the largest attribution.
+fn top_token(pipeline: &Pipeline, text: &str) -> String {
+    let e = explain(pipeline, text).unwrap();
+    let top = e
+        .tokens
+        .iter()
+        .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
+        .unwrap();
+    top.text.clone()
+}
+
 fn linear_spec() -> ModelSpec {
     let mut s = ModelSpec::linear();
     s.bag.buckets = 10_000;
@@ -347,13 +358,7 @@ fn linear_family_learns_round_trips_and_explains() {
         .unwrap();
         let acc = accuracy(&evaluate(&out.pipeline, &data(150, classes, 99), "test").unwrap());
         assert!(acc > 0.95, "{classes:?}: accuracy {acc}");
-        let e = explain(&out.pipeline, "w1 w2 cue1 w3").unwrap();
-        let top = e
-            .tokens
-            .iter()
-            .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
-            .unwrap();
-        assert_eq!(top.text, "cue1");
+        assert_eq!(top_token(&out.pipeline, "w1 w2 cue1 w3"), "cue1");
         let before = out.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap();
         let path = dir.path().join("l.fw");
         Artifact::from_training(out, cfg(), "train.csv", "00")
@@ -472,13 +477,7 @@ fn squared_hinge_linear_learns_round_trips_and_is_refused_where_it_does_not_appl
                 .0;
             assert_eq!(best, 1, "{classes:?}: {p:?}");
         }
-        let e = explain(&out.pipeline, "w1 w2 cue1 w3").unwrap();
-        let top = e
-            .tokens
-            .iter()
-            .max_by(|a, b| a.attribution.total_cmp(&b.attribution))
-            .unwrap();
-        assert_eq!(top.text, "cue1");
+        assert_eq!(top_token(&out.pipeline, "w1 w2 cue1 w3"), "cue1");
         let path = dir.path().join("h.fw");
         Artifact::from_training(out, cfg(), "train.csv", "00")
             .save(&path)
