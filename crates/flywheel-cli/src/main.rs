@@ -185,6 +185,10 @@ struct TrainArgs {
     /// the training texts are mostly CJK.
     #[arg(long)]
     tokenizer: Option<String>,
+    /// Fold every digit to 0 before tokenising, so numbers are read by their shape (phone
+    /// numbers, prices, years). Needs a Unicode tokenizer (word, char, cjk, jieba).
+    #[arg(long)]
+    fold_digits: bool,
     /// fasttext: longest word n-gram [default: 1].
     #[arg(long)]
     word_ngrams: Option<usize>,
@@ -678,6 +682,15 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         spec.tokenizer.segmentation = t.parse::<Segmentation>().map_err(anyhow::Error::msg)?;
         spec.detect_cjk = false;
     }
+    if args.fold_digits {
+        if spec.tokenizer.segmentation == Segmentation::Keras {
+            bail!(
+                "--fold-digits needs --tokenizer word, char, cjk or jieba (the keras tokenizer \
+                 keeps Keras's rules)"
+            );
+        }
+        spec.tokenizer.fold_digits = true;
+    }
     if let Some(n) = args.num_words {
         spec.tokenizer.num_words = Some(n);
     }
@@ -869,7 +882,7 @@ fn cmd_info(model: &Path) -> Result<()> {
         side_name(sp.padding),
         side_name(sp.truncating),
         a.pipeline.tokenizer().vocab_size(),
-        sp.tokenizer.segmentation,
+        sp.tokenizer.describe(),
         a.pipeline.num_parameters()
     );
     match sp.architecture.as_str() {
@@ -933,7 +946,7 @@ fn cmd_info(model: &Path) -> Result<()> {
             sp.bag.word_ngrams,
             sp.bag.buckets,
             a.pipeline.tokenizer().words().len(),
-            sp.tokenizer.segmentation,
+            sp.tokenizer.describe(),
             a.pipeline.num_parameters()
         ),
     }
@@ -1089,6 +1102,7 @@ fn cmd_quickstart(dir: &Path, threads_arg: Option<usize>) -> Result<()> {
         preset: "keras-lstm".to_string(),
         family: None,
         tokenizer: None,
+        fold_digits: false,
         word_ngrams: None,
         buckets: None,
         minn: None,

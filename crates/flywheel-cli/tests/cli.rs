@@ -352,6 +352,10 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
             "svm.fw",
             &["--model", "linear", "--loss", "squared-hinge", "--c", "1"][..],
         ),
+        (
+            "digits.fw",
+            &["--model", "linear", "--c", "10", "--fold-digits"][..],
+        ),
     ] {
         let model = f.p(name);
         let data = f.p("train.csv");
@@ -398,6 +402,19 @@ fn fasttext_linear_and_autotune_from_the_command_line() {
     assert!(err.contains("--balanced"), "{err}");
     assert!(ok(&["info", &f.p("bal.fw")]).contains("logistic C 10 balanced"));
     assert!(ok(&["info", &f.p("svm.fw")]).contains("squared-hinge C 1"));
+    assert!(ok(&["info", &f.p("digits.fw")]).contains("tokenizer word fold-digits"));
+    // The Keras tokenizer keeps Keras's rules: folding digits needs a Unicode one.
+    let err = fails(&[
+        "train",
+        &f.p("train.csv"),
+        "-o",
+        &f.p("x.fw"),
+        "--fold-digits",
+    ]);
+    assert!(
+        err.contains("--fold-digits") && err.contains("--tokenizer"),
+        "{err}"
+    );
     // The linear losses are named; a loss no family has, or one for another family, is refused.
     for (model, loss) in [
         ("linear", "hinge"),

@@ -159,7 +159,7 @@ impl Candidate {
                     LinearLossChoice::Logistic => "",
                     LinearLossChoice::SquaredHinge => " squared-hinge",
                 },
-                s.tokenizer.segmentation,
+                s.tokenizer.describe(),
                 s.linear.c,
                 if s.linear.balanced { " balanced" } else { "" },
                 s.bag.word_ngrams,
@@ -179,7 +179,7 @@ impl Candidate {
         format!(
             "{} tokenizer={} dim={} epochs={} lr={:.3} word-ngrams={} char-ngrams={}",
             s.architecture,
-            s.tokenizer.segmentation,
+            s.tokenizer.describe(),
             s.embed_dim,
             self.config.epochs,
             self.config.lr.unwrap_or(0.1),

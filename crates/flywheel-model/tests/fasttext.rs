@@ -584,6 +584,59 @@ fn min_df_drops_what_only_one_training_text_says() {
 }
 
 #[test]
+fn folded_digits_read_unseen_numbers_by_their_shape_and_round_trip() {
+    // Class "b" texts carry a 4-digit number, each a different one; class "a" texts none.
+    let rows: Vec<Record> = (0..300u64)
+        .map(|i| {
+            let filler = format!("w{} w{}", i % 17, (i * 7) % 23);
+            match i % 2 {
+                0 => rec(&format!("{filler} call {}", 1000 + i * 3), "b", i + 2),
+                _ => rec(&format!("{filler} call now"), "a", i + 2),
+            }
+        })
+        .collect();
+    let fit = |fold: bool| {
+        let mut s = linear_spec();
+        s.linear.min_df = 1;
+        s.tokenizer.fold_digits = fold;
+        train(&rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap()
+    };
+    let (kept, folded) = (fit(false), fit(true));
+    let out = |o: &flywheel_model::TrainOutcome, text: &str| {
+        o.pipeline.outputs_of_texts(&[text]).unwrap()
+    };
+    // Folded, a number never seen in training is the feature "0000" that every "b" text had.
+    assert_eq!(out(&folded, "w1 call 9876"), out(&folded, "w1 call 1006"));
+    match &folded.pipeline.predict(&["w1 call 9876"]).unwrap()[0] {
+        Prediction::Class { label, .. } => assert_eq!(label, "b"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(top_token(&folded.pipeline, "w1 call 9876"), "9876");
+    // Kept, every number is its own word: an unseen one is no evidence.
+    assert_ne!(out(&kept, "w1 call 9876"), out(&kept, "w1 call 1006"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.fw");
+    let before = out(&folded, "w2 call 55");
+    Artifact::from_training(folded, cfg(), "train.csv", "00")
+        .save(&path)
+        .unwrap();
+    let loaded = Artifact::load(&path).unwrap();
+    assert!(loaded.meta.spec.tokenizer.fold_digits);
+    assert_eq!(
+        before,
+        loaded.pipeline.outputs_of_texts(&["w2 call 55"]).unwrap()
+    );
+    // Specs written before the setting existed keep digits as they are.
+    let mut json = serde_json::to_value(linear_spec()).unwrap();
+    json["tokenizer"]
+        .as_object_mut()
+        .unwrap()
+        .remove("fold_digits");
+    let old: ModelSpec = serde_json::from_value(json).unwrap();
+    assert!(!old.tokenizer.fold_digits);
+}
+
+#[test]
 fn multilabel_threshold_is_tuned_on_validation_and_saved() {
     // Three labels; each text carries the cue words of its labels among many fillers, so
     // probabilities of true labels sit below 0.5 for a short training run.

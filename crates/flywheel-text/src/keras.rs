@@ -40,6 +40,10 @@ pub struct TokenizerConfig {
     /// `char_level`.
     #[serde(default)]
     pub segmentation: Segmentation,
+    /// Fold every digit to `0` (numbers read by their shape: phone numbers, prices, years);
+    /// only with a Unicode-aware segmenter.
+    #[serde(default)]
+    pub fold_digits: bool,
 }
 
 impl Default for TokenizerConfig {
@@ -52,6 +56,18 @@ impl Default for TokenizerConfig {
             char_level: false,
             oov_token: None,
             segmentation: Segmentation::Keras,
+            fold_digits: false,
+        }
+    }
+}
+
+impl TokenizerConfig {
+    /// The segmentation's name, with `fold-digits` when digits are folded (`"word fold-digits"`).
+    pub fn describe(&self) -> String {
+        if self.fold_digits {
+            format!("{} fold-digits", self.segmentation)
+        } else {
+            self.segmentation.to_string()
         }
     }
 }
@@ -126,6 +142,12 @@ impl KerasTokenizer {
         if config.split.is_empty() && !config.char_level {
             return Err(TextError::Config(
                 "the split separator must not be empty".to_string(),
+            ));
+        }
+        if config.fold_digits && config.segmentation == Segmentation::Keras {
+            return Err(TextError::Config(
+                "folding digits needs a Unicode tokenizer (word, char, cjk or jieba), not keras"
+                    .to_string(),
             ));
         }
         if config.num_words == Some(0) {
@@ -215,7 +237,12 @@ impl KerasTokenizer {
     /// does).
     pub fn for_each_token(&self, text: &str, mut f: impl FnMut(&str)) {
         if self.config.segmentation != Segmentation::Keras {
-            segment(self.config.segmentation, text, |t, _, _| f(t));
+            segment(
+                self.config.segmentation,
+                self.config.fold_digits,
+                text,
+                |t, _, _| f(t),
+            );
             return;
         }
         let lowered;
@@ -283,7 +310,7 @@ impl KerasTokenizer {
     /// carry the same one-character span.
     pub fn for_each_token_span(&self, text: &str, mut f: impl FnMut(&str, usize, usize)) {
         if self.config.segmentation != Segmentation::Keras {
-            segment(self.config.segmentation, text, f);
+            segment(self.config.segmentation, self.config.fold_digits, text, f);
             return;
         }
         // `origin[i]` = char index in `text` of the character that produced char `i` of the
@@ -543,6 +570,25 @@ mod tests {
             ..Default::default()
         };
         assert!(KerasTokenizer::new(cfg).is_err());
+        let cfg = TokenizerConfig {
+            fold_digits: true,
+            ..Default::default()
+        };
+        assert!(KerasTokenizer::new(cfg).is_err());
+    }
+
+    #[test]
+    fn fold_digits_shares_one_token_between_numbers_of_one_shape() {
+        let cfg = TokenizerConfig {
+            segmentation: Segmentation::Word,
+            fold_digits: true,
+            ..Default::default()
+        };
+        let t = tok(cfg, &["call 0906 now", "call 0871 now"]);
+        assert_eq!(t.words(), &["call", "0000", "now"]);
+        assert_eq!(t.text_to_sequence("Call 1234"), vec![1, 2]);
+        let back = KerasTokenizer::from_state(t.state()).unwrap();
+        assert_eq!(back, t);
     }
 
     /// Tokens from the span method equal `for_each_token`'s, and each span, re-normalised,

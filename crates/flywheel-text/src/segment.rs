@@ -1,5 +1,5 @@
 //! Unicode-aware tokenisation for the models beyond the Keras reference: NFKC normalisation and
-//! lower-casing, then one of four segmenters.
+//! lower-casing (optionally every digit folded to `0`), then one of four segmenters.
 //!
 //! * `word`: UAX #29 word boundaries; every segment that is not white space is a token, so
 //!   punctuation and emoji are tokens of their own (`"don't!"` → `don't`, `!`).
@@ -108,7 +108,8 @@ pub fn detect<S: AsRef<str>>(texts: &[S], fallback: Segmentation) -> Segmentatio
     }
 }
 
-/// A text after NFKC and lower-casing, with the origin of every char.
+/// A text after NFKC and lower-casing (and, if asked, digit folding), with the origin of every
+/// char.
 #[derive(Debug, Clone, Default)]
 pub struct Normalized {
     /// The normalised text.
@@ -120,8 +121,11 @@ pub struct Normalized {
 }
 
 impl Normalized {
-    /// Normalises `text` grapheme by grapheme (NFKC, then lower-case).
-    pub fn new(text: &str) -> Self {
+    /// Normalises `text` grapheme by grapheme (NFKC, then lower-case); with `fold_digits`, every
+    /// numeric character left after NFKC becomes `0`, so numbers are read by their shape
+    /// (`"call 0906 170"` → `"call 0000 000"`). Every step maps one char to whole chars, so spans
+    /// in the original text stay exact.
+    pub fn new(text: &str, fold_digits: bool) -> Self {
         let mut n = Normalized {
             text: String::with_capacity(text.len()),
             origin: Vec::with_capacity(text.len()),
@@ -132,10 +136,19 @@ impl Normalized {
             let len = g.chars().count();
             if g.is_ascii() {
                 for c in g.chars() {
-                    n.push(c.to_ascii_lowercase(), ci, ci + len);
+                    let c = if fold_digits && c.is_ascii_digit() {
+                        '0'
+                    } else {
+                        c.to_ascii_lowercase()
+                    };
+                    n.push(c, ci, ci + len);
                 }
             } else {
                 for c in g.nfkc() {
+                    if fold_digits && c.is_numeric() {
+                        n.push('0', ci, ci + len);
+                        continue;
+                    }
                     for l in c.to_lowercase() {
                         n.push(l, ci, ci + len);
                     }
@@ -170,9 +183,15 @@ fn jieba() -> &'static jieba_rs::Jieba {
 }
 
 /// Cuts `text` with `mode` (not `Keras`, which [`crate::KerasTokenizer`] handles) and calls
-/// `f(token, start, end)` with each normalised token and its char span in `text`.
-pub fn segment(mode: Segmentation, text: &str, mut f: impl FnMut(&str, usize, usize)) {
-    let norm = Normalized::new(text);
+/// `f(token, start, end)` with each normalised token and its char span in `text`; with
+/// `fold_digits` every digit of a token is `0` (see [`Normalized::new`]).
+pub fn segment(
+    mode: Segmentation,
+    fold_digits: bool,
+    text: &str,
+    mut f: impl FnMut(&str, usize, usize),
+) {
+    let norm = Normalized::new(text, fold_digits);
     let s = norm.text.as_str();
     // Byte offset -> char index of the normalised text.
     let mut char_at = Vec::with_capacity(s.len() + 1);
@@ -255,13 +274,13 @@ mod tests {
 
     fn tokens(mode: Segmentation, text: &str) -> Vec<String> {
         let mut v = Vec::new();
-        segment(mode, text, |t, _, _| v.push(t.to_string()));
+        segment(mode, false, text, |t, _, _| v.push(t.to_string()));
         v
     }
 
     fn spans(mode: Segmentation, text: &str) -> Vec<(String, usize, usize)> {
         let mut v = Vec::new();
-        segment(mode, text, |t, s, e| v.push((t.to_string(), s, e)));
+        segment(mode, false, text, |t, s, e| v.push((t.to_string(), s, e)));
         v
     }
 
@@ -285,6 +304,38 @@ mod tests {
             tokens(Segmentation::Word, "Cafe\u{301}"),
             tokens(Segmentation::Word, "café")
         );
+    }
+
+    #[test]
+    fn fold_digits_maps_every_digit_to_zero_and_keeps_spans() {
+        let mut v = Vec::new();
+        segment(
+            Segmentation::Word,
+            true,
+            "Win £250 ＣＡＬＬ ０９０６ ①",
+            |t, s, e| v.push((t.to_string(), s, e)),
+        );
+        let want = [
+            ("win", 0, 3),
+            ("£", 4, 5),
+            ("000", 5, 8),
+            ("call", 9, 13),
+            ("0000", 14, 18),
+            ("0", 19, 20),
+        ];
+        let want: Vec<(String, usize, usize)> = want
+            .iter()
+            .map(|(t, s, e)| (t.to_string(), *s, *e))
+            .collect();
+        assert_eq!(v, want);
+        // Han numerals are words, not digits; the folding leaves them alone.
+        let mut t = Vec::new();
+        segment(Segmentation::Cjk, true, "三月3日", |x, _, _| {
+            t.push(x.to_string())
+        });
+        assert_eq!(t, ["三", "月", "0", "日"]);
+        // Without folding the digits stay.
+        assert_eq!(tokens(Segmentation::Word, "0906 12"), ["0906", "12"]);
     }
 
     #[test]
@@ -322,7 +373,7 @@ mod tests {
             for (tok, s, e) in spans(mode, text) {
                 assert!(s < e && e <= chars.len(), "{mode}: {tok} {s}..{e}");
                 let orig: String = chars[s..e].iter().collect();
-                let renorm = Normalized::new(&orig).text;
+                let renorm = Normalized::new(&orig, false).text;
                 assert!(renorm.contains(&tok), "{mode}: {tok:?} from {orig:?}");
             }
         }

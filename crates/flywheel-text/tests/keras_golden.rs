@@ -56,6 +56,7 @@ fn tokenizer_and_padding_match_keras() {
             char_level: c["char_level"].as_bool().unwrap(),
             oov_token: c["oov_token"].as_str().map(str::to_string),
             segmentation: Default::default(),
+            fold_digits: false,
         };
         let num_words = config.num_words;
         let mut tok = KerasTokenizer::new(config).unwrap();
