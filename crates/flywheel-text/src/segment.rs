@@ -272,16 +272,20 @@ pub fn segment(
 mod tests {
     use super::*;
 
-    fn tokens(mode: Segmentation, text: &str) -> Vec<String> {
+    fn cut(mode: Segmentation, fold_digits: bool, text: &str) -> Vec<(String, usize, usize)> {
         let mut v = Vec::new();
-        segment(mode, false, text, |t, _, _| v.push(t.to_string()));
+        segment(mode, fold_digits, text, |t, s, e| {
+            v.push((t.to_string(), s, e))
+        });
         v
     }
 
+    fn tokens(mode: Segmentation, text: &str) -> Vec<String> {
+        cut(mode, false, text).into_iter().map(|t| t.0).collect()
+    }
+
     fn spans(mode: Segmentation, text: &str) -> Vec<(String, usize, usize)> {
-        let mut v = Vec::new();
-        segment(mode, false, text, |t, s, e| v.push((t.to_string(), s, e)));
-        v
+        cut(mode, false, text)
     }
 
     #[test]
@@ -308,13 +312,7 @@ mod tests {
 
     #[test]
     fn fold_digits_maps_every_digit_to_zero_and_keeps_spans() {
-        let mut v = Vec::new();
-        segment(
-            Segmentation::Word,
-            true,
-            "Win £250 ＣＡＬＬ ０９０６ ①",
-            |t, s, e| v.push((t.to_string(), s, e)),
-        );
+        let v = cut(Segmentation::Word, true, "Win £250 ＣＡＬＬ ０９０６ ①");
         let want = [
             ("win", 0, 3),
             ("£", 4, 5),
@@ -329,10 +327,10 @@ mod tests {
             .collect();
         assert_eq!(v, want);
         // Han numerals are words, not digits; the folding leaves them alone.
-        let mut t = Vec::new();
-        segment(Segmentation::Cjk, true, "三月3日", |x, _, _| {
-            t.push(x.to_string())
-        });
+        let t: Vec<String> = cut(Segmentation::Cjk, true, "三月3日")
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         assert_eq!(t, ["三", "月", "0", "日"]);
         // Without folding the digits stay.
         assert_eq!(tokens(Segmentation::Word, "0906 12"), ["0906", "12"]);
