@@ -19,8 +19,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flywheel_data::{read_labelled, read_texts, Format, ReadOptions};
+use flywheel_model::families::{self, Setting};
 use flywheel_model::{
-    evaluate, train, Artifact, EncoderSpec, LinearLossChoice, ModelSpec, OptimizerChoice, Task,
+    evaluate, train, Artifact, Family, LinearLossChoice, ModelSpec, OptimizerChoice, Task,
     TrainConfig,
 };
 use flywheel_text::{Segmentation, Side};
@@ -170,7 +171,7 @@ struct TrainArgs {
     /// validation split) or encoder (a pretrained sentence encoder, --encoder, and logistic
     /// regression on its vectors; no validation split).
     #[arg(long = "model", value_name = "FAMILY")]
-    family: Option<String>,
+    family: Option<Family>,
     /// encoder: the pretrained encoder, a Hugging Face model directory or the name of one
     /// fetched by `flywheel encoders fetch` (all-minilm-l6-v2).
     #[arg(long, value_name = "DIR|NAME")]
@@ -550,133 +551,118 @@ pub(crate) fn encoder_dir(given: &Path) -> Result<String> {
     )
 }
 
-/// `pre` or `post`.
-fn side_name(s: Side) -> &'static str {
-    match s {
-        Side::Pre => "pre",
-        Side::Post => "post",
-    }
-}
-
 /// The spec and config the arguments ask for.
 fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     if args.preset != "keras-lstm" {
         bail!("unknown preset '{}': available: keras-lstm", args.preset);
     }
-    let family = args.family.as_deref().unwrap_or("lstm");
-    let mut cfg = TrainConfig::default();
-    let mut spec = ModelSpec::for_family(family)?;
-    match family {
-        "fasttext" => {
-            cfg.epochs = 5;
-            cfg.lr = Some(0.1);
-            cfg.optimizer = OptimizerChoice::Sgd;
-            cfg.validation_split = 0.0;
-        }
-        "linear" | "encoder" => {
-            cfg.epochs = 1;
-            cfg.validation_split = 0.0;
-        }
-        _ => {}
-    }
-    match (&args.encoder, family) {
-        (Some(dir), "encoder") => {
-            let mut e = flywheel_model::EncoderSpec::new(encoder_dir(dir)?);
-            e.ngrams = args.with_ngrams;
-            spec.encoder = Some(e);
-        }
-        (None, "encoder") => bail!("--model encoder needs --encoder DIR (a model directory)"),
-        (Some(_), _) => bail!("--encoder applies to --model encoder only"),
-        (None, _) if args.with_ngrams => bail!("--with-ngrams applies to --model encoder only"),
-        (None, _) => {}
-    }
-    let cnn_only = [
-        ("--filters", args.filters.is_some()),
-        ("--kernel-sizes", args.kernel_sizes.is_some()),
+    let family = args.family.unwrap_or(Family::Lstm);
+    let fam = families::of(family);
+    let mut cfg = fam.default_config();
+    let mut spec = fam.default_spec();
+    // Each flag that only some families read, refused for the others with the flag named.
+    let only = [
+        ("--max-len", args.max_len.is_some(), Setting::SequenceLength),
+        ("--padding", args.padding.is_some(), Setting::SequenceLength),
+        (
+            "--truncating",
+            args.truncating.is_some(),
+            Setting::SequenceLength,
+        ),
+        ("--hidden", args.hidden.is_some(), Setting::Hidden),
+        ("--dropout", args.dropout.is_some(), Setting::Dropout),
+        (
+            "--recurrent-dropout",
+            args.recurrent_dropout.is_some(),
+            Setting::RecurrentDropout,
+        ),
+        ("--mask", args.mask, Setting::Mask),
+        ("--no-mask", args.no_mask, Setting::Mask),
+        ("--filters", args.filters.is_some(), Setting::Convolution),
+        (
+            "--kernel-sizes",
+            args.kernel_sizes.is_some(),
+            Setting::Convolution,
+        ),
+        (
+            "--batch-size",
+            args.batch_size.is_some(),
+            Setting::MiniBatches,
+        ),
+        (
+            "--optimizer",
+            args.optimizer.is_some(),
+            Setting::MiniBatches,
+        ),
+        ("--patience", args.patience.is_some(), Setting::MiniBatches),
+        ("--epochs", args.epochs.is_some(), Setting::Epochs),
+        ("--lr", args.lr.is_some(), Setting::Epochs),
+        ("--word-ngrams", args.word_ngrams.is_some(), Setting::Ngrams),
+        ("--buckets", args.buckets.is_some(), Setting::Ngrams),
+        ("--minn", args.minn.is_some(), Setting::Ngrams),
+        ("--maxn", args.maxn.is_some(), Setting::Ngrams),
+        ("--dim", args.dim.is_some(), Setting::BagDim),
+        ("--c", args.c.is_some(), Setting::Regression),
+        ("--max-iter", args.max_iter.is_some(), Setting::Regression),
+        ("--balanced", args.balanced, Setting::Regression),
+        ("--min-df", args.min_df.is_some(), Setting::Regression),
+        ("--encoder", args.encoder.is_some(), Setting::Encoder),
+        ("--with-ngrams", args.with_ngrams, Setting::Encoder),
     ];
-    if family == "cnn" {
-        spec.cnn.filters = args.filters.unwrap_or(spec.cnn.filters);
-        if let Some(k) = &args.kernel_sizes {
-            spec.cnn.kernel_sizes = k.clone();
+    for (flag, given, setting) in only {
+        if given && !fam.accepts(setting) {
+            bail!(
+                "{flag} does not apply to --model {family}; it applies to --model {}",
+                families::accepting(setting)
+            );
         }
-    } else if let Some((flag, _)) = cnn_only.iter().find(|(_, given)| *given) {
-        bail!("{flag} applies to --model cnn only");
+    }
+    if fam.accepts(Setting::Encoder) {
+        let Some(dir) = &args.encoder else {
+            bail!("--model {family} needs --encoder DIR (a model directory)");
+        };
+        let mut e = flywheel_model::EncoderSpec::new(encoder_dir(dir)?);
+        e.ngrams = args.with_ngrams;
+        spec.encoder = Some(e);
+    }
+    if !fam.uses_ngrams(&spec) {
+        if let Some((flag, _, _)) = only
+            .iter()
+            .find(|(_, given, setting)| *given && *setting == Setting::Ngrams)
+        {
+            bail!("{flag} applies to --model {family} with --with-ngrams only");
+        }
+    }
+    if let Some(l) = &args.loss {
+        if fam.accepts(Setting::BagLoss) {
+            spec.bag.loss = l.parse()?;
+        } else if fam.accepts(Setting::Regression) {
+            spec.linear.loss = LinearLossChoice::parse(l)?;
+        } else {
+            bail!(
+                "--loss applies to --model {} or {}",
+                families::accepting(Setting::BagLoss),
+                families::accepting(Setting::Regression)
+            );
+        }
+    }
+    spec.cnn.filters = args.filters.unwrap_or(spec.cnn.filters);
+    if let Some(k) = &args.kernel_sizes {
+        spec.cnn.kernel_sizes = k.clone();
     }
     if args.mask || args.no_mask {
-        if !spec.is_recurrent() {
-            bail!("--mask and --no-mask apply to --model lstm, gru or bilstm only");
-        }
         spec.mask = args.mask;
     }
-    let linear_only = [
-        ("--c", args.c.is_some()),
-        ("--max-iter", args.max_iter.is_some()),
-        ("--balanced", args.balanced),
-        ("--min-df", args.min_df.is_some()),
-    ];
-    if !matches!(family, "linear" | "encoder") {
-        if let Some((flag, _)) = linear_only.iter().find(|(_, given)| *given) {
-            bail!("{flag} applies to --model linear or encoder only");
-        }
-    } else {
-        for (flag, given) in [
-            ("--epochs", args.epochs.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--dim", args.dim.is_some()),
-        ] {
-            if given {
-                bail!("{flag} does not apply to --model {family}");
-            }
-        }
-        if let Some(l) = &args.loss {
-            spec.linear.loss = LinearLossChoice::parse(l)?;
-        }
-        spec.linear.c = args.c.unwrap_or(spec.linear.c);
-        spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
-        spec.linear.balanced = args.balanced;
-        spec.linear.min_df = args.min_df.unwrap_or(spec.linear.min_df);
-    }
-    if spec.uses_ngrams() {
-        for (flag, given) in [
-            ("--max-len", args.max_len.is_some()),
-            ("--hidden", args.hidden.is_some()),
-            ("--dropout", args.dropout.is_some()),
-            ("--recurrent-dropout", args.recurrent_dropout.is_some()),
-            ("--padding", args.padding.is_some()),
-            ("--truncating", args.truncating.is_some()),
-            ("--batch-size", args.batch_size.is_some()),
-            ("--optimizer", args.optimizer.is_some()),
-            ("--patience", args.patience.is_some()),
-        ] {
-            if given {
-                bail!("{flag} does not apply to --model {family}");
-            }
-        }
-        spec.bag.word_ngrams = args.word_ngrams.unwrap_or(spec.bag.word_ngrams);
-        spec.bag.buckets = args.buckets.unwrap_or(spec.bag.buckets);
-        spec.bag.minn = args.minn.unwrap_or(spec.bag.minn);
-        spec.bag.maxn = args.maxn.unwrap_or(spec.bag.maxn);
-        if let (Some(l), "fasttext") = (&args.loss, family) {
-            spec.bag.loss = l.parse()?;
-        }
-        if let Some(d) = args.dim {
-            spec.embed_dim = d;
-        }
-    } else {
-        for (flag, given) in [
-            ("--word-ngrams", args.word_ngrams.is_some()),
-            ("--buckets", args.buckets.is_some()),
-            ("--minn", args.minn.is_some()),
-            ("--maxn", args.maxn.is_some()),
-            ("--dim", args.dim.is_some()),
-        ] {
-            if given {
-                bail!("{flag} applies to --model fasttext, linear, or encoder with --with-ngrams");
-            }
-        }
-        if args.loss.is_some() && family != "encoder" {
-            bail!("--loss applies to --model fasttext, linear or encoder");
-        }
+    spec.linear.c = args.c.unwrap_or(spec.linear.c);
+    spec.linear.max_iter = args.max_iter.unwrap_or(spec.linear.max_iter);
+    spec.linear.balanced = args.balanced;
+    spec.linear.min_df = args.min_df.unwrap_or(spec.linear.min_df);
+    spec.bag.word_ngrams = args.word_ngrams.unwrap_or(spec.bag.word_ngrams);
+    spec.bag.buckets = args.buckets.unwrap_or(spec.bag.buckets);
+    spec.bag.minn = args.minn.unwrap_or(spec.bag.minn);
+    spec.bag.maxn = args.maxn.unwrap_or(spec.bag.maxn);
+    if let Some(d) = args.dim {
+        spec.embed_dim = d;
     }
     if let Some(t) = &args.tokenizer {
         spec.tokenizer.segmentation = t.parse::<Segmentation>().map_err(anyhow::Error::msg)?;
@@ -716,14 +702,14 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     cfg.threads = threads(args.threads);
     cfg.patience = args.patience;
     cfg.restore_best = !args.no_restore_best;
-    spec.validate()?;
+    families::validate(&spec)?;
     cfg.validate()?;
     Ok((spec, cfg))
 }
 
 fn cmd_train(args: &TrainArgs) -> Result<Artifact> {
     let (spec, cfg) = settings(args)?;
-    if spec.is_encoder() {
+    if spec.encoder.is_some() {
         keep_large_blocks();
     }
     let task = match &args.task {
@@ -871,85 +857,10 @@ fn cmd_info(model: &Path) -> Result<()> {
         m.labels.len(),
         m.labels.join(", ")
     );
-    let sp = &m.spec;
-    let chars = match sp.bag.maxn {
-        0 => "none".to_string(),
-        x => format!("{}-{x}", sp.bag.minn),
-    };
-    let sequence = format!(
-        "max_len {} padding {} truncating {} vocab {} tokenizer {} parameters {}",
-        sp.max_len,
-        side_name(sp.padding),
-        side_name(sp.truncating),
-        a.pipeline.tokenizer().vocab_size(),
-        sp.tokenizer.describe(),
-        a.pipeline.num_parameters()
+    println!(
+        "network    {}",
+        families::of(m.spec.family).summary(&a.pipeline)
     );
-    match sp.architecture.as_str() {
-        "encoder" => {
-            let e = sp.encoder.clone().unwrap_or_else(|| EncoderSpec::new(""));
-            println!(
-                "network    encoder {} (sha256 {}, {} values) head {} C {}{}{} parameters {}",
-                e.dir,
-                e.sha256,
-                e.dim,
-                sp.linear.loss.name(),
-                sp.linear.c,
-                if sp.linear.balanced { " balanced" } else { "" },
-                if e.ngrams {
-                    format!(
-                        " with word-ngrams {} char-ngrams {chars} words {}",
-                        sp.bag.word_ngrams,
-                        a.pipeline.tokenizer().words().len()
-                    )
-                } else {
-                    String::new()
-                },
-                a.pipeline.num_parameters()
-            )
-        }
-        "lstm" | "gru" | "bilstm" => println!(
-            "network    {} embed {} hidden {} dropout {} recurrent-dropout {} mask {} {sequence}",
-            sp.architecture,
-            sp.embed_dim,
-            sp.hidden,
-            sp.dropout,
-            sp.recurrent_dropout,
-            if sp.mask { "on" } else { "off" },
-        ),
-        "cnn" => println!(
-            "network    cnn embed {} filters {} kernel-sizes {} dropout {} {sequence}",
-            sp.embed_dim,
-            sp.cnn.filters,
-            sp.cnn
-                .kernel_sizes
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            sp.dropout,
-        ),
-        family => println!(
-            "network    {family} {} word-ngrams {} char-ngrams {chars} buckets {} words {} \
-             tokenizer {} parameters {}",
-            if family == "linear" {
-                format!(
-                    "{} C {}{} min-df {}",
-                    sp.linear.loss.name(),
-                    sp.linear.c,
-                    if sp.linear.balanced { " balanced" } else { "" },
-                    sp.linear.min_df
-                )
-            } else {
-                format!("dim {}", sp.embed_dim)
-            },
-            sp.bag.word_ngrams,
-            sp.bag.buckets,
-            a.pipeline.tokenizer().words().len(),
-            sp.tokenizer.describe(),
-            a.pipeline.num_parameters()
-        ),
-    }
     if let Some(t) = &m.training {
         println!(
             "trained on {} ({} rows, {} for validation), sha256 {}",

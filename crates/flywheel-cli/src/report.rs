@@ -117,7 +117,7 @@ fn class_rows(input: &ReportInput<'_>) -> Result<Option<ClassRows>> {
     };
     let pred = probs
         .iter()
-        .map(|r| flywheel_model::pipeline::argmax(r))
+        .map(|r| flywheel_model::metrics::argmax(r))
         .collect();
     Ok(Some(ClassRows { probs, truth, pred }))
 }
@@ -146,7 +146,7 @@ fn render(input: &ReportInput<'_>) -> Result<String> {
         a.meta.task,
         esc(&labels.join(", ")),
         esc(&a.meta.created_at),
-        esc(&a.meta.spec.architecture),
+        esc(a.meta.spec.family.name()),
         a.meta.spec.embed_dim,
         a.meta.spec.hidden,
         a.meta.spec.max_len,

@@ -11,23 +11,21 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use flywheel_nn::{
-    BagLoss, BagModel, Dense, Embedding, LinearModel, Lstm, Parameters, Tensor, TextRnn,
-};
+use flywheel_nn::Tensor;
 use flywheel_text::{KerasTokenizer, TokenizerState};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::bag::{bag_loss, BagFeaturizer, BagNet};
-use crate::embed::{resolve_encoder, EncoderNet, Ngrams};
-use crate::evaluate::Report;
-use crate::linear::{head_shape, LinearNet};
+use crate::families::{self, ReadContext, TensorFile};
+use crate::network::{self, Network, RawTensor};
+use crate::outcome::{EpochRecord, TrainOutcome};
+use crate::pipeline::Pipeline;
+use crate::report::Report;
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
-use crate::train::{EpochRecord, TrainOutcome};
-use crate::{ModelError, Network, Pipeline};
+use crate::ModelError;
 
 /// The format tag in every model file.
 pub const FORMAT: &str = "flywheel.model";
@@ -174,16 +172,16 @@ impl Artifact {
             &canonical,
             buffers
                 .iter()
-                .map(|(n, _, shape, b)| (n.as_str(), shape.as_slice(), b.clone())),
+                .map(|r| (r.name.as_str(), r.shape.as_slice(), r.bytes.clone())),
         );
         let json = serde_json::to_string(&meta)
             .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))?;
         let views = buffers
             .iter()
-            .map(|(n, dtype, shape, b)| {
-                TensorView::new(*dtype, shape.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
+            .map(|r| {
+                TensorView::new(dtype_of(r.dtype), r.shape.clone(), &r.bytes)
+                    .map(|v| (r.name.clone(), v))
+                    .map_err(|e| ModelError::Invalid(format!("tensor {}: {e}", r.name)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
@@ -261,30 +259,8 @@ impl Artifact {
                 meta.format_version
             )));
         }
-        meta.spec.validate().map_err(|e| bad(e.to_string()))?;
-        let read = |tname: &str, shape: &[usize]| -> Result<Tensor<f32>, ModelError> {
-            let view = st
-                .tensor(tname)
-                .map_err(|_| bad(format!("tensor '{tname}' is missing")))?;
-            if view.dtype() != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor '{tname}' is {:?}, expected F32",
-                    view.dtype()
-                )));
-            }
-            if view.shape() != shape {
-                return Err(bad(format!(
-                    "tensor '{tname}' has shape {:?}, expected {shape:?}",
-                    view.shape()
-                )));
-            }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Tensor::from_vec(shape, data).map_err(|e| bad(e.to_string()))
-        };
+        families::validate(&meta.spec).map_err(|e| bad(e.to_string()))?;
+        let file = File { st: &st, bad: &bad };
         let spec = &meta.spec;
         let labels = LabelSet {
             task: meta.task,
@@ -300,98 +276,20 @@ impl Artifact {
         }
         let tokenizer =
             KerasTokenizer::from_state(meta.tokenizer.clone()).map_err(|e| bad(e.to_string()))?;
-        let (e, h, k) = (spec.embed_dim, spec.hidden, labels.outputs());
-        let read_featurizer = || -> Result<BagFeaturizer, ModelError> {
-            let view = st
-                .tensor("bag.buckets")
-                .map_err(|_| bad("tensor 'bag.buckets' is missing".to_string()))?;
-            if view.dtype() != Dtype::U32 || view.shape().len() != 1 {
-                return Err(bad(format!(
-                    "tensor 'bag.buckets' is {:?} {:?}, expected U32 [n]",
-                    view.dtype(),
-                    view.shape()
-                )));
-            }
-            let buckets: Vec<u32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Ok(BagFeaturizer::with_buckets(
-                spec.bag.clone(),
-                tokenizer.words().len(),
-                buckets,
-            ))
+        let ctx = ReadContext {
+            spec,
+            task: meta.task,
+            outputs: labels.outputs(),
+            class_counts: &meta.class_counts,
+            tokenizer: &tokenizer,
         };
-        let net: Network = if spec.is_encoder() {
-            let recorded = spec
-                .encoder
-                .as_ref()
-                .ok_or_else(|| bad("an encoder model without its encoder".to_string()))?;
-            let encoder = resolve_encoder(recorded).map_err(|e| bad(e.to_string()))?;
-            let ngrams = match recorded.ngrams {
-                true => {
-                    let featurizer = read_featurizer()?;
-                    let rows = featurizer.rows();
-                    Some(Ngrams {
-                        featurizer,
-                        idf: read("linear.idf", &[rows])?.data().to_vec(),
-                    })
-                }
-                false => None,
-            };
-            let width = ngrams.as_ref().map_or(0, |g| g.featurizer.rows()) + recorded.dim;
-            let (outputs, loss) =
-                head_shape(meta.task, k, spec.linear.loss).map_err(|e| bad(e.to_string()))?;
-            Network::Encoder(EncoderNet {
-                encoder,
-                ngrams,
-                scale: recorded.scale,
-                head: LinearModel {
-                    weight: read("linear.weight", &[width, outputs])?,
-                    bias: read("linear.bias", &[outputs])?,
-                    loss,
-                },
-            })
-        } else if spec.uses_ngrams() {
-            let featurizer = read_featurizer()?;
-            let rows = featurizer.rows();
-            if spec.architecture == "linear" {
-                let (outputs, loss) =
-                    head_shape(meta.task, k, spec.linear.loss).map_err(|e| bad(e.to_string()))?;
-                Network::Linear(LinearNet {
-                    featurizer,
-                    idf: read("linear.idf", &[rows])?.data().to_vec(),
-                    model: LinearModel {
-                        weight: read("linear.weight", &[rows, outputs])?,
-                        bias: read("linear.bias", &[outputs])?,
-                        loss,
-                    },
-                })
-            } else {
-                let loss = bag_loss(spec.bag.loss, meta.task, &meta.class_counts)
-                    .map_err(|e| bad(e.to_string()))?;
-                let (out_rows, outputs) = match &loss {
-                    BagLoss::Hierarchical(t) => (t.nodes(), t.paths.len()),
-                    BagLoss::Softmax if meta.task == Task::Binary => (2, 2),
-                    _ => (k, k),
-                };
-                Network::Bag(BagNet {
-                    featurizer,
-                    model: BagModel {
-                        input: read("bag.input", &[rows, e])?,
-                        output: read("bag.output", &[out_rows, e])?,
-                        bias: read("bag.bias", &[outputs])?,
-                        loss,
-                    },
-                })
-            }
-        } else if spec.architecture == "lstm" && !spec.mask {
-            rnn_from(&st, &read, &bad, e, h, k, meta.task)?
-        } else {
-            seq_from(&st, &read, &bad, spec, k, meta.task)?
-        };
-        let names: Vec<String> = raw_tensors(&net).into_iter().map(|r| r.0).collect();
+        let net = families::of(spec.family)
+            .read(&file, &ctx)
+            .map_err(|e| match e {
+                ModelError::Artifact { .. } => e,
+                other => bad(other.to_string()),
+            })?;
+        let names: Vec<String> = raw_tensors(&net).into_iter().map(|r| r.name).collect();
         if st.len() != names.len() {
             let extra: Vec<String> = st
                 .names()
@@ -415,7 +313,7 @@ impl Artifact {
             &canonical,
             raw_tensors(&net)
                 .iter()
-                .map(|(n, _, shape, b)| (n.as_str(), shape.as_slice(), b.clone())),
+                .map(|r| (r.name.as_str(), r.shape.as_slice(), r.bytes.clone())),
         );
         if digest != meta.sha256 {
             return Err(bad(
@@ -429,125 +327,75 @@ impl Artifact {
     }
 }
 
-/// Reads a named `f32` tensor of the given shape from the file being loaded.
-type ReadTensor<'a> = dyn Fn(&str, &[usize]) -> Result<Tensor<f32>, ModelError> + 'a;
+/// The tensors of a model file being read, with errors that name the file.
+struct File<'a> {
+    st: &'a SafeTensors<'a>,
+    bad: &'a dyn Fn(String) -> ModelError,
+}
 
-/// The recurrent network's tensors.
-#[allow(clippy::too_many_arguments)]
-fn rnn_from(
-    st: &SafeTensors<'_>,
-    read: &ReadTensor<'_>,
-    bad: &dyn Fn(String) -> ModelError,
-    e: usize,
-    h: usize,
-    k: usize,
-    task: Task,
-) -> Result<Network, ModelError> {
-    {
-        let vocab = st
-            .tensor("embedding")
-            .map_err(|_| bad("tensor 'embedding' is missing".to_string()))?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let net = TextRnn {
-            embedding: Embedding {
-                weight: read("embedding", &[vocab, e])?,
-            },
-            lstm: Lstm {
-                kernel: read("lstm.kernel", &[e, 4 * h])?,
-                recurrent: read("lstm.recurrent_kernel", &[h, 4 * h])?,
-                bias: read("lstm.bias", &[4 * h])?,
-            },
-            dense: Dense {
-                kernel: read("dense.kernel", &[h, k])?,
-                bias: read("dense.bias", &[k])?,
-            },
-            loss: task.loss(),
-        };
-        Ok(Network::Rnn(net))
+impl File<'_> {
+    fn view(&self, name: &str) -> Result<TensorView<'_>, ModelError> {
+        self.st
+            .tensor(name)
+            .map_err(|_| (self.bad)(format!("tensor '{name}' is missing")))
     }
 }
 
-/// The tensors of a `gru`, `bilstm`, `cnn` or masked `lstm` network: the network the spec
-/// describes, every tensor read by its name with the shape it must have.
-fn seq_from(
-    st: &SafeTensors<'_>,
-    read: &ReadTensor<'_>,
-    bad: &dyn Fn(String) -> ModelError,
-    spec: &ModelSpec,
-    k: usize,
-    task: Task,
-) -> Result<Network, ModelError> {
-    let vocab = st
-        .tensor("embedding")
-        .map_err(|_| bad("tensor 'embedding' is missing".to_string()))?
-        .shape()
-        .first()
-        .copied()
-        .unwrap_or(0);
-    let mut net = Network::sequence(spec, vocab, k, task.loss(), &mut flywheel_nn::Rng::new(0))
-        .map_err(|e| bad(e.to_string()))?;
-    let Network::Seq(seq) = &mut net else {
-        return Err(bad(
-            "the spec does not describe a sequence network".to_string()
-        ));
-    };
-    let wanted: Vec<(String, Vec<usize>)> = seq
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.shape().to_vec()))
-        .collect();
-    for ((name, shape), t) in wanted.iter().zip(seq.tensors_mut()) {
-        *t = read(name, shape)?;
-    }
-    Ok(net)
-}
-
-/// The tensors of a network as stored: name, type, shape, little-endian bytes.
-fn raw_tensors(net: &Network) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
-    let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = net
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, Dtype::F32, t.shape().to_vec(), bytes_of(t.data())))
-        .collect();
-    let featurizer = match net {
-        Network::Bag(b) => Some(&b.featurizer),
-        Network::Encoder(e) => e.ngrams.as_ref().map(|g| {
-            out.push((
-                "linear.idf".to_string(),
-                Dtype::F32,
-                vec![g.idf.len()],
-                bytes_of(&g.idf),
-            ));
-            &g.featurizer
-        }),
-        Network::Linear(l) => {
-            out.push((
-                "linear.idf".to_string(),
-                Dtype::F32,
-                vec![l.idf.len()],
-                bytes_of(&l.idf),
-            ));
-            Some(&l.featurizer)
+impl TensorFile for File<'_> {
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Tensor<f32>, ModelError> {
+        let view = self.view(name)?;
+        if view.dtype() != Dtype::F32 {
+            return Err((self.bad)(format!(
+                "tensor '{name}' is {:?}, expected F32",
+                view.dtype()
+            )));
         }
-        Network::Rnn(_) | Network::Seq(_) => None,
-    };
-    if let Some(f) = featurizer {
-        let list = f.bucket_list();
-        out.push((
-            "bag.buckets".to_string(),
-            Dtype::U32,
-            vec![list.len()],
-            list.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
+        if view.shape() != shape {
+            return Err((self.bad)(format!(
+                "tensor '{name}' has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Tensor::from_vec(shape, data).map_err(|e| (self.bad)(e.to_string()))
     }
-    out
+
+    fn u32(&self, name: &str) -> Result<Vec<u32>, ModelError> {
+        let view = self.view(name)?;
+        if view.dtype() != Dtype::U32 || view.shape().len() != 1 {
+            return Err((self.bad)(format!(
+                "tensor '{name}' is {:?} {:?}, expected U32 [n]",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn rows(&self, name: &str) -> Result<usize, ModelError> {
+        Ok(self.view(name)?.shape().first().copied().unwrap_or(0))
+    }
 }
 
-fn bytes_of(data: &[f32]) -> Vec<u8> {
-    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// The tensors of a network as stored.
+fn raw_tensors(net: &Network) -> Vec<RawTensor> {
+    net.get().raw_tensors()
+}
+
+/// The safetensors type of a stored tensor.
+fn dtype_of(d: network::Dtype) -> Dtype {
+    match d {
+        network::Dtype::F32 => Dtype::F32,
+        network::Dtype::U32 => Dtype::U32,
+    }
 }
 
 /// Removes from the objects in `value` the keys that the same objects in `like` lack.

@@ -33,10 +33,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::embed::{embed_cached, load_encoder, register_encoder, Memo, TextEncoder};
-use crate::evaluate::{evaluate, Report};
+use crate::evaluate::evaluate;
+use crate::families::encoder::{replace_encoder, EncoderNet};
+use crate::families::{self, cost, Workload};
+use crate::outcome::TrainOutcome;
+use crate::report::Report;
 use crate::spec::{LinearLossChoice, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{train, TrainOutcome};
+use crate::train::train;
 use crate::ModelError;
 
 /// What a trial is scored by (higher is better).
@@ -146,46 +150,7 @@ pub struct Candidate {
 impl Candidate {
     /// A one-line description.
     pub fn describe(&self) -> String {
-        let s = &self.spec;
-        let chars = if s.bag.maxn > 0 {
-            format!("{}-{}", s.bag.minn, s.bag.maxn)
-        } else {
-            "none".to_string()
-        };
-        if s.architecture == "linear" {
-            return format!(
-                "linear{} tokenizer={} C={}{} word-ngrams={} char-ngrams={} min-df={}",
-                match s.linear.loss {
-                    LinearLossChoice::Logistic => "",
-                    LinearLossChoice::SquaredHinge => " squared-hinge",
-                },
-                s.tokenizer.describe(),
-                s.linear.c,
-                if s.linear.balanced { " balanced" } else { "" },
-                s.bag.word_ngrams,
-                chars,
-                s.linear.min_df
-            );
-        }
-        if s.is_encoder() {
-            return match s.uses_ngrams() {
-                true => format!(
-                    "encoder C={} + tokenizer={} word-ngrams={}",
-                    s.linear.c, s.tokenizer.segmentation, s.bag.word_ngrams
-                ),
-                false => format!("encoder C={} (vector only)", s.linear.c),
-            };
-        }
-        format!(
-            "{} tokenizer={} dim={} epochs={} lr={:.3} word-ngrams={} char-ngrams={}",
-            s.architecture,
-            s.tokenizer.describe(),
-            s.embed_dim,
-            self.config.epochs,
-            self.config.lr.unwrap_or(0.1),
-            s.bag.word_ngrams,
-            chars
-        )
+        families::of(self.spec.family).describe(&self.spec, &self.config)
     }
 }
 
@@ -271,12 +236,6 @@ const MAX_CHAR_NGRAM: usize = 6;
 const FEATURE_SAMPLE: usize = 1_000_000;
 /// Exponent of Heaps' law (distinct features ∝ text^β) scaling a sample's vocabulary.
 const HEAPS_EXPONENT: f64 = 0.7;
-/// Work of one L-BFGS iteration per weight (two-loop recursion over 10 corrections, line
-/// search steps, gradient), in units of a feature-row update (calibrated on autotune trials).
-const WEIGHT_PASS: f64 = 80.0;
-/// Work of one L-BFGS iteration per non-zero and class (objective, line search, updates), in
-/// units of a feature-row update; L-BFGS usually stops well before `max_iter`.
-const LINEAR_PASS: f64 = 5.0;
 /// A trial that ran, with the L-BFGS evaluations of a model fitted by them.
 type RungResult = (Trial, Option<usize>);
 
@@ -288,16 +247,9 @@ const MAX_CANDIDATES: usize = 300;
 const CV_BELOW: usize = 10_000;
 /// Folds of that cross-validation.
 const CV_FOLDS: usize = 5;
-/// Per-trial fixed cost in seconds (reading, tokenizing, writing nothing) per million tokens.
-const SECS_PER_MTOKEN: f64 = 0.6;
-/// Feature-row updates per second of the fastText-style engine on one core (measured on the
-/// 2-core machine of docs/benchmarks.md: tweets, 25 epochs, bigrams, width 100).
-const UPDATES_PER_SEC: f64 = 1.2e9;
 /// Word pieces a 384-wide, 6-layer encoder (all-MiniLM-L6-v2) reads per second on one core
 /// (docs/benchmarks.md: ~114 tweets/s of ~30 pieces); wider encoders cost `(dim / 384)³` more.
 const PIECES_PER_SEC: f64 = 3_400.0;
-/// L-BFGS iterations the cost model expects of an `encoder` head.
-const ENCODER_ITERS: f64 = 200.0;
 
 /// The search's encoder: the memo that answers the trials, registered under the encoder's
 /// directory while this lives; dropping it registers the plain encoder again.
@@ -437,28 +389,17 @@ pub fn autotune(
         let t = distinct * rows_share;
         // Feature rows of the training texts.
         let features = (distinct + chars + running * ngrams) * rows_share;
-        if s.is_encoder() {
-            let rows = train_rows.len() as f64 * rows_share;
-            let passes = classes * ENCODER_ITERS * LINEAR_PASS;
-            let ngrams = match s.uses_ngrams() {
-                true => t / 1e6 * SECS_PER_MTOKEN + features * passes / UPDATES_PER_SEC,
-                false => 0.0,
-            };
-            return ngrams + rows * dim * passes / UPDATES_PER_SEC;
-        }
-        // Reading and featurizing the training rows and the validation rows.
-        let overhead = (t + distinct * val_share) / 1e6 * SECS_PER_MTOKEN;
-        if s.architecture == "linear" {
-            // L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros, and its
-            // bookkeeping over every weight, which dominates where texts are short and most
-            // n-grams occur once.
-            let iters = classes * s.linear.max_iter as f64;
-            let weights = stats.weights(s) * rows_share.powf(HEAPS_EXPONENT);
-            return overhead
-                + iters * (features * LINEAR_PASS + weights * WEIGHT_PASS) / UPDATES_PER_SEC;
-        }
-        let passes = c.config.epochs as f64 * s.embed_dim as f64 * 2.0;
-        overhead + features * passes / UPDATES_PER_SEC
+        let work = Workload {
+            // Reading and featurizing the training rows and the validation rows.
+            overhead: (t + distinct * val_share) / 1e6 * cost::SECS_PER_MTOKEN,
+            tokenize: t / 1e6 * cost::SECS_PER_MTOKEN,
+            features,
+            rows: train_rows.len() as f64 * rows_share,
+            vector_dim: dim,
+            classes,
+            weights: stats.weights(s) * rows_share.powf(HEAPS_EXPONENT),
+        };
+        families::of(s.family).planned_seconds(s, &c.config, &work)
     };
 
     // Draw candidates until the plan fills the search's share of the budget.
@@ -586,7 +527,7 @@ pub fn autotune(
     for (c, r) in pool.iter().zip(&first_rung) {
         let n = need(c);
         match r {
-            Some((_, Some(evals))) if c.spec.architecture == "linear" => {
+            Some((_, Some(evals))) if families::of(c.spec.family).solver_scaled() => {
                 let took = n * linear_share(*evals, c);
                 full += n;
                 used += took;
@@ -601,7 +542,7 @@ pub fn autotune(
         let mut more = pool.clone();
         fill(&mut more, &mut charged, search_budget, 0, &mut || {
             let c = draw(&mut rng, cjk, task, opts.seed, opts.encoder.as_deref());
-            let share = if c.spec.architecture == "linear" {
+            let share = if families::of(c.spec.family).solver_scaled() {
                 work_share
             } else {
                 1.0
@@ -647,8 +588,8 @@ pub fn autotune(
         &mut |_| {},
     )?;
     if let Some(registered) = &encoder {
-        if best.spec.is_encoder() {
-            outcome.pipeline.replace_encoder(registered.base.clone())?;
+        if outcome.pipeline.net::<EncoderNet>().is_ok() {
+            replace_encoder(&mut outcome.pipeline, registered.base.clone())?;
         }
     }
     drop(encoder);

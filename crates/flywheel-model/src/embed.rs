@@ -1,8 +1,7 @@
-//! The `encoder` family: a frozen pretrained sentence encoder (MiniLM, BERT; the
-//! `flywheel-encoder` crate, with the `encoder` feature) and a logistic-regression head fitted
-//! by L-BFGS on its embeddings — optionally next to the `linear` family's TF-IDF n-gram
-//! features in the same regression (`--with-ngrams`): the encoder brings what words mean, the
-//! n-grams what this data's words signal.
+//! Pretrained sentence encoders as the `encoder` family ([`crate::families::encoder`]) reads
+//! them: the [`TextEncoder`] trait (a `flywheel-encoder` model with the `encoder` feature, or a
+//! test's stand-in), the process-wide registry of loaded encoders, and the on-disk cache of
+//! their vectors.
 //!
 //! The encoder itself is not stored in the model file: the spec records its directory and
 //! fingerprint ([`crate::EncoderSpec`]), and loading refuses an encoder whose files differ.
@@ -14,20 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
 
-use flywheel_data::Record;
-use flywheel_nn::{LinearModel, SparseRows};
-use flywheel_text::KerasTokenizer;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::bag::BagFeaturizer;
-use crate::linear::{fit_head, fit_tfidf, head_shape, one_pass_outcome, tfidf, thread_pool, Tfidf};
-use crate::pipeline::{task_outputs, Network, Pipeline};
-use crate::spec::{EncoderSpec, ModelSpec, TrainConfig};
-use crate::task::{LabelSet, Targets, Task};
-use crate::train::{training_rows, TrainEvent, TrainOutcome};
+use crate::spec::EncoderSpec;
 use crate::ModelError;
 
 /// Texts embedded together in one forward pass of the encoder.
@@ -104,7 +94,8 @@ pub fn embed_texts<S: AsRef<str> + Sync>(
 /// challenger, a hot swap) shares one copy of the weights.
 static LOADED: Mutex<Vec<(PathBuf, Weak<dyn TextEncoder>)>> = Mutex::new(Vec::new());
 
-fn key_of(dir: &Path) -> PathBuf {
+/// The registry key of an encoder directory: its canonical path when it exists.
+pub fn key_of(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
@@ -509,221 +500,4 @@ impl EmbeddingCache {
         };
         Ok((out, stats))
     }
-}
-
-/// TF-IDF n-gram features beside the encoder's vector (as the `linear` family's).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ngrams {
-    /// Tokens to feature rows.
-    pub featurizer: BagFeaturizer,
-    /// IDF weight of every feature row.
-    pub idf: Vec<f32>,
-}
-
-/// The `encoder` network: the frozen encoder and the head on its vectors (and n-grams).
-///
-/// A text's model input ([`EncoderNet::encode_into`]) is the number of word pieces, the word
-/// pieces, then the n-gram feature rows.
-#[derive(Debug, Clone)]
-pub struct EncoderNet {
-    /// The sentence encoder (shared, not stored in the model file).
-    pub encoder: Arc<dyn TextEncoder>,
-    /// The n-gram features, with `--with-ngrams`.
-    pub ngrams: Option<Ngrams>,
-    /// Factor on the encoder's values in the head's input.
-    pub scale: f32,
-    /// Logistic regression (softmax, a sigmoid per label, or least squares) on the n-gram
-    /// features (the first rows) and the scaled vector (the last `dim` rows).
-    pub head: LinearModel,
-}
-
-impl PartialEq for EncoderNet {
-    fn eq(&self, other: &Self) -> bool {
-        self.encoder.fingerprint() == other.encoder.fingerprint()
-            && self.ngrams == other.ngrams
-            && self.scale == other.scale
-            && self.head == other.head
-    }
-}
-
-impl EncoderNet {
-    /// Rows of n-gram features before the vector's.
-    pub fn ngram_rows(&self) -> usize {
-        self.ngrams.as_ref().map_or(0, |g| g.featurizer.rows())
-    }
-
-    /// Appends the model input of `text` (see [`EncoderNet`]).
-    pub fn encode_into(&self, tokenizer: &KerasTokenizer, text: &str, out: &mut Vec<u32>) {
-        let at = out.len();
-        out.push(0);
-        self.encoder.token_ids(text, out);
-        out[at] = (out.len() - at - 1) as u32;
-        if let Some(g) = &self.ngrams {
-            g.featurizer.encode_into(tokenizer, text, out);
-        }
-    }
-
-    /// The head's input for one text: TF-IDF of the feature `rows`, then the scaled vector.
-    fn features(&self, rows: &[u32], vector: &[f32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
-        idx.clear();
-        val.clear();
-        if let Some(g) = &self.ngrams {
-            tfidf(&g.idf, rows, idx, val);
-        }
-        append_vector(self.ngram_rows(), vector, self.scale, idx, val);
-    }
-
-    /// Outputs for the task (`[inputs.len() · task width]`) of model inputs, embedded in
-    /// length-sorted batches on this thread.
-    pub fn outputs_into(
-        &self,
-        inputs: &[&[u32]],
-        task: Task,
-        out: &mut [f32],
-    ) -> Result<(), ModelError> {
-        let dim = self.encoder.dim();
-        let width = out.len() / inputs.len().max(1);
-        let split = |input: &[u32]| -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-            let n = input
-                .first()
-                .map_or(0, |&n| n as usize)
-                .min(input.len().saturating_sub(1));
-            (1..1 + n, (1 + n).min(input.len())..input.len())
-        };
-        let pieces: Vec<&[u32]> = inputs.iter().map(|q| &q[split(q).0]).collect();
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(pieces[i].len()));
-        let mut probs = vec![0.0f32; self.head.outputs()];
-        let (mut idx, mut val) = (Vec::new(), Vec::new());
-        for batch in order.chunks(BATCH) {
-            let block: Vec<&[u32]> = batch.iter().map(|&i| pieces[i]).collect();
-            let vectors = self.encoder.embed_ids(&block)?;
-            for (&i, v) in batch.iter().zip(vectors.chunks_exact(dim)) {
-                let rows = &inputs[i][split(inputs[i]).1];
-                self.features(rows, v, &mut idx, &mut val);
-                self.head.predict(&idx, &val, &mut probs)?;
-                task_outputs(task, &probs, &mut out[i * width..(i + 1) * width]);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Appends the encoder's `vector`, times `scale`, as the head's features from row `base` on.
-fn append_vector(base: usize, vector: &[f32], scale: f32, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
-    idx.extend((0..vector.len()).map(|j| (base + j) as u32));
-    val.extend(vector.iter().map(|v| v * scale));
-}
-
-/// Trains the head on the encoder's vectors (called by [`crate::train`] for `encoder` specs).
-pub(crate) fn train_encoder(
-    records: &[Record],
-    source: &str,
-    labels: LabelSet,
-    targets: Targets,
-    spec: &ModelSpec,
-    cfg: &TrainConfig,
-    on_event: &mut dyn FnMut(TrainEvent<'_>),
-) -> Result<TrainOutcome, ModelError> {
-    let started = Instant::now();
-    head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
-    let wanted = spec.encoder.as_ref().ok_or_else(|| {
-        ModelError::Invalid("--model encoder needs --encoder DIR (a model directory)".into())
-    })?;
-    let encoder = load_encoder(Path::new(&wanted.dir))?;
-    if !wanted.sha256.is_empty() && wanted.sha256 != encoder.fingerprint() {
-        return Err(ModelError::Encoder(format!(
-            "the encoder in {} (sha256 {}) is not the one asked for (sha256 {})",
-            wanted.dir,
-            encoder.fingerprint(),
-            wanted.sha256
-        )));
-    }
-    let mut spec = spec.clone();
-    spec.encoder = Some(EncoderSpec {
-        dir: key_of(encoder.dir()).display().to_string(),
-        sha256: encoder.fingerprint().to_string(),
-        dim: encoder.dim(),
-        ..wanted.clone()
-    });
-    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
-    let n = records.len();
-    let n_train = training_rows(n, cfg, source)?;
-    let n_val = n - n_train;
-    let pool = thread_pool(cfg)?;
-    let dim = encoder.dim();
-    let vectors = pool.install(|| embed_cached(encoder.as_ref(), &texts))?;
-    let (tokenizer, ngrams, tf) = if wanted.ngrams {
-        let Tfidf {
-            tokenizer,
-            featurizer,
-            idf,
-            x,
-            ..
-        } = fit_tfidf(&spec, &texts, n_train)?;
-        (tokenizer, Some(Ngrams { featurizer, idf }), Some(x))
-    } else {
-        (KerasTokenizer::new(spec.tokenizer.clone())?, None, None)
-    };
-    let base = ngrams.as_ref().map_or(0, |g| g.featurizer.rows());
-    let width = base + dim;
-    let mut x = SparseRows::new();
-    let (mut idx, mut val) = (Vec::new(), Vec::new());
-    for (i, v) in vectors.chunks_exact(dim).enumerate() {
-        idx.clear();
-        val.clear();
-        if let Some(tf) = &tf {
-            let (a, b) = tf.row(i);
-            idx.extend_from_slice(a);
-            val.extend_from_slice(b);
-        }
-        append_vector(base, v, wanted.scale, &mut idx, &mut val);
-        x.push(&idx, &val);
-    }
-    drop(tf);
-    let (head, fit) = fit_head(
-        &x,
-        width,
-        n_train,
-        n_val,
-        &labels,
-        &targets,
-        &spec,
-        tokenizer.vocab_size(),
-        &pool,
-        on_event,
-    )?;
-    // Outputs from the vectors already computed (not through the encoder again).
-    let k = labels.outputs();
-    let head_outputs = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
-        let mut out = vec![0.0f32; range.len() * k];
-        let mut probs = vec![0.0f32; head.outputs()];
-        for (j, i) in range.enumerate() {
-            let (a, b) = x.row(i);
-            head.predict(a, b, &mut probs)?;
-            task_outputs(labels.task, &probs, &mut out[j * k..(j + 1) * k]);
-        }
-        Ok(out)
-    };
-    let train_out = head_outputs(0..n_train)?;
-    let val_out = match n_val {
-        0 => None,
-        _ => Some(head_outputs(n_train..n)?),
-    };
-    let net = EncoderNet {
-        encoder,
-        ngrams,
-        scale: wanted.scale,
-        head,
-    };
-    let pipeline = Pipeline::new(spec, labels, tokenizer, Network::Encoder(net))?;
-    one_pass_outcome(
-        pipeline,
-        &train_out,
-        val_out.as_deref(),
-        &targets,
-        fit,
-        started,
-        on_event,
-    )
 }

@@ -1,11 +1,11 @@
-//! Per-token explanations by occlusion (leave one token out), faithful to the sequence model.
+//! Per-token explanations by occlusion (leave one token out), faithful to what the model reads.
 //!
 //! For each token the model actually reads, the attribution is
 //! `p(c | text) − p(c | text without that token)`, where `c` is the explained class (by default
 //! the predicted one) and "without that token" is exactly the id sequence the model would see had
 //! the word been deleted from the text: the token's id is removed *before* truncation, so a word
 //! that truncation had cut off can move back in, as it would. Positive values support `c`.
-//! All variants of one text go through the network as one batch ([`Pipeline::logits_par`]).
+//! All variants of one text go through the network as one batch ([`Pipeline::outputs_par`]).
 //!
 //! Tokens the model never sees get attribution 0 and a flag: words outside the vocabulary that
 //! the tokenizer drops (`in_vocabulary: false`) and words cut by truncation (`truncated: true`).
@@ -20,7 +20,8 @@
 use flywheel_text::Side;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{argmax, Pipeline};
+use crate::metrics::argmax;
+use crate::pipeline::Pipeline;
 use crate::task::Task;
 use crate::ModelError;
 
@@ -237,7 +238,7 @@ impl Prepared {
         let mut seq_index = Vec::with_capacity(spans.len());
         let mut in_vocab = Vec::with_capacity(spans.len());
         // A pretrained encoder reads every word (as word pieces).
-        let reads_all = pipeline.spec.is_encoder();
+        let reads_all = pipeline.reads_raw_text();
         for (i, s) in spans.iter().enumerate() {
             in_vocab.push(reads_all || tok.word_index(&s.token).is_some());
             // The fastText-style model sees every token (n-grams of unknown words included).
@@ -277,7 +278,7 @@ impl Prepared {
     /// The truncated sequence the model sees with the entries `drop` (indices into `full`)
     /// removed from the text.
     fn sequence_without(&self, pipeline: &Pipeline, drop: &[usize]) -> Vec<u32> {
-        if pipeline.spec.is_encoder() {
+        if pipeline.reads_raw_text() {
             // The encoder reads the text as written (case, punctuation): delete the words'
             // characters from it.
             let mut cut = vec![false; self.text.chars().count()];

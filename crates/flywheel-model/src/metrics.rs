@@ -12,6 +12,17 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// Decimal places in the rendered tables (scikit-learn's `digits`).
 const DIGITS: usize = 4;
 /// Width of one numeric column in the rendered tables, as in scikit-learn.

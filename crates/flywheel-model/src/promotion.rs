@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::evaluate::Report;
 use crate::metrics::ClassMetrics;
+use crate::report::Report;
 
 /// When a challenger may replace the champion. Gains and drops are in points (0–100 scale).
 #[derive(Debug, Clone, Copy, PartialEq)]

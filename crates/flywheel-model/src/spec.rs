@@ -2,17 +2,18 @@
 //! (`--preset keras-lstm`).
 
 use flywheel_nn::OptimizerKind;
-use flywheel_text::{PadSpec, Segmentation, Side, TokenizerConfig};
+use flywheel_text::{PadSpec, Side, TokenizerConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::family::Family;
 use crate::ModelError;
 
 /// The network and its preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// Network family: `lstm` (the reference), `gru`, `bilstm`, `cnn`, `fasttext`, `linear` or
-    /// `encoder`.
-    pub architecture: String,
+    /// The model family (recorded as `architecture` in model files).
+    #[serde(rename = "architecture")]
+    pub family: Family,
     /// Tokenizer settings (`num_words` also sizes the embedding table).
     pub tokenizer: TokenizerConfig,
     /// Sequence length after padding/truncation.
@@ -23,7 +24,7 @@ pub struct ModelSpec {
     pub truncating: Side,
     /// Embedding width.
     pub embed_dim: usize,
-    /// LSTM units.
+    /// Units of the recurrent layer (`lstm`, `gru`, each direction of `bilstm`).
     pub hidden: usize,
     /// Input dropout of the recurrent layer; for `cnn`, dropout on the pooled features.
     pub dropout: f32,
@@ -228,6 +229,56 @@ pub struct BagSpec {
     pub loss: BagLossChoice,
 }
 
+impl BagSpec {
+    /// The character n-gram lengths, `minn-maxn`, or `none`.
+    pub fn char_ngrams(&self) -> String {
+        match self.maxn {
+            0 => "none".to_string(),
+            maxn => format!("{}-{maxn}", self.minn),
+        }
+    }
+
+    /// Checks the n-gram settings.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.word_ngrams == 0 {
+            return Err(ModelError::Invalid(
+                "--word-ngrams must be at least 1".into(),
+            ));
+        }
+        if (self.word_ngrams > 1 || self.maxn > 0) && self.buckets == 0 {
+            return Err(ModelError::Invalid(
+                "--buckets must be at least 1 with word or character n-grams".into(),
+            ));
+        }
+        if self.buckets > u32::MAX as usize {
+            return Err(ModelError::Invalid(format!(
+                "--buckets must be at most {}",
+                u32::MAX
+            )));
+        }
+        if self.maxn > 0 && (self.minn == 0 || self.minn > self.maxn) {
+            return Err(ModelError::Invalid(format!(
+                "character n-grams need 1 <= --minn <= --maxn, got {}..{}",
+                self.minn, self.maxn
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl LinearSpec {
+    /// Checks the regression's settings.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if !(self.c.is_finite() && self.c > 0.0 && self.max_iter > 0) {
+            return Err(ModelError::Invalid(format!(
+                "--c must be a positive number (got {}) and the iterations at least 1",
+                self.c
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for BagSpec {
     fn default() -> Self {
         BagSpec {
@@ -245,7 +296,7 @@ impl Default for ModelSpec {
     /// `LSTM(16, dropout=0.2, recurrent_dropout=0.2)`.
     fn default() -> Self {
         ModelSpec {
-            architecture: "lstm".to_string(),
+            family: Family::Lstm,
             tokenizer: TokenizerConfig {
                 num_words: Some(10_000),
                 ..TokenizerConfig::default()
@@ -278,216 +329,9 @@ impl ModelSpec {
         }
     }
 
-    /// fastText's supervised defaults: dim 100, words only, all words kept, Unicode word
-    /// segmentation (CJK detected).
-    pub fn fasttext() -> Self {
-        ModelSpec {
-            architecture: "fasttext".to_string(),
-            tokenizer: TokenizerConfig {
-                num_words: None,
-                segmentation: Segmentation::Word,
-                ..TokenizerConfig::default()
-            },
-            embed_dim: 100,
-            dropout: 0.0,
-            recurrent_dropout: 0.0,
-            ..ModelSpec::default()
-        }
-    }
-
-    /// TF-IDF + logistic regression on word bigrams (scikit-learn's `ngram_range=(1, 2)`),
-    /// n-grams of at least two training texts (`min_df=2`), `C = 1`, Unicode word segmentation
-    /// (CJK detected).
-    pub fn linear() -> Self {
-        let mut s = ModelSpec::fasttext();
-        s.architecture = "linear".to_string();
-        s.bag.word_ngrams = 2;
-        s.bag.buckets = LINEAR_BUCKETS;
-        s.linear.min_df = 2;
-        s
-    }
-
-    /// A pretrained sentence encoder (in `dir`) and logistic regression on its vectors, `C = 1`;
-    /// with n-grams, the `linear` family's TF-IDF features (word bigrams) beside them.
-    pub fn encoder(dir: impl Into<String>) -> Self {
-        let mut s = ModelSpec::linear();
-        s.architecture = "encoder".to_string();
-        s.encoder = Some(EncoderSpec::new(dir));
-        s
-    }
-
-    /// The reference model with a GRU in place of the LSTM.
-    pub fn gru() -> Self {
-        ModelSpec {
-            architecture: "gru".to_string(),
-            ..ModelSpec::default()
-        }
-    }
-
-    /// The reference model with a bidirectional LSTM, padding masked (so the backward direction
-    /// starts at the last real token).
-    pub fn bilstm() -> Self {
-        ModelSpec {
-            architecture: "bilstm".to_string(),
-            mask: true,
-            ..ModelSpec::default()
-        }
-    }
-
-    /// TextCNN: the reference tokenizer, length and embedding, 100 filters for each of the
-    /// widths 3, 4, 5, ReLU, max over time, dropout 0.5 on the pooled features.
-    pub fn cnn() -> Self {
-        ModelSpec {
-            architecture: "cnn".to_string(),
-            dropout: 0.5,
-            recurrent_dropout: 0.0,
-            ..ModelSpec::default()
-        }
-    }
-
-    /// The settings of a family by name, with its defaults.
-    pub fn for_family(family: &str) -> Result<Self, ModelError> {
-        match family {
-            "lstm" => Ok(ModelSpec::default()),
-            "gru" => Ok(ModelSpec::gru()),
-            "bilstm" => Ok(ModelSpec::bilstm()),
-            "cnn" => Ok(ModelSpec::cnn()),
-            "fasttext" => Ok(ModelSpec::fasttext()),
-            "linear" => Ok(ModelSpec::linear()),
-            "encoder" => Ok(ModelSpec::encoder(String::new())),
-            other => Err(ModelError::Invalid(format!(
-                "unknown model '{other}': use {}",
-                FAMILIES.join(", ")
-            ))),
-        }
-    }
-
-    /// True for the families that read a padded id sequence (`lstm`, `gru`, `bilstm`, `cnn`).
-    pub fn is_sequence(&self) -> bool {
-        matches!(
-            self.architecture.as_str(),
-            "lstm" | "gru" | "bilstm" | "cnn"
-        )
-    }
-
-    /// True for the recurrent families (`lstm`, `gru`, `bilstm`).
-    pub fn is_recurrent(&self) -> bool {
-        matches!(self.architecture.as_str(), "lstm" | "gru" | "bilstm")
-    }
-
-    /// True for the fastText-style family.
-    pub fn is_bag(&self) -> bool {
-        self.architecture == "fasttext"
-    }
-
-    /// True for the families built on n-gram features (`fasttext`, `linear`, and `encoder`
-    /// with n-grams).
-    pub fn uses_ngrams(&self) -> bool {
-        match self.architecture.as_str() {
-            "fasttext" | "linear" => true,
-            "encoder" => self.encoder.as_ref().is_some_and(|e| e.ngrams),
-            _ => false,
-        }
-    }
-
-    /// True for the pretrained-encoder family.
-    pub fn is_encoder(&self) -> bool {
-        self.architecture == "encoder"
-    }
-
-    /// Checks that the settings can build a model.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        if !FAMILIES.contains(&self.architecture.as_str()) {
-            return Err(ModelError::Invalid(format!(
-                "unknown model '{}': use {}",
-                self.architecture,
-                FAMILIES.join(", ")
-            )));
-        }
-        if self.mask && !self.is_recurrent() {
-            return Err(ModelError::Invalid(format!(
-                "--mask applies to lstm, gru and bilstm, not {}",
-                self.architecture
-            )));
-        }
-        if self.architecture == "cnn" {
-            let c = &self.cnn;
-            if c.filters == 0 || c.kernel_sizes.is_empty() || c.kernel_sizes.contains(&0) {
-                return Err(ModelError::Invalid(
-                    "cnn needs at least 1 filter and kernel sizes of at least 1".to_string(),
-                ));
-            }
-            if let Some(&k) = c.kernel_sizes.iter().find(|&&k| k > self.max_len) {
-                return Err(ModelError::Invalid(format!(
-                    "kernel size {k} is longer than --max-len {}",
-                    self.max_len
-                )));
-            }
-            if self.recurrent_dropout != 0.0 {
-                return Err(ModelError::Invalid(
-                    "--recurrent-dropout does not apply to cnn".to_string(),
-                ));
-            }
-        }
-        if self.is_encoder() {
-            match &self.encoder {
-                None => {
-                    return Err(ModelError::Invalid(
-                        "--model encoder needs --encoder DIR (a model directory)".into(),
-                    ))
-                }
-                Some(e) if e.dir.is_empty() => {
-                    return Err(ModelError::Invalid(
-                        "--model encoder needs --encoder DIR (a model directory)".into(),
-                    ))
-                }
-                Some(e) if !(e.scale.is_finite() && e.scale > 0.0) => {
-                    return Err(ModelError::Invalid(format!(
-                        "the encoder's scale must be a positive number, got {}",
-                        e.scale
-                    )))
-                }
-                Some(_) => {}
-            }
-        } else if self.encoder.is_some() {
-            return Err(ModelError::Invalid(format!(
-                "--encoder applies to --model encoder, not {}",
-                self.architecture
-            )));
-        }
-        if matches!(self.architecture.as_str(), "linear" | "encoder")
-            && !(self.linear.c.is_finite() && self.linear.c > 0.0 && self.linear.max_iter > 0)
-        {
-            return Err(ModelError::Invalid(format!(
-                "--c must be a positive number (got {}) and the iterations at least 1",
-                self.linear.c
-            )));
-        }
-        if self.uses_ngrams() {
-            let b = &self.bag;
-            if b.word_ngrams == 0 {
-                return Err(ModelError::Invalid(
-                    "--word-ngrams must be at least 1".into(),
-                ));
-            }
-            if (b.word_ngrams > 1 || b.maxn > 0) && b.buckets == 0 {
-                return Err(ModelError::Invalid(
-                    "--buckets must be at least 1 with word or character n-grams".into(),
-                ));
-            }
-            if b.buckets > u32::MAX as usize {
-                return Err(ModelError::Invalid(format!(
-                    "--buckets must be at most {}",
-                    u32::MAX
-                )));
-            }
-            if b.maxn > 0 && (b.minn == 0 || b.minn > b.maxn) {
-                return Err(ModelError::Invalid(format!(
-                    "character n-grams need 1 <= --minn <= --maxn, got {}..{}",
-                    b.minn, b.maxn
-                )));
-            }
-        }
+    /// Checks the settings every family shares (the family's own checks are
+    /// [`crate::families::validate`]'s).
+    pub fn validate_common(&self) -> Result<(), ModelError> {
         let positive = [
             ("--max-len", self.max_len),
             ("embedding width", self.embed_dim),
@@ -516,11 +360,6 @@ impl ModelSpec {
         Ok(())
     }
 }
-
-/// Every model family, by the name `--model` takes.
-pub const FAMILIES: [&str; 7] = [
-    "lstm", "gru", "bilstm", "cnn", "fasttext", "linear", "encoder",
-];
 
 /// The optimiser named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ fn a_model_written_before_the_new_families_loads_and_predicts_the_same() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-lstm-before-families.fw");
     let a = Artifact::load(&path).unwrap();
-    assert_eq!(a.meta.spec.architecture, "lstm");
+    assert_eq!(a.meta.spec.family, flywheel_model::Family::Lstm);
     assert_eq!(a.meta.spec.tokenizer.segmentation, Segmentation::Keras);
     assert!(
         !a.meta.spec.detect_cjk,

@@ -224,7 +224,10 @@ fn saved_models_predict_the_same_and_refuse_another_encoder() {
         let loaded = Artifact::load(&path).unwrap();
         assert_eq!(loaded.pipeline.outputs_of_texts(&texts).unwrap(), expected);
         assert_eq!(loaded.pipeline.num_parameters(), parameters);
-        assert_eq!(loaded.pipeline.spec.uses_ngrams(), ngrams);
+        assert_eq!(
+            loaded.pipeline.spec.encoder.as_ref().map(|e| e.ngrams),
+            Some(ngrams)
+        );
         if ngrams {
             assert!(
                 parameters > 2 * (DIM + 1),
@@ -331,7 +334,7 @@ fn autotune_embeds_each_text_once_and_may_choose_the_encoder() {
     let encoder_trials = out
         .trials
         .iter()
-        .filter(|t| t.candidate.spec.is_encoder())
+        .filter(|t| t.candidate.spec.family == flywheel_model::Family::Encoder)
         .count();
     assert!(encoder_trials > 0, "the encoder family is searched");
     // Trials and the final training read the vectors from memory: each text went through the

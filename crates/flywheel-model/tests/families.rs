@@ -3,8 +3,13 @@
 //! deterministic for a seed, and with masking ignore the padding.
 
 use flywheel_data::Record;
+use flywheel_model::families::{
+    self,
+    sequence_net::{RnnNet, SeqModelNet},
+};
+use flywheel_model::Family;
 use flywheel_model::{
-    evaluate, train, Artifact, ModelSpec, Network, Pipeline, Prediction, Report, Task, TrainConfig,
+    evaluate, train, Artifact, ModelSpec, Pipeline, Prediction, Report, Task, TrainConfig,
 };
 use flywheel_nn::SeqWorkspace;
 
@@ -40,7 +45,7 @@ fn data(n: usize, classes: &[&str], seed: u64) -> Vec<Record> {
 }
 
 fn spec(family: &str) -> ModelSpec {
-    let mut s = ModelSpec::for_family(family).unwrap();
+    let mut s = families::of(family.parse::<Family>().unwrap()).default_spec();
     s.tokenizer.num_words = Some(60);
     s.max_len = 12;
     s.embed_dim = 8;
@@ -92,7 +97,7 @@ fn every_family_learns_and_round_trips_through_the_file() {
     for (name, s) in families() {
         let out = train(&train_rows, "mem", None, "|", &s, &cfg(), &mut |_| {}).unwrap();
         assert!(
-            matches!(out.pipeline.network(), Network::Seq(_)),
+            out.pipeline.net::<SeqModelNet>().is_ok(),
             "{name} uses the sequence network"
         );
         let acc = accuracy(&evaluate(&out.pipeline, &test_rows, "test").unwrap());
@@ -184,7 +189,7 @@ fn logits_padded(
     steps: usize,
     side: flywheel_text::Side,
 ) -> Vec<f32> {
-    let net = p.seq().unwrap();
+    let net = &p.net::<SeqModelNet>().unwrap().net;
     let b = texts.len();
     let mut ids = vec![0u32; steps * b];
     for (j, t) in texts.iter().enumerate() {
@@ -226,7 +231,7 @@ fn masking_makes_predictions_independent_of_the_padding() {
             }
         }
         // Without the mask, the same weights read the padding (so the check above can fail).
-        let mut unmasked = p.seq().unwrap().clone();
+        let mut unmasked = p.net::<SeqModelNet>().unwrap().net.clone();
         unmasked.mask_zero = false;
         let mut s2 = p.spec.clone();
         s2.mask = false;
@@ -276,7 +281,7 @@ fn the_reference_lstm_keeps_its_network_and_bad_settings_are_refused() {
     let rows = data(60, &["a", "b"], 13);
     let cfg = TrainConfig { epochs: 1, ..cfg() };
     let out = train(&rows, "mem", None, "|", &spec("lstm"), &cfg, &mut |_| {}).unwrap();
-    assert!(matches!(out.pipeline.network(), Network::Rnn(_)));
+    assert!(out.pipeline.net::<RnnNet>().is_ok());
     let mut s = spec("cnn");
     s.mask = true;
     let e = train(&rows, "mem", None, "|", &s, &cfg, &mut |_| {}).unwrap_err();
@@ -285,7 +290,7 @@ fn the_reference_lstm_keeps_its_network_and_bad_settings_are_refused() {
     s.cnn.kernel_sizes = vec![3, 20];
     let e = train(&rows, "mem", None, "|", &s, &cfg, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("kernel size 20"), "{e}");
-    assert!(ModelSpec::for_family("transformer").is_err());
+    assert!("transformer".parse::<Family>().is_err());
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn learns_multiclass_and_binary_and_round_trips_through_the_file() {
         let loaded = Artifact::load(&path).unwrap();
         let after = loaded.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap();
         assert_eq!(before, after, "{classes:?} {loss:?}");
-        assert_eq!(loaded.meta.spec.architecture, "fasttext");
+        assert_eq!(loaded.meta.spec.family, flywheel_model::Family::FastText);
     }
 }
 
@@ -365,7 +365,7 @@ fn linear_family_learns_round_trips_and_explains() {
             .save(&path)
             .unwrap();
         let loaded = Artifact::load(&path).unwrap();
-        assert_eq!(loaded.meta.spec.architecture, "linear");
+        assert_eq!(loaded.meta.spec.family, flywheel_model::Family::Linear);
         assert_eq!(
             before,
             loaded.pipeline.outputs_of_texts(&["cue1 w3 w4"]).unwrap()
@@ -733,7 +733,7 @@ fn damaged_ngram_model_files_are_refused() {
             let at = b.len() - back;
             b[at] ^= 0x10;
             let e = Artifact::from_bytes(&b, "flip").unwrap_err().to_string();
-            assert!(e.contains("checksum"), "{}: {e}", spec.architecture);
+            assert!(e.contains("checksum"), "{}: {e}", spec.family);
         }
     }
 }

@@ -679,7 +679,7 @@ async fn list_models(
                 "task": meta.task.to_string(),
                 "labels": meta.labels,
                 "max_len": meta.spec.max_len,
-                "architecture": meta.spec.architecture,
+                "architecture": meta.spec.family,
             })
         })
         .collect();

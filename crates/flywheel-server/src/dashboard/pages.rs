@@ -365,7 +365,7 @@ pub(crate) async fn models(State(state): State<Arc<AppState>>, headers: HeaderMa
                                 }
                                 @if let Some(meta) = m.meta() {
                                     td { (meta.task.to_string()) }
-                                    td { (meta.spec.architecture.to_string()) }
+                                    td { (meta.spec.family.to_string()) }
                                     td { (meta.labels.len()) }
                                     @let (main, _) = headline(meta);
                                     td.num { (view::score(main)) " " span.muted { (headline_name(meta)) } }
@@ -458,7 +458,7 @@ pub(crate) async fn model(
         (view::alert(error))
         @if let Some((meta, _)) = &meta {
             p.lede {
-                (meta.task.to_string()) " · " (meta.spec.architecture.to_string()) " · "
+                (meta.task.to_string()) " · " (meta.spec.family.to_string()) " · "
                 (meta.labels.len()) " labels: " (meta.labels.join(", "))
                 " · serving " (row.served().unwrap_or("nothing"))
             }

@@ -1,30 +1,148 @@
-//! The fastText-style family (`--model fasttext`): a text's features (its words, the hashed
-//! word n-grams and character n-grams of its tokens, and an end-of-text marker) and the
-//! training loop (SGD one example at a time, learning rate decaying linearly to zero).
-//!
-//! Rows of the embedding table: 0 is the end-of-text marker (fastText's `</s>`, present in
-//! every text), `1..=words` the tokenizer's words, then one row per hash bucket that occurs in
-//! the training data, in order of first occurrence. Buckets never seen in training have no row
-//! and are skipped (fastText keeps a randomly initialised row for every bucket, which only adds
-//! noise for unseen n-grams and costs `buckets × dim` floats of memory and file size).
+//! The fastText-style family (`--model fasttext`): the embedding bag of a text's features
+//! ([`crate::features`]) and fastText's training (SGD one example at a time, learning rate
+//! decaying linearly to zero), run in data-parallel rounds.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use flywheel_data::Record;
 use flywheel_nn::simd::{flush_denormals_on_this_thread, FlushDenormals};
 use flywheel_nn::{
-    apply_inputs_sharded, BagLoss, BagModel, BagScratch, BagTarget, BagUpdate, HuffmanTree, Rng,
+    apply_inputs_sharded, BagLoss, BagModel, BagScratch, BagTarget, BagUpdate, HuffmanTree,
+    Parameters, Rng, Tensor,
 };
-use flywheel_text::{ngrams, KerasTokenizer};
+use flywheel_text::{KerasTokenizer, PadSpec, Segmentation, TokenizerConfig};
 use rayon::prelude::*;
 
-use crate::evaluate::report_from_outputs;
-use crate::pipeline::{task_outputs, Network, Pipeline};
-use crate::spec::{BagLossChoice, BagSpec, ModelSpec, TrainConfig};
+use super::api::{ModelFamily, ReadContext, Setting, TensorFile, TrainInput};
+use crate::family::Family;
+use crate::features::{BagFeaturizer, Rows};
+use crate::network::{
+    scratch_of, task_outputs, task_width, Net, NetShape, Network, RawTensor, Scratch,
+};
+use crate::outcome::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
+use crate::pipeline::Pipeline;
+use crate::report::report_from_outputs;
+use crate::spec::{BagLossChoice, ModelSpec, OptimizerChoice, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
 use crate::ModelError;
+
+/// The `fasttext` family.
+pub struct FastText;
+
+impl ModelSpec {
+    /// fastText's supervised defaults: dim 100, words only, all words kept, Unicode word
+    /// segmentation (CJK detected).
+    pub fn fasttext() -> Self {
+        ModelSpec {
+            family: Family::FastText,
+            tokenizer: TokenizerConfig {
+                num_words: None,
+                segmentation: Segmentation::Word,
+                ..TokenizerConfig::default()
+            },
+            embed_dim: 100,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+            ..ModelSpec::default()
+        }
+    }
+}
+
+impl ModelFamily for FastText {
+    fn family(&self) -> Family {
+        Family::FastText
+    }
+
+    fn default_spec(&self) -> ModelSpec {
+        ModelSpec::fasttext()
+    }
+
+    /// fastText's: 5 epochs of SGD at learning rate 0.1, no validation rows.
+    fn default_config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: 5,
+            lr: Some(0.1),
+            optimizer: OptimizerChoice::Sgd,
+            validation_split: 0.0,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn accepts(&self, setting: Setting) -> bool {
+        matches!(
+            setting,
+            Setting::Epochs | Setting::Ngrams | Setting::BagDim | Setting::BagLoss
+        )
+    }
+
+    fn uses_ngrams(&self, _spec: &ModelSpec) -> bool {
+        true
+    }
+
+    fn validate(&self, spec: &ModelSpec) -> Result<(), ModelError> {
+        spec.bag.validate()
+    }
+
+    fn train(
+        &self,
+        input: TrainInput<'_>,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<TrainOutcome, ModelError> {
+        train_bag(input, on_event)
+    }
+
+    fn read(&self, file: &dyn TensorFile, ctx: &ReadContext<'_>) -> Result<Network, ModelError> {
+        let spec = ctx.spec;
+        let featurizer = BagFeaturizer::with_buckets(
+            spec.bag.clone(),
+            ctx.tokenizer.words().len(),
+            file.u32("bag.buckets")?,
+        );
+        let rows = featurizer.rows();
+        let loss = bag_loss(spec.bag.loss, ctx.task, ctx.class_counts)?;
+        let (out_rows, outputs) = match &loss {
+            BagLoss::Hierarchical(t) => (t.nodes(), t.paths.len()),
+            BagLoss::Softmax if ctx.task == Task::Binary => (2, 2),
+            _ => (ctx.outputs, ctx.outputs),
+        };
+        let e = spec.embed_dim;
+        Ok(Network::new(BagNet {
+            featurizer,
+            model: BagModel {
+                input: file.f32("bag.input", &[rows, e])?,
+                output: file.f32("bag.output", &[out_rows, e])?,
+                bias: file.f32("bag.bias", &[outputs])?,
+                loss,
+            },
+        }))
+    }
+
+    fn summary(&self, pipeline: &Pipeline) -> String {
+        let sp = &pipeline.spec;
+        format!(
+            "{} {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} parameters {}",
+            sp.family,
+            format!("dim {}", sp.embed_dim),
+            sp.bag.word_ngrams,
+            sp.bag.char_ngrams(),
+            sp.bag.buckets,
+            pipeline.tokenizer().words().len(),
+            sp.tokenizer.describe(),
+            pipeline.num_parameters()
+        )
+    }
+
+    fn describe(&self, spec: &ModelSpec, cfg: &TrainConfig) -> String {
+        format!(
+            "fasttext tokenizer={} dim={} epochs={} lr={:.3} word-ngrams={} char-ngrams={}",
+            spec.tokenizer.describe(),
+            spec.embed_dim,
+            cfg.epochs,
+            cfg.lr.unwrap_or(0.1),
+            spec.bag.word_ngrams,
+            spec.bag.char_ngrams()
+        )
+    }
+}
 
 /// Examples per data-parallel round: their hidden vectors are computed against the same input
 /// rows, then the output layer is stepped example by example, then the feature rows are
@@ -34,161 +152,6 @@ pub const ROUND: usize = 16;
 
 /// Feature-row updates (features × dim) a round needs before it is split among threads.
 const PARALLEL_WORK: usize = 200_000;
-
-/// fastText's end-of-line token, whose hash takes part in word n-grams.
-const EOS: &str = "</s>";
-
-/// Turns tokens into embedding rows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BagFeaturizer {
-    spec: BagSpec,
-    /// Rows before the bucket rows: the marker and the words.
-    base: u32,
-    /// Bucket of each bucket row (`row - base`).
-    buckets: Vec<u32>,
-    rows_of: HashMap<u32, u32>,
-}
-
-impl BagFeaturizer {
-    /// A featurizer for a tokenizer with `words` words and no buckets yet.
-    pub fn new(spec: BagSpec, words: usize) -> Self {
-        BagFeaturizer {
-            spec,
-            base: words as u32 + 1,
-            buckets: Vec::new(),
-            rows_of: HashMap::new(),
-        }
-    }
-
-    /// Rebuilds a featurizer from its saved bucket list.
-    pub fn with_buckets(spec: BagSpec, words: usize, buckets: Vec<u32>) -> Self {
-        let base = words as u32 + 1;
-        let rows_of = buckets
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| (b, base + i as u32))
-            .collect();
-        BagFeaturizer {
-            spec,
-            base,
-            buckets,
-            rows_of,
-        }
-    }
-
-    /// Number of embedding rows.
-    pub fn rows(&self) -> usize {
-        self.base as usize + self.buckets.len()
-    }
-
-    /// The hash bucket of each bucket row, in row order.
-    pub fn bucket_list(&self) -> &[u32] {
-        &self.buckets
-    }
-
-    /// Rows of a text's tokens, appended to `out`, adding rows for buckets not seen before
-    /// (fitting).
-    pub fn fit_tokens(&mut self, tokenizer: &KerasTokenizer, tokens: &[&str], out: &mut Vec<u32>) {
-        let (base, rows_of, list) = (self.base, &mut self.rows_of, &mut self.buckets);
-        featurize(&self.spec, tokenizer, tokens, out, |b| {
-            Some(*rows_of.entry(b).or_insert_with(|| {
-                list.push(b);
-                base + list.len() as u32 - 1
-            }))
-        });
-    }
-
-    /// Drops the bucket rows that `keep` rejects and renumbers the others in order (word rows
-    /// stay); returns each old row's new row, `None` where it was dropped.
-    pub(crate) fn retain_buckets(&mut self, mut keep: impl FnMut(u32) -> bool) -> Vec<Option<u32>> {
-        let base = self.base;
-        let mut map: Vec<Option<u32>> = (0..base).map(Some).collect();
-        let mut kept = Vec::new();
-        for (i, &b) in self.buckets.iter().enumerate() {
-            let row = base + i as u32;
-            match keep(row) {
-                true => {
-                    map.push(Some(base + kept.len() as u32));
-                    kept.push(b);
-                }
-                false => map.push(None),
-            }
-        }
-        *self = BagFeaturizer::with_buckets(self.spec.clone(), base as usize - 1, kept);
-        map
-    }
-
-    /// Rows of already-cut tokens (buckets not seen in training are skipped).
-    pub fn encode_tokens(&self, tokenizer: &KerasTokenizer, tokens: &[&str], out: &mut Vec<u32>) {
-        featurize(&self.spec, tokenizer, tokens, out, |b| {
-            self.rows_of.get(&b).copied()
-        });
-    }
-
-    /// Rows of a text.
-    pub fn encode_into(&self, tokenizer: &KerasTokenizer, text: &str, out: &mut Vec<u32>) {
-        let mut buf = String::new();
-        let tokens = cut(tokenizer, text, &mut buf);
-        self.encode_tokens(tokenizer, &tokens, out);
-    }
-}
-
-/// The tokens of `text`, kept in one buffer (no allocation per token).
-fn cut<'a>(tokenizer: &KerasTokenizer, text: &str, buf: &'a mut String) -> Vec<&'a str> {
-    buf.clear();
-    let mut ends = Vec::new();
-    tokenizer.for_each_token(text, |t| {
-        buf.push_str(t);
-        ends.push(buf.len());
-    });
-    let buf: &'a String = buf;
-    let mut start = 0;
-    ends.into_iter()
-        .map(|end| {
-            let t = &buf[start..end];
-            start = end;
-            t
-        })
-        .collect()
-}
-
-/// Word rows, character n-gram buckets, the end marker and word n-gram buckets of `tokens`,
-/// in fastText's order; `row_of` maps a bucket to its row (or skips it).
-fn featurize(
-    spec: &BagSpec,
-    tokenizer: &KerasTokenizer,
-    tokens: &[&str],
-    out: &mut Vec<u32>,
-    mut row_of: impl FnMut(u32) -> Option<u32>,
-) {
-    let start = out.len();
-    let buckets = spec.buckets as u64;
-    let mut push = |b: u64, out: &mut Vec<u32>| {
-        if let Some(r) = row_of(b as u32) {
-            out.push(r);
-        }
-    };
-    let mut hashes = Vec::with_capacity(tokens.len() + 1);
-    for t in tokens {
-        if let Some(id) = tokenizer.word_index(t) {
-            out.push(id);
-        }
-        if spec.maxn > 0 {
-            ngrams::char_ngrams(t, spec.minn, spec.maxn, buckets, |b| push(b, out));
-        }
-        if spec.word_ngrams > 1 {
-            hashes.push(ngrams::hash(t));
-        }
-    }
-    out.push(0);
-    if spec.word_ngrams > 1 {
-        hashes.push(ngrams::hash(EOS));
-        ngrams::word_ngrams(&hashes, spec.word_ngrams, buckets, |b| push(b, out));
-    }
-    // The model's mean is order-free; sorted rows make repeats runs (one read and one update
-    // per distinct row) and the memory accesses monotone.
-    out[start..].sort_unstable();
-}
 
 /// The fastText-style network: featurizer and model.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,76 +207,105 @@ pub fn bag_loss(
     })
 }
 
-/// Feature rows of many texts, stored flat, with each text's token count (the marker
-/// included), which fastText's learning-rate schedule counts.
-pub(crate) struct Rows {
-    rows: Vec<u32>,
-    offsets: Vec<usize>,
-    tokens: Vec<u32>,
-}
+impl Net for BagNet {
+    fn family(&self) -> Family {
+        Family::FastText
+    }
 
-impl Rows {
-    /// The rows of `texts`; the first `n_train` add their new buckets to `featurizer`, the
-    /// others only look theirs up.
-    pub(crate) fn featurize(
+    fn tensors(&self) -> Vec<(String, &Tensor<f32>)> {
+        self.model.tensors()
+    }
+
+    fn raw_tensors(&self) -> Vec<RawTensor> {
+        let mut out: Vec<RawTensor> = self
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| RawTensor::f32(&n, t.shape(), t.data()))
+            .collect();
+        out.push(RawTensor::u32("bag.buckets", self.featurizer.bucket_list()));
+        out
+    }
+
+    fn shape(
+        &self,
+        _spec: &ModelSpec,
+        labels: &LabelSet,
+        _tokenizer: &KerasTokenizer,
+    ) -> Result<NetShape, ModelError> {
+        if self.model.rows() != self.featurizer.rows() {
+            return Err(ModelError::Invalid(format!(
+                "the featurizer uses {} rows but the embedding has {}",
+                self.featurizer.rows(),
+                self.model.rows()
+            )));
+        }
+        Ok(NetShape {
+            rows: self.model.rows(),
+            outputs: task_width(labels.task, self.model.outputs()),
+        })
+    }
+
+    fn encode_into(
+        &self,
         tokenizer: &KerasTokenizer,
-        featurizer: &mut BagFeaturizer,
-        texts: &[&str],
-        n_train: usize,
-    ) -> Rows {
-        let mut all = Rows {
-            rows: Vec::new(),
-            offsets: vec![0],
-            tokens: Vec::with_capacity(texts.len()),
-        };
-        let mut buf = String::new();
-        for (i, t) in texts.iter().enumerate() {
-            let refs = cut(tokenizer, t, &mut buf);
-            if i < n_train {
-                featurizer.fit_tokens(tokenizer, &refs, &mut all.rows);
-            } else {
-                featurizer.encode_tokens(tokenizer, &refs, &mut all.rows);
-            }
-            all.offsets.push(all.rows.len());
-            all.tokens.push(refs.len() as u32 + 1);
-        }
-        all
+        _pad: &PadSpec,
+        text: &str,
+        out: &mut Vec<u32>,
+    ) {
+        self.featurizer.encode_into(tokenizer, text, out)
     }
 
-    /// Renumbers every row by `map` (monotone, so each text stays sorted), dropping the rows
-    /// it maps to `None`.
-    pub(crate) fn remap(&mut self, map: &[Option<u32>]) {
-        let mut rows = Vec::with_capacity(self.rows.len());
-        let mut offsets = Vec::with_capacity(self.offsets.len());
-        offsets.push(0);
-        for i in 0..self.offsets.len() - 1 {
-            rows.extend(
-                self.get(i)
-                    .iter()
-                    .filter_map(|&r| map.get(r as usize).copied().flatten()),
-            );
-            offsets.push(rows.len());
-        }
-        self.rows = rows;
-        self.offsets = offsets;
+    fn encode_tokens_into(
+        &self,
+        tokenizer: &KerasTokenizer,
+        _pad: &PadSpec,
+        tokens: &[&str],
+        out: &mut Vec<u32>,
+    ) {
+        self.featurizer.encode_tokens(tokenizer, tokens, out)
     }
 
-    /// Text `i`'s rows (sorted).
-    pub(crate) fn get(&self, i: usize) -> &[u32] {
-        &self.rows[self.offsets[i]..self.offsets[i + 1]]
+    fn scratch(&self) -> Scratch {
+        Box::new(BagBuffers::default())
+    }
+
+    fn outputs(
+        &self,
+        inputs: &[&[u32]],
+        labels: &LabelSet,
+        _pad: &PadSpec,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let k = labels.outputs();
+        let s = scratch_of::<BagBuffers>(scratch);
+        for (seq, row) in inputs.iter().zip(out.chunks_exact_mut(k)) {
+            self.outputs_into(seq, labels.task, &mut s.bag, &mut s.probs, row)?;
+        }
+        Ok(())
     }
 }
 
-/// Trains the fastText-style model (called by [`crate::train`] for `fasttext` specs).
-pub(crate) fn train_bag(
-    records: &[Record],
-    source: &str,
-    labels: LabelSet,
-    targets: Targets,
-    spec: &ModelSpec,
-    cfg: &TrainConfig,
+/// Per-thread buffers of [`BagNet`]'s inference.
+#[derive(Default)]
+struct BagBuffers {
+    bag: BagScratch,
+    probs: Vec<f32>,
+}
+
+/// Trains the fastText-style model.
+fn train_bag(
+    input: TrainInput<'_>,
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
+    let TrainInput {
+        records,
+        source,
+        labels,
+        targets,
+        spec,
+        cfg,
+    } = input;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
     let n = records.len();
@@ -352,7 +344,7 @@ pub(crate) fn train_bag(
         &mut init_rng,
     );
     let net = BagNet { featurizer, model };
-    let mut pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, Network::Bag(net))?;
+    let mut pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, net)?;
     let lr0 = cfg.lr.unwrap_or(0.1) as f32;
     if !(lr0.is_finite() && lr0 > 0.0) {
         return Err(ModelError::Invalid("--lr must be a positive number".into()));
@@ -369,7 +361,7 @@ pub(crate) fn train_bag(
     });
     // Per-example targets for the engine: a class, or `kk` values.
     let one_hot = matches!(
-        (labels.task, &pipeline.bag()?.model.loss),
+        (labels.task, &pipeline.net::<BagNet>()?.model.loss),
         (Task::Multiclass, BagLoss::OneVsAll)
     );
     let (classes, values, kk): (Vec<u32>, Vec<f32>, usize) = match &targets {
@@ -418,7 +410,7 @@ pub(crate) fn train_bag(
         Some(p) => p.install(f),
         None => f(),
     };
-    let total_tokens: f64 = all.tokens[..n_train]
+    let total_tokens: f64 = all.tokens()[..n_train]
         .iter()
         .map(|&t| f64::from(t))
         .sum::<f64>()
@@ -438,7 +430,7 @@ pub(crate) fn train_bag(
         let (mut loss_sum, mut correct, mut scored) = (0.0f64, 0.0f64, 0usize);
         let mut done = 0usize;
         let mut next_report = report_every;
-        let model = &mut pipeline.bag_mut()?.model;
+        let model = &mut pipeline.net_mut::<BagNet>()?.model;
         for round in order.chunks(ROUND) {
             let b = round.len();
             // Short rounds run on this thread alone: splitting them costs more than it saves,
@@ -451,7 +443,7 @@ pub(crate) fn train_bag(
             };
             for (lr, &i) in lrs.iter_mut().zip(round) {
                 *lr = lr0 * (1.0 - (processed / total_tokens) as f32).max(0.0);
-                processed += f64::from(all.tokens[i]);
+                processed += f64::from(all.tokens()[i]);
             }
             // Phase 1: the hidden vectors of the round, against the same input rows.
             let per = b.div_ceil(parts);

@@ -1,24 +1,163 @@
-//! The `linear` family: TF-IDF vectors of words and hashed word/character n-grams (the
-//! fastText-style family's features) and logistic regression (softmax, or a sigmoid per label;
-//! least squares for regression) or a one-vs-rest L2-loss linear SVM, fitted by L-BFGS — the
-//! classical strong baseline, in the same artifact format as every other model.
-//!
-//! TF-IDF as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`: `tf = 1 + ln(count)`,
-//! `idf = ln((1 + n) / (1 + df)) + 1` over the training rows, each vector L2-normalised.
+//! The `linear` family: TF-IDF vectors of words and hashed word/character n-grams
+//! ([`crate::features`]) and logistic regression (softmax, or a sigmoid per label; least
+//! squares for regression) or a one-vs-rest L2-loss linear SVM, fitted by L-BFGS — the
+//! classical strong baseline, in the same artifact format as every other model. The head's
+//! fit ([`fit_head`]) is shared with the `encoder` family.
 
 use std::time::Instant;
 
-use flywheel_data::Record;
-use flywheel_nn::{LinearFit, LinearLoss, LinearModel, LinearTargets, SparseRows};
-use flywheel_text::KerasTokenizer;
+use flywheel_nn::{
+    LinearFit, LinearLoss, LinearModel, LinearTargets, Parameters, SparseRows, Tensor,
+};
+use flywheel_text::{KerasTokenizer, PadSpec};
 
-use crate::bag::{BagFeaturizer, Rows};
-use crate::evaluate::report_from_outputs;
-use crate::pipeline::{task_outputs, Network, Pipeline};
-use crate::spec::{LinearLossChoice, ModelSpec, TrainConfig};
+use super::api::{cost, ModelFamily, ReadContext, Setting, TensorFile, TrainInput, Workload};
+use crate::family::Family;
+use crate::features::{fit_tfidf, tfidf, BagFeaturizer, Tfidf};
+use crate::network::{
+    scratch_of, task_outputs, task_width, Net, NetShape, Network, RawTensor, Scratch,
+};
+use crate::outcome::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
+use crate::pipeline::Pipeline;
+use crate::report::report_from_outputs;
+use crate::spec::{LinearLossChoice, ModelSpec, TrainConfig, LINEAR_BUCKETS};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::{training_rows, EpochRecord, TrainEvent, TrainOutcome};
 use crate::ModelError;
+
+/// The `linear` family.
+pub struct Linear;
+
+impl ModelSpec {
+    /// TF-IDF + logistic regression on word bigrams (scikit-learn's `ngram_range=(1, 2)`),
+    /// n-grams of at least two training texts (`min_df=2`), `C = 1`, Unicode word segmentation
+    /// (CJK detected).
+    pub fn linear() -> Self {
+        let mut s = ModelSpec::fasttext();
+        s.family = Family::Linear;
+        s.bag.word_ngrams = 2;
+        s.bag.buckets = LINEAR_BUCKETS;
+        s.linear.min_df = 2;
+        s
+    }
+}
+
+impl ModelFamily for Linear {
+    fn family(&self) -> Family {
+        Family::Linear
+    }
+
+    fn default_spec(&self) -> ModelSpec {
+        ModelSpec::linear()
+    }
+
+    /// One pass (the solver runs to convergence), no validation rows.
+    fn default_config(&self) -> TrainConfig {
+        one_pass_config()
+    }
+
+    fn accepts(&self, setting: Setting) -> bool {
+        matches!(setting, Setting::Ngrams | Setting::Regression)
+    }
+
+    fn uses_ngrams(&self, _spec: &ModelSpec) -> bool {
+        true
+    }
+
+    fn validate(&self, spec: &ModelSpec) -> Result<(), ModelError> {
+        spec.linear.validate()?;
+        spec.bag.validate()
+    }
+
+    fn train(
+        &self,
+        input: TrainInput<'_>,
+        on_event: &mut dyn FnMut(TrainEvent<'_>),
+    ) -> Result<TrainOutcome, ModelError> {
+        train_linear(input, on_event)
+    }
+
+    fn read(&self, file: &dyn TensorFile, ctx: &ReadContext<'_>) -> Result<Network, ModelError> {
+        let featurizer = BagFeaturizer::with_buckets(
+            ctx.spec.bag.clone(),
+            ctx.tokenizer.words().len(),
+            file.u32("bag.buckets")?,
+        );
+        let rows = featurizer.rows();
+        let (outputs, loss) = head_shape(ctx.task, ctx.outputs, ctx.spec.linear.loss)?;
+        Ok(Network::new(LinearNet {
+            featurizer,
+            idf: file.f32("linear.idf", &[rows])?.data().to_vec(),
+            model: LinearModel {
+                weight: file.f32("linear.weight", &[rows, outputs])?,
+                bias: file.f32("linear.bias", &[outputs])?,
+                loss,
+            },
+        }))
+    }
+
+    fn summary(&self, pipeline: &Pipeline) -> String {
+        let sp = &pipeline.spec;
+        format!(
+            "{} {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} parameters {}",
+            sp.family,
+            format!(
+                "{} C {}{} min-df {}",
+                sp.linear.loss.name(),
+                sp.linear.c,
+                if sp.linear.balanced { " balanced" } else { "" },
+                sp.linear.min_df
+            ),
+            sp.bag.word_ngrams,
+            sp.bag.char_ngrams(),
+            sp.bag.buckets,
+            pipeline.tokenizer().words().len(),
+            sp.tokenizer.describe(),
+            pipeline.num_parameters()
+        )
+    }
+
+    fn describe(&self, spec: &ModelSpec, _cfg: &TrainConfig) -> String {
+        format!(
+            "linear{} tokenizer={} C={}{} word-ngrams={} char-ngrams={} min-df={}",
+            match spec.linear.loss {
+                LinearLossChoice::Logistic => "",
+                LinearLossChoice::SquaredHinge => " squared-hinge",
+            },
+            spec.tokenizer.describe(),
+            spec.linear.c,
+            if spec.linear.balanced {
+                " balanced"
+            } else {
+                ""
+            },
+            spec.bag.word_ngrams,
+            spec.bag.char_ngrams(),
+            spec.linear.min_df
+        )
+    }
+
+    /// L-BFGS: ~`max_iter` passes (with line searches) over the non-zeros, and its bookkeeping
+    /// over every weight, which dominates where texts are short and most n-grams occur once.
+    fn planned_seconds(&self, spec: &ModelSpec, _cfg: &TrainConfig, work: &Workload) -> f64 {
+        let iters = work.classes * spec.linear.max_iter as f64;
+        work.overhead
+            + iters * (work.features * cost::LINEAR_PASS + work.weights * cost::WEIGHT_PASS)
+                / cost::UPDATES_PER_SEC
+    }
+
+    fn solver_scaled(&self) -> bool {
+        true
+    }
+}
+
+/// The training settings of a model fitted in one pass: one epoch, no validation rows.
+pub fn one_pass_config() -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        validation_split: 0.0,
+        ..TrainConfig::default()
+    }
+}
 
 /// L-BFGS stops when no gradient component exceeds this (scikit-learn's default `tol`).
 const GTOL: f64 = 1e-4;
@@ -58,102 +197,93 @@ impl LinearNet {
     }
 }
 
-/// TF-IDF of sorted rows with repeats: one entry per distinct row, L2-normalised.
-pub(crate) fn tfidf(idf: &[f32], rows: &[u32], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
-    idx.clear();
-    val.clear();
-    let mut i = 0;
-    while i < rows.len() {
-        let f = rows[i];
-        let start = i;
-        while i < rows.len() && rows[i] == f {
-            i += 1;
-        }
-        let w = idf.get(f as usize).copied().unwrap_or(0.0);
-        if w > 0.0 {
-            idx.push(f);
-            val.push((1.0 + ((i - start) as f32).ln()) * w);
-        }
+impl Net for LinearNet {
+    fn family(&self) -> Family {
+        Family::Linear
     }
-    let norm = val.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        val.iter_mut().for_each(|v| *v /= norm);
-    }
-}
 
-/// TF-IDF features fitted on the first `n_train` texts.
-pub(crate) struct Tfidf {
-    /// The tokenizer, fitted.
-    pub tokenizer: KerasTokenizer,
-    /// Tokens to feature rows.
-    pub featurizer: BagFeaturizer,
-    /// IDF weight of every feature row.
-    pub idf: Vec<f32>,
-    /// Every text's TF-IDF vector.
-    pub x: SparseRows,
-    /// Every text's sorted feature rows.
-    pub all: Rows,
-}
-
-/// Fits the tokenizer, the n-gram features and their IDF on the first `n_train` texts, and
-/// computes every text's TF-IDF vector.
-pub(crate) fn fit_tfidf(
-    spec: &ModelSpec,
-    texts: &[&str],
-    n_train: usize,
-) -> Result<Tfidf, ModelError> {
-    let mut tokenizer = KerasTokenizer::new(spec.tokenizer.clone())?;
-    tokenizer.fit(&texts[..n_train]);
-    let mut featurizer = BagFeaturizer::new(spec.bag.clone(), tokenizer.words().len());
-    let mut all = Rows::featurize(&tokenizer, &mut featurizer, texts, n_train);
-    // Document frequencies over the training rows (rows are sorted within a text).
-    let mut df = vec![0u32; featurizer.rows()];
-    for i in 0..n_train {
-        let text = all.get(i);
-        for (j, &f) in text.iter().enumerate() {
-            if j == 0 || text[j - 1] != f {
-                df[f as usize] += 1;
-            }
-        }
+    fn tensors(&self) -> Vec<(String, &Tensor<f32>)> {
+        self.model.tensors()
     }
-    // N-grams in fewer than `min_df` training texts lose their rows; words keep theirs (the
-    // tokenizer's vocabulary) with weight 0, which drops them from every text's features.
-    let min_df = spec.linear.min_df.max(1) as u32;
-    if min_df > 1 {
-        let map = featurizer.retain_buckets(|row| df[row as usize] >= min_df);
-        all.remap(&map);
-        // The renumbering keeps row order, so the kept rows' counts stay in order too.
-        df = map
-            .iter()
-            .zip(&df)
-            .filter_map(|(new, &d)| new.map(|_| d))
+
+    fn raw_tensors(&self) -> Vec<RawTensor> {
+        let mut out: Vec<RawTensor> = self
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| RawTensor::f32(&n, t.shape(), t.data()))
             .collect();
+        out.push(RawTensor::f32("linear.idf", &[self.idf.len()], &self.idf));
+        out.push(RawTensor::u32("bag.buckets", self.featurizer.bucket_list()));
+        out
     }
-    let idf: Vec<f32> = df
-        .iter()
-        .map(|&d| match d >= min_df {
-            true => (((1 + n_train) as f64 / (1 + d) as f64).ln() + 1.0) as f32,
-            false => 0.0,
+
+    fn shape(
+        &self,
+        _spec: &ModelSpec,
+        labels: &LabelSet,
+        _tokenizer: &KerasTokenizer,
+    ) -> Result<NetShape, ModelError> {
+        let rows = self.featurizer.rows();
+        if self.model.features() != rows || self.idf.len() != rows {
+            return Err(ModelError::Invalid(format!(
+                "the featurizer uses {rows} rows but the model has {} weights and {} IDF values",
+                self.model.features(),
+                self.idf.len()
+            )));
+        }
+        Ok(NetShape {
+            rows,
+            outputs: task_width(labels.task, self.model.outputs()),
         })
-        .collect();
-    let mut x = SparseRows::new();
-    let (mut idx, mut val) = (Vec::new(), Vec::new());
-    for i in 0..texts.len() {
-        tfidf(&idf, all.get(i), &mut idx, &mut val);
-        x.push(&idx, &val);
     }
-    Ok(Tfidf {
-        tokenizer,
-        featurizer,
-        idf,
-        x,
-        all,
-    })
+
+    fn encode_into(
+        &self,
+        tokenizer: &KerasTokenizer,
+        _pad: &PadSpec,
+        text: &str,
+        out: &mut Vec<u32>,
+    ) {
+        self.featurizer.encode_into(tokenizer, text, out)
+    }
+
+    fn encode_tokens_into(
+        &self,
+        tokenizer: &KerasTokenizer,
+        _pad: &PadSpec,
+        tokens: &[&str],
+        out: &mut Vec<u32>,
+    ) {
+        self.featurizer.encode_tokens(tokenizer, tokens, out)
+    }
+
+    fn scratch(&self) -> Scratch {
+        Box::new(SparseBuffers::default())
+    }
+
+    fn outputs(
+        &self,
+        inputs: &[&[u32]],
+        labels: &LabelSet,
+        _pad: &PadSpec,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let k = labels.outputs();
+        let s = scratch_of::<SparseBuffers>(scratch);
+        for (seq, row) in inputs.iter().zip(out.chunks_exact_mut(k)) {
+            self.outputs_into(seq, labels.task, s, row)?;
+        }
+        Ok(())
+    }
 }
+
+/// Per-thread buffers of a sparse linear model's inference: indices, values, probabilities.
+pub type SparseBuffers = (Vec<u32>, Vec<f32>, Vec<f32>);
 
 /// Row weights of scikit-learn's `class_weight="balanced"`: a row of class `c` weighs
 /// `n / (classes present · rows of c)`, so every class carries the same total weight.
-pub(crate) fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
+pub fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
     let mut counts = vec![0usize; outputs];
     for &c in classes {
         if let Some(n) = counts.get_mut(c as usize) {
@@ -171,16 +301,19 @@ pub(crate) fn balanced_weights(classes: &[u32], outputs: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Trains the linear model (called by [`crate::train`] for `linear` specs).
-pub(crate) fn train_linear(
-    records: &[Record],
-    source: &str,
-    labels: LabelSet,
-    targets: Targets,
-    spec: &ModelSpec,
-    cfg: &TrainConfig,
+/// Trains the linear model.
+fn train_linear(
+    input: TrainInput<'_>,
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
+    let TrainInput {
+        records,
+        source,
+        labels,
+        targets,
+        spec,
+        cfg,
+    } = input;
     let started = Instant::now();
     head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
@@ -213,7 +346,7 @@ pub(crate) fn train_linear(
         idf,
         model,
     };
-    let pipeline = Pipeline::new(spec.clone(), labels, tokenizer, Network::Linear(net))?;
+    let pipeline = Pipeline::new(spec.clone(), labels, tokenizer, net)?;
     let outputs_of = |range: std::ops::Range<usize>| -> Result<Vec<f32>, ModelError> {
         let seqs: Vec<&[u32]> = range.map(|i| all.get(i)).collect();
         pool.install(|| pipeline.outputs_par(&seqs))
@@ -235,7 +368,7 @@ pub(crate) fn train_linear(
 }
 
 /// The training threads.
-pub(crate) fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelError> {
+pub fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads.max(1))
         .build()
@@ -245,7 +378,7 @@ pub(crate) fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelE
 /// The output layer and loss of a linear model for a task with `k` outputs and the spec's loss
 /// choice: two outputs for binary tasks (the task reads the second's probability). The squared
 /// hinge is for binary and multi-class tasks only.
-pub(crate) fn head_shape(
+pub fn head_shape(
     task: Task,
     k: usize,
     choice: LinearLossChoice,
@@ -277,7 +410,7 @@ fn logistic_only(choice: LinearLossChoice, task: Task) -> Result<(), ModelError>
 /// class weights, after reporting the start to `on_event`. Returns the model and what the fit
 /// reached and cost.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn fit_head(
+pub fn fit_head(
     x: &SparseRows,
     width: usize,
     n_train: usize,
@@ -336,7 +469,7 @@ pub(crate) fn fit_head(
 
 /// The outcome of a model fitted in one pass, from its outputs on the training rows and on
 /// the validation rows (which follow them).
-pub(crate) fn one_pass_outcome(
+pub fn one_pass_outcome(
     pipeline: Pipeline,
     train_out: &[f32],
     val_out: Option<&[f32]>,
