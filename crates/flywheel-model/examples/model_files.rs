@@ -29,8 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads: 2,
         ..TrainConfig::default()
     };
-    let mut masked = ModelSpec::default();
-    masked.mask = true;
+    let masked = ModelSpec {
+        mask: true,
+        ..ModelSpec::default()
+    };
     let runs = [
         ("lstm", ModelSpec::default(), &sequence),
         ("lstm-masked", masked, &sequence),

@@ -119,9 +119,9 @@ impl ModelFamily for FastText {
     fn summary(&self, pipeline: &Pipeline) -> String {
         let sp = &pipeline.spec;
         format!(
-            "{} {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} parameters {}",
+            "{} dim {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} parameters {}",
             sp.family,
-            format!("dim {}", sp.embed_dim),
+            sp.embed_dim,
             sp.bag.word_ngrams,
             sp.bag.char_ngrams(),
             sp.bag.buckets,

@@ -98,15 +98,13 @@ impl ModelFamily for Linear {
     fn summary(&self, pipeline: &Pipeline) -> String {
         let sp = &pipeline.spec;
         format!(
-            "{} {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} parameters {}",
+            "{} {} C {}{} min-df {} word-ngrams {} char-ngrams {} buckets {} words {} tokenizer {} \
+             parameters {}",
             sp.family,
-            format!(
-                "{} C {}{} min-df {}",
-                sp.linear.loss.name(),
-                sp.linear.c,
-                if sp.linear.balanced { " balanced" } else { "" },
-                sp.linear.min_df
-            ),
+            sp.linear.loss.name(),
+            sp.linear.c,
+            if sp.linear.balanced { " balanced" } else { "" },
+            sp.linear.min_df,
             sp.bag.word_ngrams,
             sp.bag.char_ngrams(),
             sp.bag.buckets,
