@@ -612,7 +612,7 @@ fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
     for (flag, given, setting) in only {
         if given && !fam.accepts(setting) {
             bail!(
-                "{flag} does not apply to --model {family}; it applies to --model {}",
+                "{flag} applies to --model {}, not {family}",
                 families::accepting(setting)
             );
         }
