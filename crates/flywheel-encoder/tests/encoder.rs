@@ -291,7 +291,10 @@ fn minilm_matches_sentence_transformers() {
         .as_object()
         .expect("the fixture lists the model files' SHA-256");
     for name in ["config.json", "tokenizer.json", "model.safetensors"] {
-        assert!(files.contains_key(name), "the fixture has no SHA-256 of {name}");
+        assert!(
+            files.contains_key(name),
+            "the fixture has no SHA-256 of {name}"
+        );
     }
     for (name, want) in files {
         assert_eq!(
@@ -314,11 +317,7 @@ fn minilm_matches_sentence_transformers() {
     assert_eq!(vectors.len(), sentences.len());
     assert_eq!(embeddings.len(), sentences.len());
     let mut worst = f64::MAX;
-    for (i, (got, want)) in vectors
-        .iter()
-        .zip(embeddings)
-        .enumerate()
-    {
+    for (i, (got, want)) in vectors.iter().zip(embeddings).enumerate() {
         let ids: Vec<u64> = fixture["token_ids"][i]
             .as_array()
             .unwrap()
