@@ -175,18 +175,18 @@ impl Artifact {
                 .map(|r| (r.name.as_str(), r.shape.as_slice(), r.bytes.clone())),
         );
         let json = serde_json::to_string(&meta)
-            .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))?;
+            .map_err(|e| ModelError::Encode(format!("cannot encode model metadata: {e}")))?;
         let views = buffers
             .iter()
             .map(|r| {
                 TensorView::new(dtype_of(r.dtype), r.shape.clone(), &r.bytes)
                     .map(|v| (r.name.clone(), v))
-                    .map_err(|e| ModelError::Invalid(format!("tensor {}: {e}", r.name)))
+                    .map_err(|e| ModelError::Encode(format!("tensor {}: {e}", r.name)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
         safetensors::tensor::serialize(views, Some(info))
-            .map_err(|e| ModelError::Invalid(format!("cannot encode model: {e}")))
+            .map_err(|e| ModelError::Encode(format!("cannot encode model: {e}")))
     }
 
     /// Writes the model atomically (temporary file, then rename).
@@ -424,7 +424,7 @@ fn keep_fields_of(value: &mut serde_json::Value, like: &serde_json::Value) {
 fn canonical_json(meta: &ArtifactMeta) -> Result<String, ModelError> {
     serde_json::to_value(meta)
         .and_then(|v| serde_json::to_string(&v))
-        .map_err(|e| ModelError::Invalid(format!("cannot encode model metadata: {e}")))
+        .map_err(|e| ModelError::Encode(format!("cannot encode model metadata: {e}")))
 }
 
 fn file_digest<'a>(

@@ -62,7 +62,7 @@ impl std::str::FromStr for Metric {
             "accuracy" => Ok(Metric::Accuracy),
             other => match other.strip_prefix("f1:") {
                 Some(l) if !l.is_empty() => Ok(Metric::F1(l.to_string())),
-                _ => Err(ModelError::Invalid(format!(
+                _ => Err(ModelError::Setting(format!(
                     "unknown metric '{other}': use macro-f1, accuracy or f1:LABEL"
                 ))),
             },
@@ -104,7 +104,7 @@ impl Metric {
 }
 
 fn unknown_label(l: &str, labels: &[String]) -> ModelError {
-    ModelError::Invalid(format!(
+    ModelError::Setting(format!(
         "--metric f1:{l}: no such label; the labels are {}",
         labels.join(", ")
     ))
@@ -277,13 +277,13 @@ pub fn autotune(
     on_event: &mut dyn FnMut(AutotuneEvent<'_>),
 ) -> Result<AutotuneOutcome, ModelError> {
     if !(opts.validation_fraction > 0.0 && opts.validation_fraction < 0.5) {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Setting(format!(
             "the validation fraction must be in (0, 0.5), got {}",
             opts.validation_fraction
         )));
     }
     if !(opts.budget_secs.is_finite() && opts.budget_secs > 0.0) {
-        return Err(ModelError::Invalid("--budget must be positive".into()));
+        return Err(ModelError::Setting("--budget must be positive".into()));
     }
     let deadline = Instant::now() + Duration::from_secs_f64(opts.budget_secs * TRIALS_UNTIL);
     let labels = LabelSet::infer(records, task, label_sep, source)?;
@@ -297,7 +297,7 @@ pub fn autotune(
         opts.seed,
     );
     if train_idx.len() < 10 || val_idx.is_empty() {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Unusable(format!(
             "{source}: {} rows are too few to search (need at least 10 to train and 1 to validate)",
             records.len()
         )));
@@ -325,7 +325,7 @@ pub fn autotune(
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|e| ModelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+            .map_err(|source| ModelError::Threads { threads, source })?;
         let (inputs, vectors) = pool.install(|| -> Result<_, ModelError> {
             let inputs: Vec<Vec<u32>> = texts
                 .par_iter()
@@ -569,7 +569,7 @@ pub fn autotune(
     let last_rung = run_rung(&finalists, 1, pool.len(), on_event)?;
     let best = best_first(last_rung, &mut trials, 1)
         .pop()
-        .ok_or_else(|| ModelError::Invalid("the search produced no candidate".into()))?;
+        .ok_or_else(|| ModelError::Unusable("the search produced no candidate".into()))?;
     let best_score = trials
         .iter()
         .rev()

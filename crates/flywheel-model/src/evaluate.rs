@@ -13,7 +13,7 @@ pub fn evaluate(
     source: &str,
 ) -> Result<Report, ModelError> {
     if records.is_empty() {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Unusable(format!(
             "{source}: no rows to evaluate"
         )));
     }

@@ -198,7 +198,7 @@ pub fn deletion_check<S: AsRef<str>>(
         wins += usize::from(d_top > d_rand);
     }
     if n == 0 {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::NotApplicable(format!(
             "no text has more than {k} tokens the model sees"
         )));
     }
@@ -350,14 +350,14 @@ fn target_class(
     if task == Task::Regression {
         return match label {
             None | Some("value") => Ok((0, "value".to_string())),
-            Some(l) => Err(ModelError::Invalid(format!(
+            Some(l) => Err(ModelError::NotApplicable(format!(
                 "a regression model has no label '{l}'; explain its value instead"
             ))),
         };
     }
     let class = match label {
         Some(l) => names.iter().position(|n| n == l).ok_or_else(|| {
-            ModelError::Invalid(format!(
+            ModelError::NotApplicable(format!(
                 "unknown label '{l}': the model's labels are {}",
                 names.join(", ")
             ))
@@ -370,7 +370,7 @@ fn target_class(
     let name = names
         .get(class)
         .cloned()
-        .ok_or_else(|| ModelError::Invalid("the model has no label names".to_string()))?;
+        .ok_or_else(|| ModelError::NotApplicable("the model has no label names".to_string()))?;
     Ok((class, name))
 }
 

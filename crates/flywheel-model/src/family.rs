@@ -55,7 +55,7 @@ impl Family {
             .into_iter()
             .find(|f| f.name() == name)
             .ok_or_else(|| {
-                ModelError::Invalid(format!(
+                ModelError::Setting(format!(
                     "unknown model '{name}': use {}",
                     Family::names().join(", ")
                 ))

@@ -100,7 +100,7 @@ pub struct TrainOutcome {
 pub fn training_rows(n: usize, cfg: &TrainConfig, source: &str) -> Result<usize, ModelError> {
     let n_train = ((n as f64) * (1.0 - cfg.validation_split)).floor() as usize;
     if n_train == 0 {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Unusable(format!(
             "{source}: {n} rows leave nothing to train on with --validation-split {}",
             cfg.validation_split
         )));

@@ -92,7 +92,7 @@ impl Pipeline {
         let net = net.into();
         let family = net.family();
         if spec.family != family {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the network is a {family} network but the spec says '{}'",
                 spec.family
             )));
@@ -100,21 +100,21 @@ impl Pipeline {
         let shape = net.get().shape(&spec, &labels, &tokenizer)?;
         let masked = net.get().masked();
         if masked != spec.mask {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the network {} padding but the spec says mask = {}",
                 if masked { "masks" } else { "does not mask" },
                 spec.mask
             )));
         }
         if tokenizer.vocab_size() > shape.rows {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the tokenizer emits ids up to {} but the embedding has {} rows",
                 tokenizer.vocab_size(),
                 shape.rows
             )));
         }
         if shape.outputs != labels.outputs() {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the network has {} outputs but the {} task with {} labels needs {}",
                 shape.outputs,
                 labels.task,
@@ -130,14 +130,14 @@ impl Pipeline {
             Task::Regression => names == 0,
         };
         if !names_ok {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "a {} task cannot have {names} label names",
                 labels.task
             )));
         }
         if let Some(loss) = net.loss() {
             if loss != labels.task.loss() {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Incompatible(format!(
                     "the network's loss does not fit the {} task",
                     labels.task
                 )));
@@ -345,7 +345,7 @@ impl Pipeline {
 
 /// The error of an operation that needs another family's model.
 fn wrong_family(family: crate::family::Family) -> ModelError {
-    ModelError::Invalid(format!("this operation does not apply to a {family} model"))
+    ModelError::NotApplicable(format!("this operation does not apply to a {family} model"))
 }
 
 /// Model inputs of many texts (from [`Pipeline::encode_into`]), stored flat.

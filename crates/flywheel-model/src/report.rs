@@ -91,7 +91,7 @@ pub fn report_from_outputs(
             Report::Regression(regression_report(&y_true, &y_pred)?)
         }
         _ => {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Incompatible(
                 "targets do not match the task".to_string(),
             ))
         }

@@ -152,7 +152,7 @@ impl LinearLossChoice {
         match name {
             "logistic" => Ok(LinearLossChoice::Logistic),
             "squared-hinge" => Ok(LinearLossChoice::SquaredHinge),
-            other => Err(ModelError::Invalid(format!(
+            other => Err(ModelError::Setting(format!(
                 "unknown linear loss '{other}': use logistic or squared-hinge"
             ))),
         }
@@ -207,7 +207,7 @@ impl std::str::FromStr for BagLossChoice {
             "softmax" => Ok(BagLossChoice::Softmax),
             "ova" | "one-vs-all" => Ok(BagLossChoice::Ova),
             "hs" => Ok(BagLossChoice::Hs),
-            other => Err(ModelError::Invalid(format!(
+            other => Err(ModelError::Setting(format!(
                 "unknown loss '{other}': use softmax, ova or hs"
             ))),
         }
@@ -241,23 +241,23 @@ impl BagSpec {
     /// Checks the n-gram settings.
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.word_ngrams == 0 {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 "--word-ngrams must be at least 1".into(),
             ));
         }
         if (self.word_ngrams > 1 || self.maxn > 0) && self.buckets == 0 {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 "--buckets must be at least 1 with word or character n-grams".into(),
             ));
         }
         if self.buckets > u32::MAX as usize {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Setting(format!(
                 "--buckets must be at most {}",
                 u32::MAX
             )));
         }
         if self.maxn > 0 && (self.minn == 0 || self.minn > self.maxn) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Setting(format!(
                 "character n-grams need 1 <= --minn <= --maxn, got {}..{}",
                 self.minn, self.maxn
             )));
@@ -270,7 +270,7 @@ impl LinearSpec {
     /// Checks the regression's settings.
     pub fn validate(&self) -> Result<(), ModelError> {
         if !(self.c.is_finite() && self.c > 0.0 && self.max_iter > 0) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Setting(format!(
                 "--c must be a positive number (got {}) and the iterations at least 1",
                 self.c
             )));
@@ -339,11 +339,11 @@ impl ModelSpec {
         ];
         for (what, v) in positive {
             if v == 0 {
-                return Err(ModelError::Invalid(format!("{what} must be at least 1")));
+                return Err(ModelError::Setting(format!("{what} must be at least 1")));
             }
         }
         if self.tokenizer.num_words.is_some_and(|n| n < 2) {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 "--num-words must be at least 2 (index 0 is padding)".to_string(),
             ));
         }
@@ -352,7 +352,7 @@ impl ModelSpec {
             ("recurrent dropout", self.recurrent_dropout),
         ] {
             if !(0.0..1.0).contains(&r) {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Setting(format!(
                     "{what} must be in [0, 1), got {r}"
                 )));
             }
@@ -380,7 +380,7 @@ impl std::str::FromStr for OptimizerChoice {
             "adam" => Ok(OptimizerChoice::Adam),
             "sgd" => Ok(OptimizerChoice::Sgd),
             "gd" => Ok(OptimizerChoice::Gd),
-            other => Err(ModelError::Invalid(format!(
+            other => Err(ModelError::Setting(format!(
                 "unknown optimizer '{other}': use adam, sgd or gd"
             ))),
         }
@@ -450,31 +450,31 @@ impl TrainConfig {
     /// Checks that the settings are usable.
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.epochs == 0 {
-            return Err(ModelError::Invalid("--epochs must be at least 1".into()));
+            return Err(ModelError::Setting("--epochs must be at least 1".into()));
         }
         if self.batch_size == 0 {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 "--batch-size must be at least 1".into(),
             ));
         }
         if self.threads == 0 {
-            return Err(ModelError::Invalid("--threads must be at least 1".into()));
+            return Err(ModelError::Setting("--threads must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&self.validation_split) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Setting(format!(
                 "--validation-split must be in [0, 1), got {}",
                 self.validation_split
             )));
         }
         if let Some(lr) = self.lr {
             if !(lr.is_finite() && lr > 0.0) {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Setting(format!(
                     "--lr must be a positive number, got {lr}"
                 )));
             }
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Setting(format!(
                 "--momentum must be in [0, 1), got {}",
                 self.momentum
             )));

@@ -31,7 +31,7 @@ impl FromStr for Task {
             "multiclass" => Ok(Task::Multiclass),
             "multilabel" => Ok(Task::Multilabel),
             "regression" => Ok(Task::Regression),
-            other => Err(ModelError::Invalid(format!(
+            other => Err(ModelError::Setting(format!(
                 "unknown task '{other}': use binary, multiclass, multilabel or regression"
             ))),
         }
@@ -122,7 +122,7 @@ impl LabelSet {
                     .collect();
                 match distinct.len() {
                     0 | 1 => {
-                        return Err(ModelError::Invalid(format!(
+                        return Err(ModelError::Unusable(format!(
                             "{source}: found {} distinct label(s); a classifier needs at least two \
                              (for numbers, pass --task regression)",
                             distinct.len()
@@ -149,13 +149,13 @@ impl LabelSet {
             set.labels = names.into_iter().collect();
             let need = if task == Task::Multilabel { 1 } else { 2 };
             if set.labels.len() < need {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Unusable(format!(
                     "{source}: a {task} task needs at least {need} distinct labels, found {}",
                     set.labels.len()
                 )));
             }
             if task == Task::Binary && set.labels.len() != 2 {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Unusable(format!(
                     "{source}: --task binary needs exactly 2 labels, found {}: {}",
                     set.labels.len(),
                     preview(&set.labels)

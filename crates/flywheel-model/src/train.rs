@@ -67,7 +67,7 @@ fn train_family(
     families::validate(spec)?;
     cfg.validate()?;
     if records.is_empty() {
-        return Err(ModelError::Invalid(format!("{source}: no training rows")));
+        return Err(ModelError::Unusable(format!("{source}: no training rows")));
     }
     let labels = LabelSet::infer(records, task, label_sep, source)?;
     let targets = labels.encode(records, source)?;

@@ -121,3 +121,58 @@ fn evaluation_matches_the_training_validation() {
     };
     assert!((r.accuracy - acc).abs() < 1e-12);
 }
+
+#[test]
+fn errors_say_what_kind_of_problem_it_is() {
+    use flywheel_model::ModelError;
+    let data = records(50, 3, true);
+    let bad_setting = TrainConfig {
+        epochs: 0,
+        ..TrainConfig::default()
+    };
+    let err = train(
+        &data,
+        "mem",
+        None,
+        "|",
+        &small_spec(),
+        &bad_setting,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, ModelError::Setting(_)), "{err:?}");
+    assert!(err.to_string().contains("--epochs"), "{err}");
+
+    let one_label: Vec<Record> = data
+        .iter()
+        .map(|r| Record {
+            labels: vec!["a".into()],
+            ..r.clone()
+        })
+        .collect();
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let err = train(
+        &one_label,
+        "mem",
+        None,
+        "|",
+        &small_spec(),
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, ModelError::Unusable(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("mem: found 1 distinct label"),
+        "{err}"
+    );
+
+    let mut other_family = small_spec();
+    other_family.mask = true;
+    other_family.family = flywheel_model::Family::Linear;
+    let err = train(&data, "mem", None, "|", &other_family, &cfg, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ModelError::Setting(_)), "{err:?}");
+}

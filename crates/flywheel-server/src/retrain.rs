@@ -178,7 +178,10 @@ pub async fn retrain(
             .num_threads(opts_owned.threads.max(1))
             .thread_name(|i| format!("flywheel-retrain-{i}"))
             .build()
-            .map_err(|e| ModelError::Invalid(format!("cannot start the training threads: {e}")))?;
+            .map_err(|source| ModelError::Threads {
+                threads: opts_owned.threads.max(1),
+                source,
+            })?;
         pool.install(|| {
             train_challenger(Challenge {
                 name: &name_owned,
@@ -242,7 +245,7 @@ fn train_challenger(c: Challenge<'_>) -> Result<Challenged, ModelError> {
         &format!("{} v{}", c.name, c.champion_version),
     )?;
     let training = champion.meta.training.as_ref().ok_or_else(|| {
-        ModelError::Invalid(format!(
+        ModelError::NotApplicable(format!(
             "{} v{} records no training settings to retrain with",
             c.name, c.champion_version
         ))

@@ -65,17 +65,17 @@ impl ModelFamily for Encoder {
     fn validate(&self, spec: &ModelSpec) -> Result<(), ModelError> {
         match &spec.encoder {
             Some(e) if e.dir.is_empty() => {
-                return Err(ModelError::Invalid(
+                return Err(ModelError::Setting(
                     "--model encoder needs --encoder DIR (a model directory)".into(),
                 ))
             }
             None => {
-                return Err(ModelError::Invalid(
+                return Err(ModelError::Setting(
                     "--model encoder needs --encoder DIR (a model directory)".into(),
                 ))
             }
             Some(e) if !(e.scale.is_finite() && e.scale > 0.0) => {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Setting(format!(
                     "the encoder's scale must be a positive number, got {}",
                     e.scale
                 )))
@@ -99,7 +99,7 @@ impl ModelFamily for Encoder {
 
     fn read(&self, file: &dyn TensorFile, ctx: &ReadContext<'_>) -> Result<Network, ModelError> {
         let recorded = ctx.spec.encoder.as_ref().ok_or_else(|| {
-            ModelError::Invalid("an encoder model without its encoder".to_string())
+            ModelError::Incompatible("an encoder model without its encoder".to_string())
         })?;
         let encoder = resolve_encoder(recorded)?;
         let ngrams = match recorded.ngrams {
@@ -327,7 +327,7 @@ impl Net for EncoderNet {
                 .as_ref()
                 .is_some_and(|g| g.idf.len() != g.featurizer.rows())
         {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the head reads {} values but the encoder and n-grams give {width}",
                 self.head.features()
             )));
@@ -340,7 +340,7 @@ impl Net for EncoderNet {
                 self.ngrams.is_some(),
             ))
         {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Incompatible(
                 "the spec does not record this encoder".to_string(),
             ));
         }
@@ -412,7 +412,7 @@ fn train_encoder(
     let started = Instant::now();
     head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
     let wanted = spec.encoder.as_ref().ok_or_else(|| {
-        ModelError::Invalid("--model encoder needs --encoder DIR (a model directory)".into())
+        ModelError::Setting("--model encoder needs --encoder DIR (a model directory)".into())
     })?;
     let encoder = load_encoder(Path::new(&wanted.dir))?;
     if !wanted.sha256.is_empty() && wanted.sha256 != encoder.fingerprint() {

@@ -190,14 +190,14 @@ pub fn bag_loss(
     Ok(match (task, choice) {
         (Task::Regression, BagLossChoice::Auto) => BagLoss::Mse,
         (Task::Regression, c) => {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 format!("--loss {c:?} does not apply to regression (it uses squared error)")
                     .to_lowercase(),
             ))
         }
         (Task::Multilabel, BagLossChoice::Auto | BagLossChoice::Ova) => BagLoss::OneVsAll,
         (Task::Multilabel, _) => {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Setting(
                 "a multi-label model needs --loss ova (one sigmoid per label)".into(),
             ))
         }
@@ -233,7 +233,7 @@ impl Net for BagNet {
         _tokenizer: &KerasTokenizer,
     ) -> Result<NetShape, ModelError> {
         if self.model.rows() != self.featurizer.rows() {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the featurizer uses {} rows but the embedding has {}",
                 self.featurizer.rows(),
                 self.model.rows()
@@ -347,7 +347,7 @@ fn train_bag(
     let mut pipeline = Pipeline::new(spec.clone(), labels.clone(), tokenizer, net)?;
     let lr0 = cfg.lr.unwrap_or(0.1) as f32;
     if !(lr0.is_finite() && lr0 > 0.0) {
-        return Err(ModelError::Invalid("--lr must be a positive number".into()));
+        return Err(ModelError::Setting("--lr must be a positive number".into()));
     }
     on_event(TrainEvent::Start {
         train_rows: n_train,
@@ -402,7 +402,7 @@ fn train_bag(
                 .use_current_thread()
                 .build()
                 .or_else(|_| builder().build())
-                .map_err(|e| ModelError::Invalid(format!("cannot start {t} threads: {e}")))?;
+                .map_err(|source| ModelError::Threads { threads: t, source })?;
             Some(pool)
         }
     };

@@ -223,7 +223,7 @@ impl Net for LinearNet {
     ) -> Result<NetShape, ModelError> {
         let rows = self.featurizer.rows();
         if self.model.features() != rows || self.idf.len() != rows {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the featurizer uses {rows} rows but the model has {} weights and {} IDF values",
                 self.model.features(),
                 self.idf.len()
@@ -370,7 +370,10 @@ pub fn thread_pool(cfg: &TrainConfig) -> Result<rayon::ThreadPool, ModelError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads.max(1))
         .build()
-        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))
+        .map_err(|source| ModelError::Threads {
+            threads: cfg.threads,
+            source,
+        })
 }
 
 /// The output layer and loss of a linear model for a task with `k` outputs and the spec's loss
@@ -396,7 +399,7 @@ pub fn head_shape(
 fn logistic_only(choice: LinearLossChoice, task: Task) -> Result<(), ModelError> {
     match choice {
         LinearLossChoice::Logistic => Ok(()),
-        other => Err(ModelError::Invalid(format!(
+        other => Err(ModelError::Setting(format!(
             "the {} loss is for binary and multi-class tasks, not {task}",
             other.name()
         ))),

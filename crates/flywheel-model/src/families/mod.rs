@@ -57,14 +57,14 @@ pub fn validate(spec: &ModelSpec) -> Result<(), ModelError> {
     spec.validate_common()?;
     let family = of(spec.family);
     if spec.mask && !family.accepts(Setting::Mask) {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Setting(format!(
             "--mask applies to {}, not {}",
             accepting(Setting::Mask),
             spec.family
         )));
     }
     if spec.encoder.is_some() && !family.accepts(Setting::Encoder) {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Setting(format!(
             "--encoder applies to --model {}, not {}",
             accepting(Setting::Encoder),
             spec.family

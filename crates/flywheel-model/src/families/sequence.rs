@@ -97,18 +97,18 @@ impl ModelFamily for Sequence {
         if !self.recurrent() {
             let c = &spec.cnn;
             if c.filters == 0 || c.kernel_sizes.is_empty() || c.kernel_sizes.contains(&0) {
-                return Err(ModelError::Invalid(
+                return Err(ModelError::Setting(
                     "cnn needs at least 1 filter and kernel sizes of at least 1".to_string(),
                 ));
             }
             if let Some(&k) = c.kernel_sizes.iter().find(|&&k| k > spec.max_len) {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Setting(format!(
                     "kernel size {k} is longer than --max-len {}",
                     spec.max_len
                 )));
             }
             if spec.recurrent_dropout != 0.0 {
-                return Err(ModelError::Invalid(
+                return Err(ModelError::Setting(
                     "--recurrent-dropout does not apply to cnn".to_string(),
                 ));
             }
@@ -180,7 +180,7 @@ impl ModelFamily for Sequence {
         } else if let Some(n) = net.downcast_mut::<SeqModelNet>() {
             n.net.tensors_mut()
         } else {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Incompatible(
                 "the spec does not describe a sequence network".to_string(),
             ));
         };

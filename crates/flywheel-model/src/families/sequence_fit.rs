@@ -265,7 +265,10 @@ pub(crate) fn fit<N: SeqModel>(
         .num_threads(cfg.threads)
         .start_handler(|_| flush_denormals_on_this_thread())
         .build()
-        .map_err(|e| ModelError::Invalid(format!("cannot start {} threads: {e}", cfg.threads)))?;
+        .map_err(|source| ModelError::Threads {
+            threads: cfg.threads,
+            source,
+        })?;
     on_event(TrainEvent::Start {
         train_rows: n_train,
         val_rows: n_val,

@@ -293,7 +293,7 @@ sequence_net!(
     },
     |n: &SeqModelNet, spec: &ModelSpec| -> Result<(), ModelError> {
         if n.net.min_steps() > spec.max_len {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Incompatible(format!(
                 "the widest kernel ({}) is longer than max_len {}",
                 n.net.min_steps(),
                 spec.max_len
@@ -318,7 +318,7 @@ pub fn logits_par(pipeline: &Pipeline, seqs: &[&[u32]]) -> Result<Vec<f32>, Mode
             } else if let Some(n) = net.downcast_ref::<SeqModelNet>() {
                 n.logits(block, &pad, s, &mut out)?;
             } else {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::NotApplicable(format!(
                     "logits of a sequence model were asked of a {} model",
                     net.family()
                 )));
