@@ -10,6 +10,8 @@
 //! assert_eq!(vectors[0].len(), encoder.dim());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod fetch;
 pub mod testing;
 

@@ -4,6 +4,8 @@
 //! No I/O, no text, no file formats. Every layer and loss is generic over [`Real`], so the
 //! gradient checks run the very code that trains, in `f64`.
 
+#![warn(missing_docs)]
+
 pub mod bag;
 pub mod gradcheck;
 pub mod init;

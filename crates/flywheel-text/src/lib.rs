@@ -3,6 +3,8 @@
 //!
 //! Knows nothing about networks; the model crate turns ids into tensors.
 
+#![warn(missing_docs)]
+
 pub mod keras;
 pub mod ngrams;
 pub mod pad;
