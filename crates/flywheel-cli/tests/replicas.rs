@@ -161,7 +161,8 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
         }
         assert_eq!(usage_events(url).len(), 100);
 
-        // A promotion reaches both replicas within a few seconds.
+        // A promotion reaches both replicas (in about the registry's poll interval; the deadline
+        // is generous so a busy machine cannot fail it, and the time taken is printed).
         let model = train(dir, "m2.fw", "2");
         flywheel(
             url,
@@ -173,7 +174,7 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
         for port in &ports {
             while served_version(*port).as_deref() != Some("2") {
                 assert!(
-                    promoted.elapsed() < Duration::from_secs(5),
+                    promoted.elapsed() < PROPAGATION_DEADLINE,
                     "replica {port} still serves {:?}",
                     served_version(*port)
                 );
@@ -187,12 +188,20 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
         flywheel(url, dir, &["models", "rollback", "m"]);
         for port in &ports {
             while served_version(*port).as_deref() != Some("1") {
-                assert!(promoted.elapsed() < Duration::from_secs(10));
+                assert!(
+                    promoted.elapsed() < 2 * PROPAGATION_DEADLINE,
+                    "replica {port} still serves {:?} after the rollback",
+                    served_version(*port)
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
     });
 }
+
+/// How long a promotion or rollback may take to reach every replica before the test fails: far
+/// above the poll interval, so only a promotion that never arrives fails it.
+const PROPAGATION_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Sends one request until it gets a definitive answer (a status other than 503), retrying
 /// with the same request id across connection failures (a killed replica) and 503s.
