@@ -7,11 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flywheel_data::read_labelled;
-use flywheel_model::{
-    autotune, Artifact, AutotuneEvent, AutotuneOptions, Metric, Task, TRIALS_UNTIL,
-};
+use flywheel_model::{autotune, Artifact, AutotuneEvent, AutotuneOptions, Metric, TRIALS_UNTIL};
 
-use crate::{encoder_dir, threads, DataArgs};
+use crate::args::{DataArgs, EncoderArg, LabelArgs, SeedArg, ThreadsArg};
+use crate::encoder_dir;
 
 /// Arguments of `flywheel autotune`.
 #[derive(Args, Debug)]
@@ -27,26 +26,19 @@ pub struct AutotuneArgs {
     /// What to maximise on the validation split: macro-f1, accuracy or f1:LABEL.
     #[arg(long, default_value = "macro-f1")]
     metric: String,
-    /// Seed of the split, the search and the trials: same seed, same choice.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Trials run at once, one thread each (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    seed: SeedArg,
+    /// Trials run at once, one thread each.
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Share of the rows held out (stratified) to score trials.
     #[arg(long, default_value_t = 0.2)]
     validation_fraction: f64,
-    /// binary, multiclass, multilabel or regression (default: inferred from the labels).
-    #[arg(long)]
-    task: Option<String>,
-    /// Separator of several labels in one field (multilabel).
-    #[arg(long, default_value = "|")]
-    label_sep: String,
-    /// Let the search try a pretrained encoder too (--model encoder, with and without n-grams):
-    /// a Hugging Face model directory or the name of one fetched by `flywheel encoders fetch`.
-    /// Every text is embedded once, up front, within the budget.
-    #[arg(long, value_name = "DIR|NAME")]
-    encoder: Option<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// The search also tries --model encoder with this encoder, with and without n-grams.
+    #[command(flatten)]
+    encoder: EncoderArg,
     /// Run every planned trial even past the budget. By default no trial starts that its
     /// planned seconds would carry past 85 % of the budget (reported when it happens), so the
     /// budget holds when the cost
@@ -89,20 +81,22 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
     let opts = AutotuneOptions {
         budget_secs: parse_budget(&args.budget)?,
         metric: args.metric.parse::<Metric>()?,
-        seed: args.seed,
-        threads: threads(args.threads),
+        seed: args.seed.seed,
+        threads: args.threads.count(),
         validation_fraction: args.validation_fraction,
-        encoder: args.encoder.as_deref().map(encoder_dir).transpose()?,
+        encoder: args
+            .encoder
+            .encoder
+            .as_deref()
+            .map(encoder_dir)
+            .transpose()?,
         stop_at_budget: !args.all_trials,
     };
     if opts.encoder.is_some() {
         crate::keep_large_blocks();
     }
-    let task = match &args.task {
-        Some(t) => Some(t.parse::<Task>()?),
-        None => None,
-    };
-    let data = read_labelled(&args.data, &args.data_args.options()?)?;
+    let task = args.labels.task();
+    let data = read_labelled(&args.data, &args.data_args.options())?;
     let source = args.data.display().to_string();
     eprintln!(
         "Read {} rows from {source}; budget {:.0} s, metric {}, seed {}, {} trials at a time",
@@ -118,7 +112,7 @@ pub fn run(args: &AutotuneArgs) -> Result<()> {
         &data.records,
         &source,
         task,
-        &args.label_sep,
+        &args.labels.label_sep,
         &opts,
         &mut |ev| match ev {
             AutotuneEvent::Plan {
