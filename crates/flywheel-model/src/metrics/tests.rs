@@ -355,9 +355,9 @@ fn render_text_contents() {
     let text = r.render_text();
     let expected_matrix = "\
 confusion matrix (rows: true, columns: predicted)
-      negative       pos
+          negative       pos
 negative         1         0
- pos         1         1
+     pos         1         1
 ";
     assert!(text.contains(expected_matrix), "{text}");
     assert!(text.contains("ROC-AUC      1.0000\n"), "{text}");
