@@ -3,10 +3,15 @@
 //! success) and usage metering committed before the response.
 
 use axum::http::{header, HeaderMap, StatusCode};
-use flywheel_store::{Decision, KeyInfo, LimitKind, LimitState, UsageEvent};
+use flywheel_store::{Decision, KeyInfo, LimitKind, LimitState, Store, UsageEvent};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::http::{constant_time_eq, sha256, AppState};
+use crate::state::AppState;
+
+/// Response headers as `(name, value)` pairs (the rate-limit state of a key).
+pub(crate) type LimitHeaders = Vec<(&'static str, String)>;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -42,12 +47,30 @@ pub(crate) fn store_unavailable(e: &flywheel_store::Error) -> ApiError {
     )
 }
 
+/// SHA-256 of a string.
+pub(crate) fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
 impl AppState {
-    /// Whether `token` is the admin token.
+    /// Whether `token` is the admin token (compared in constant time).
     pub(crate) fn is_admin_token(&self, token: &str) -> bool {
         self.admin_token_sha256
             .as_ref()
-            .is_some_and(|expected| constant_time_eq(&sha256(token), expected))
+            .is_some_and(|expected| bool::from(sha256(token).ct_eq(expected)))
+    }
+
+    /// Who `token` is: the admin token, a valid key, or no one (`None`). The API (bearer
+    /// header) and the dashboard (session cookie) both identify callers through this.
+    pub(crate) async fn identify(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<Caller>, flywheel_store::Error> {
+        if self.is_admin_token(token) {
+            return Ok(Some(Caller::Admin));
+        }
+        Ok(store.authenticate(token).await?.map(Caller::Key))
     }
 
     /// Authenticates the request: without a store everyone may call; with one, a valid API
@@ -61,11 +84,8 @@ impl AppState {
                 "an API key is required: 'Authorization: Bearer fw_...'",
             ));
         };
-        if self.is_admin_token(token) {
-            return Ok(Caller::Admin);
-        }
-        match store.authenticate(token).await {
-            Ok(Some(key)) => Ok(Caller::Key(key)),
+        match self.identify(store, token).await {
+            Ok(Some(caller)) => Ok(caller),
             Ok(None) => Err(unauthorized(
                 "the API key is not valid (unknown or revoked)",
             )),
@@ -113,7 +133,7 @@ impl AppState {
         &self,
         caller: &Caller,
         usage: Usage<'_>,
-    ) -> Result<Vec<(&'static str, String)>, ApiError> {
+    ) -> Result<LimitHeaders, ApiError> {
         let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
             return Ok(Vec::new());
         };
@@ -126,7 +146,7 @@ impl AppState {
             texts: usage.texts as i64,
             characters: usage.characters as i64,
             at: now_unix(),
-            request_sha256: flywheel_model::artifact::hex(&sha256_bytes(usage.body)),
+            request_sha256: hex::encode(Sha256::digest(usage.body)),
         };
         match store.meter(key.id, &event).await {
             Ok(m) if m.decision.allowed => Ok(limit_headers(&m.decision)),
@@ -154,18 +174,18 @@ pub(crate) fn request_id(headers: &HeaderMap) -> &str {
 
 /// What one served request used.
 pub(crate) struct Usage<'a> {
+    /// The request's id (the usage event's idempotency key).
     pub request_id: &'a str,
+    /// The model called.
     pub model: &'a str,
+    /// The registry version that answered.
     pub version: Option<i64>,
+    /// Texts classified or explained.
     pub texts: usize,
+    /// Their characters.
     pub characters: usize,
     /// The request body (its digest tells a retry from a reused id).
     pub body: &'a [u8],
-}
-
-fn sha256_bytes(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// Unix seconds now.
@@ -195,7 +215,7 @@ pub(crate) fn format_reset(seconds: i64) -> String {
 }
 
 /// The `x-ratelimit-{limit,remaining,reset}-{requests,texts}` headers of a decision.
-pub(crate) fn limit_headers(d: &Decision) -> Vec<(&'static str, String)> {
+pub(crate) fn limit_headers(d: &Decision) -> LimitHeaders {
     let one = |state: &LimitState, names: [&'static str; 3]| {
         [
             (names[0], state.limit.to_string()),
@@ -261,6 +281,13 @@ mod tests {
         assert_eq!(format_reset(60), "1m0s");
         assert_eq!(format_reset(3723), "1h2m3s");
         assert_eq!(format_reset(86_400 * 2 + 5), "2d0h0m5s");
+    }
+
+    #[test]
+    fn token_digests_compare_equal_only_when_equal() {
+        let digest = sha256("secret");
+        assert!(bool::from(digest.ct_eq(&sha256("secret"))));
+        assert!(!bool::from(digest.ct_eq(&sha256("secreT"))));
     }
 
     #[test]

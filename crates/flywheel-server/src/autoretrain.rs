@@ -11,9 +11,9 @@ use std::time::Duration;
 use flywheel_store::Store;
 
 use crate::access::now_unix;
-use crate::http::AppState;
 use crate::models::SlotSource;
 use crate::retrain::{retrain, RetrainOptions};
+use crate::state::AppState;
 
 /// A lease lasts this long unless renewed (so a crashed replica blocks no one for long).
 const LEASE_SECONDS: i64 = 60;

@@ -1,7 +1,7 @@
-//! Errors: [`ServerError`] for starting the server, [`ApiError`] for what a client is told.
+//! Errors: [`ServerError`] for starting the server, [`ApiError`] for what a client is told
+//! (sent as a response by the `wire` module).
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde_json::json;
 
 /// Why the server could not start or stopped with an error.
@@ -116,22 +116,3 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = crate::http::json_response(self.status, &self.body());
-        let headers = response.headers_mut();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        for (name, value) in &self.headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(*name, value);
-            }
-        }
-        response
-    }
-}

@@ -1,27 +1,18 @@
-//! The loop's endpoints: corrections (`POST /v1/feedback`), the review queue
-//! (`GET /v1/review-queue`, `POST /v1/review/{id}`), and the prediction log that feeds them.
-//! Every text is redacted (when `--redact pii`, the default) before it is stored, and every
-//! write is committed before the response.
+//! The loop's writes: the prediction log (sampled or asked-for classifications) and
+//! corrections, as typed calls under the API's feedback endpoints and the dashboard's review
+//! page. Every text is redacted (when `--redact pii`, the default) before it is stored, and
+//! every write is committed before the caller answers.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use flywheel_model::Task;
-use flywheel_store::{LoggedPrediction, NewFeedback, NewPrediction, ReviewStrategy, Store};
-use serde_json::{json, Value};
+use flywheel_store::{NewFeedback, NewPrediction, Store};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::access::now_unix;
-use crate::access::{store_unavailable, Caller};
+use crate::access::{now_unix, store_unavailable, Caller};
 use crate::error::ApiError;
-use crate::http::{json_response, parse_object, read_json_body, required_string, AppState};
 use crate::models::{check_label, LoadedModel, Logged};
-
-/// Most items one review-queue request returns.
-const MAX_QUEUE: i64 = 500;
+use crate::state::AppState;
 
 /// The text as it may be stored.
 pub(crate) fn storable(state: &AppState, text: &str) -> String {
@@ -45,21 +36,11 @@ pub(crate) fn sampled(request_id: &str, rate: f64) -> bool {
 }
 
 /// The tenant a caller's rows belong to (`""` for the admin token).
-fn tenant_of(caller: &Caller) -> &str {
+pub(crate) fn tenant_of(caller: &Caller) -> &str {
     match caller {
         Caller::Key(k) => &k.tenant,
         _ => "",
     }
-}
-
-fn need_store(state: &AppState) -> Result<&Store, ApiError> {
-    state.store.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_store",
-            "feedback and review need a store: start the server with --database-url",
-        )
-    })
 }
 
 /// Stores the logged predictions of one classify request; `false` (and an error in the log)
@@ -149,118 +130,56 @@ fn feedback_labels(
     Ok(labels)
 }
 
-/// `POST /v1/feedback`: `{"request_id", "index", "label"}` corrects a logged prediction;
-/// `{"model", "text", "label"}` gives a labelled text. 201 when stored, 200 for a retry with the
-/// same `x-request-id` and body.
-pub(crate) async fn post_feedback(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let store = need_store(&state)?;
-    let caller = state.caller(&headers).await?;
-    let bytes = read_json_body(&state.limits, &headers, body).await?;
-    let mut obj = parse_object(
-        &bytes,
-        &["request_id", "index", "model", "text", "label"],
-        "{\"request_id\": \"ID\", \"index\": 0, \"label\": \"LABEL\"} or {\"model\": \"NAME\", \"text\": \"...\", \"label\": \"LABEL\"}",
-    )?;
-    let label = obj
-        .remove("label")
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ApiError::invalid("'label' is required").param("label"))?;
-    let tenant = tenant_of(&caller).to_string();
-    let (model, prediction_id, text) = if obj.contains_key("request_id") {
-        if obj.contains_key("text") {
-            return Err(ApiError::invalid(
-                "give either 'request_id' and 'index' or 'model' and 'text', not both",
-            )
-            .param("text"));
-        }
-        let rid = required_string(&mut obj, "request_id")?;
-        let index = match obj.remove("index") {
-            None | Some(Value::Null) => 0,
-            Some(v) => v.as_i64().filter(|i| *i >= 0).ok_or_else(|| {
-                ApiError::invalid("'index' must be a non-negative integer").param("index")
-            })?,
-        };
-        let logged = store
-            .find_prediction(&tenant, &rid, index)
-            .await
-            .map_err(|e| store_unavailable(&e))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "prediction_not_found",
-                    format!(
-                        "no logged prediction {index} of request '{rid}': only sampled requests \
-                         are logged; classify with \"log\": true, or send 'model' and 'text'"
-                    ),
-                )
-                .param("request_id")
-            })?;
-        if let Some(m) = obj.get("model").and_then(Value::as_str) {
-            if m != logged.prediction.model {
-                return Err(ApiError::invalid(format!(
-                    "request '{rid}' was served by model '{}', not '{m}'",
-                    logged.prediction.model
-                ))
-                .param("model"));
-            }
-        }
-        (
-            logged.prediction.model,
-            Some(logged.id),
-            logged.prediction.text,
-        )
-    } else {
-        let model = required_string(&mut obj, "model")?;
-        let text = required_string(&mut obj, "text")?;
-        if text.trim().is_empty() {
-            return Err(ApiError::invalid("'text' is empty").param("text"));
-        }
-        crate::http::check_text(&state.limits, &text, "text")?;
-        (model, None, storable(&state, &text))
-    };
-    let stored = record(
-        &state,
-        store,
-        &caller,
-        &headers,
-        &bytes,
-        model,
-        prediction_id,
-        text,
-        label,
-    )
-    .await?;
-    Ok(stored)
+/// A correction to store: the labels of a text, maybe of a logged prediction.
+pub(crate) struct Correction<'a> {
+    /// Who sends it.
+    pub caller: &'a Caller,
+    /// The request's id (the idempotency key of the correction).
+    pub request_id: &'a str,
+    /// The request body (its digest tells a retry from a reused id).
+    pub body: &'a [u8],
+    /// The model corrected.
+    pub model: String,
+    /// The logged prediction corrected, if any.
+    pub prediction_id: Option<i64>,
+    /// The text, as stored.
+    pub text: String,
+    /// The label as the client sent it: a name, an array of names or a number.
+    pub label: Value,
 }
 
-/// Checks access and labels, stores the correction and answers 201 (200 for a retry).
-#[allow(clippy::too_many_arguments)]
+/// A stored correction.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    /// Its id.
+    pub id: i64,
+    /// The model corrected.
+    pub model: String,
+    /// The logged prediction corrected, if any.
+    pub prediction_id: Option<i64>,
+    /// The labels stored.
+    pub labels: Vec<String>,
+    /// True when it was stored before (a retry with the same request id and body).
+    pub duplicate: bool,
+}
+
+/// Checks access and labels and stores the correction.
 pub(crate) async fn record(
     state: &AppState,
     store: &Store,
-    caller: &Caller,
-    headers: &HeaderMap,
-    body: &[u8],
-    model: String,
-    prediction_id: Option<i64>,
-    text: String,
-    label: Value,
-) -> Result<Response, ApiError> {
-    let slot = crate::http::model_slot(state, &model)?;
-    state.check_access(caller, &model).await?;
-    let labels = feedback_labels(&model, &slot.current.load(), label)?;
+    c: Correction<'_>,
+) -> Result<Recorded, ApiError> {
+    let slot = state.model_slot(&c.model)?;
+    state.check_access(c.caller, &c.model).await?;
+    let labels = feedback_labels(&c.model, &slot.current.load(), c.label)?;
     let feedback = NewFeedback {
-        tenant: tenant_of(caller).to_string(),
-        model: model.clone(),
-        prediction_id,
-        text,
+        tenant: tenant_of(c.caller).to_string(),
+        model: c.model.clone(),
+        prediction_id: c.prediction_id,
+        text: c.text,
         labels: labels.clone(),
-        request_id: crate::access::request_id(headers).to_string(),
-        request_sha256: flywheel_model::artifact::hex(&Sha256::digest(body)),
+        request_id: c.request_id.to_string(),
+        request_sha256: hex::encode(Sha256::digest(c.body)),
         created_at: now_unix(),
     };
     let (stored, duplicate) = store.add_feedback(&feedback).await.map_err(|e| match e {
@@ -272,138 +191,14 @@ pub(crate) async fn record(
         flywheel_store::Error::Invalid(why) => ApiError::invalid(why).param("label"),
         other => store_unavailable(&other),
     })?;
-    state.metrics.feedback(&model);
-    let status = if duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(json_response(
-        status,
-        &json!({
-            "id": stored.id,
-            "model": model,
-            "prediction_id": prediction_id,
-            "label": if labels.len() == 1 { json!(labels[0]) } else { json!(labels) },
-            "duplicate": duplicate,
-        }),
-    ))
-}
-
-/// Query of `GET /v1/review-queue`.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct QueueQuery {
-    model: Option<String>,
-    limit: Option<i64>,
-    strategy: Option<String>,
-}
-
-fn item(p: &LoggedPrediction) -> Value {
-    json!({
-        "id": p.id,
-        "model": p.prediction.model,
-        "version": p.prediction.version,
-        "text": p.prediction.text,
-        "label": p.prediction.label,
-        "score": p.prediction.score,
-        "uncertainty": p.prediction.uncertainty,
-        "request_id": p.prediction.request_id,
-        "index": p.prediction.index,
-        "created_at": p.prediction.created_at,
-        "labelled": p.labelled,
+    state.metrics.feedback(&c.model);
+    Ok(Recorded {
+        id: stored.id,
+        model: c.model,
+        prediction_id: c.prediction_id,
+        labels,
+        duplicate,
     })
-}
-
-/// `GET /v1/review-queue?model=NAME&limit=N&strategy=uncertainty|random`: logged predictions
-/// no one has labelled, most uncertain first (a key sees only its tenant's).
-pub(crate) async fn review_queue(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let store = need_store(&state)?;
-    let caller = state.caller(&headers).await?;
-    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let model = q
-        .model
-        .ok_or_else(|| ApiError::invalid("'model' is required: ?model=NAME").param("model"))?;
-    state.check_access(&caller, &model).await?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=MAX_QUEUE).contains(&limit) {
-        return Err(
-            ApiError::invalid(format!("'limit' must be between 1 and {MAX_QUEUE}")).param("limit"),
-        );
-    }
-    let strategy: ReviewStrategy = q
-        .strategy
-        .as_deref()
-        .unwrap_or("uncertainty")
-        .parse()
-        .map_err(|e: flywheel_store::Error| ApiError::invalid(e.to_string()).param("strategy"))?;
-    let tenant = match &caller {
-        Caller::Key(k) => Some(k.tenant.as_str()),
-        _ => None,
-    };
-    let items = store
-        .review_queue(&model, tenant, strategy, limit)
-        .await
-        .map_err(|e| store_unavailable(&e))?;
-    let strategy_name = match strategy {
-        ReviewStrategy::Uncertainty => "uncertainty",
-        ReviewStrategy::Random => "random",
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "model": model,
-            "strategy": strategy_name,
-            "items": items.iter().map(item).collect::<Vec<_>>(),
-        }),
-    ))
-}
-
-/// `POST /v1/review/{id}` `{"label": ...}`: labels one logged prediction.
-pub(crate) async fn review(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let store = need_store(&state)?;
-    let caller = state.caller(&headers).await?;
-    let bytes = read_json_body(&state.limits, &headers, body).await?;
-    let mut obj = parse_object(&bytes, &["label"], "{\"label\": \"LABEL\"}")?;
-    let label = obj
-        .remove("label")
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| ApiError::invalid("'label' is required").param("label"))?;
-    let logged = store
-        .get_prediction(id)
-        .await
-        .map_err(|e| store_unavailable(&e))?
-        .filter(|p| match &caller {
-            Caller::Key(k) => p.prediction.tenant == k.tenant,
-            _ => true,
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "prediction_not_found",
-                format!("no logged prediction with id {id}"),
-            )
-        })?;
-    record(
-        &state,
-        store,
-        &caller,
-        &headers,
-        &bytes,
-        logged.prediction.model,
-        Some(logged.id),
-        logged.prediction.text,
-        label,
-    )
-    .await
 }
 
 #[cfg(test)]

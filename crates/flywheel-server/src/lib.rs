@@ -16,16 +16,19 @@
 //! ```
 
 mod access;
+mod api;
 mod autoretrain;
 mod conn;
 mod dashboard;
 mod error;
 mod feedback;
-mod http;
 mod metrics;
 mod models;
 mod registry;
 pub mod retrain;
+mod service;
+mod state;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,13 +42,13 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+pub use api::OPENAPI;
 pub use error::{ApiError, ServerError};
-pub use http::OPENAPI;
 pub use metrics::{Metrics, ModelGauge};
 pub use models::LoadedModel;
 
-use http::{AppState, Limits};
 use models::{Batching, SlotSource};
+use state::{AppState, Limits};
 
 /// A model to serve: its name in the API and its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,7 +372,7 @@ impl Server {
             admin_token_sha256: config
                 .admin_token
                 .as_deref()
-                .map(|t| http::sha256(t.trim())),
+                .map(|t| access::sha256(t.trim())),
             draining: AtomicBool::new(false),
             log_rate: config.log_predictions,
             redact: config.redact,
@@ -396,7 +399,7 @@ impl Server {
     /// drive in-process (tests, fuzzing). The registry poller, the background retrainer and
     /// the SIGHUP reloader run only under [`Server::serve`].
     pub fn router(&self) -> axum::Router {
-        http::router(Arc::clone(&self.state))
+        api::router(Arc::clone(&self.state))
     }
 
     /// The name and version of every model served.
@@ -423,7 +426,7 @@ impl Server {
             }
             _ => None,
         };
-        let app = http::router(Arc::clone(&state));
+        let app = api::router(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let listener =
             conn::LimitedListener::new(listener, state.max_connections, state.idle_timeout);

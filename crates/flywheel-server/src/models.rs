@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
 use axum::http::StatusCode;
 use flywheel_model::{explain_label, Artifact, Explanation, Prediction, Task, TokenAttribution};
 use serde::ser::{SerializeMap, Serializer};
@@ -62,13 +61,26 @@ impl LoadedModel {
     }
 }
 
-/// A computed response body and the registry version (if any) of the model that made it.
+/// What the inference pool computed for one request, and the version of the model that did.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    pub body: Bytes,
+    /// The predictions or the explanation.
+    pub output: Output,
+    /// The version that computed it (as clients see it).
+    pub version: String,
+    /// That version's number in the registry (models served from the store).
     pub registry_version: Option<i64>,
     /// One summary per text, when the request asked for its predictions to be logged.
     pub logged: Vec<Logged>,
+}
+
+/// The result of a job: what its [`Work`] asked for.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// One prediction per text (`Work::Classify`).
+    Predictions(Vec<PredictionOut>),
+    /// The explanation of the one text (`Work::Explain`).
+    Explanation(Explanation),
 }
 
 /// What the prediction log keeps of one prediction.
@@ -149,7 +161,7 @@ pub(crate) struct Job {
     pub texts: Vec<String>,
     /// What to compute.
     pub work: Work,
-    /// Where the response body (or error) goes.
+    /// Where the answer (or error) goes.
     pub reply: oneshot::Sender<Result<Answer, ApiError>>,
 }
 
@@ -276,6 +288,27 @@ impl ModelSlot {
     /// Requests waiting in the queue.
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Queues the texts on the model's worker (503 at once when the queue is full) and waits
+    /// for the answer computed on the inference pool.
+    pub async fn submit(&self, texts: Vec<String>, work: Work) -> Result<Answer, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { texts, work, reply };
+        self.queue.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ApiError::overloaded(format!(
+                "the queue of model '{}' is full; retry shortly",
+                self.name
+            )),
+            mpsc::error::TrySendError::Closed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is shutting down",
+            ),
+        })?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the inference worker dropped the request"))?
     }
 }
 
@@ -445,14 +478,10 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
                         PredictionOut::new(p, top_k)
                     })
                     .collect();
-                let body = ClassifyResponse {
-                    model: name,
-                    version: &model.version,
-                    predictions,
-                };
                 // The requester may have given up meanwhile; nothing to do then.
-                let _ = job.reply.send(encode(&body).map(|body| Answer {
-                    body,
+                let _ = job.reply.send(Ok(Answer {
+                    output: Output::Predictions(predictions),
+                    version: model.version.clone(),
                     registry_version: model.registry_version,
                     logged,
                 }));
@@ -474,11 +503,11 @@ fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
     let result = match &job.work {
         Work::Explain { label } => explain_one(name, model, &job, label.as_deref(), metrics),
         Work::Classify { top_k, log, .. } => classify_explained(name, model, &job, *top_k, metrics)
-            .map(|(body, summaries)| {
+            .map(|(predictions, summaries)| {
                 if *log {
                     logged = summaries;
                 }
-                body
+                Output::Predictions(predictions)
             }),
     };
     if let Err(e) = &result {
@@ -486,8 +515,9 @@ fn run_alone(name: &str, model: &LoadedModel, job: Job, metrics: &Metrics) {
             tracing::error!(model = %name, error = %e, "explanation failed");
         }
     }
-    let _ = job.reply.send(result.map(|body| Answer {
-        body,
+    let _ = job.reply.send(result.map(|output| Answer {
+        output,
+        version: model.version.clone(),
         registry_version: model.registry_version,
         logged,
     }));
@@ -500,7 +530,7 @@ fn explain_one(
     job: &Job,
     label: Option<&str>,
     metrics: &Metrics,
-) -> Result<Bytes, ApiError> {
+) -> Result<Output, ApiError> {
     let text = job.texts.first().map(String::as_str).unwrap_or("");
     // Checked again against the version that runs: a reload may have changed the labels.
     if let Some(label) = label {
@@ -510,11 +540,7 @@ fn explain_one(
     let explanation = explain_label(&model.artifact.pipeline, text, label)
         .map_err(|e| ApiError::internal(format!("explanation failed: {e}")))?;
     metrics.explained(name, 1, started.elapsed().as_secs_f64());
-    encode(&ExplainResponse {
-        model: name,
-        version: &model.version,
-        explanation: &explanation,
-    })
+    Ok(Output::Explanation(explanation))
 }
 
 /// `POST /v1/classify` with `"explain": true`: predictions, each with the attributions of
@@ -526,7 +552,7 @@ fn classify_explained(
     job: &Job,
     top_k: Option<usize>,
     metrics: &Metrics,
-) -> Result<(Bytes, Vec<Logged>), ApiError> {
+) -> Result<(Vec<PredictionOut>, Vec<Logged>), ApiError> {
     let pipeline = &model.artifact.pipeline;
     let started = Instant::now();
     let outputs = pipeline.outputs_of_texts(&job.texts);
@@ -557,12 +583,7 @@ fn classify_explained(
         predictions.push(PredictionOut::new(prediction, top_k).with_tokens(explanation.tokens));
     }
     metrics.explained(name, job.texts.len(), started.elapsed().as_secs_f64());
-    let body = encode(&ClassifyResponse {
-        model: name,
-        version: &model.version,
-        predictions,
-    })?;
-    Ok((body, logged))
+    Ok((predictions, logged))
 }
 
 fn failure_message(outputs: Result<usize, flywheel_model::ModelError>) -> String {
@@ -572,51 +593,42 @@ fn failure_message(outputs: Result<usize, flywheel_model::ModelError>) -> String
     }
 }
 
-fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(body)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
-}
-
-/// The body of `POST /v1/explain`: `flywheel explain --json` with the model's name and version.
-#[derive(Serialize)]
-struct ExplainResponse<'a> {
-    model: &'a str,
-    version: &'a str,
-    #[serde(flatten)]
-    explanation: &'a Explanation,
-}
-
-#[derive(Serialize)]
-struct ClassifyResponse<'a> {
-    model: &'a str,
-    version: &'a str,
-    predictions: Vec<PredictionOut>,
-}
-
 /// A prediction as the API answers it; scores keep their order (label order, or best first
 /// with `top_k`). `tokens` only with `"explain": true`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum PredictionOut {
+pub(crate) enum PredictionOut {
+    /// Binary or multi-class: the label, its probability and the scores.
     Class {
+        /// The predicted label.
         label: String,
+        /// Its probability.
         score: f32,
+        /// `(label, probability)`, in the order answered.
         #[serde(serialize_with = "ordered_map")]
         scores: Vec<(String, f32)>,
+        /// Each token's attribution to the label.
         #[serde(skip_serializing_if = "Option::is_none")]
         tokens: Option<Vec<TokenAttribution>>,
     },
+    /// Multi-label: the labels over the threshold, the best probability and the scores.
     Labels {
+        /// The predicted labels.
         label: Vec<String>,
+        /// The highest probability.
         score: f32,
+        /// `(label, probability)`, in the order answered.
         #[serde(serialize_with = "ordered_map")]
         scores: Vec<(String, f32)>,
+        /// Each token's attribution to the most probable label.
         #[serde(skip_serializing_if = "Option::is_none")]
         tokens: Option<Vec<TokenAttribution>>,
     },
+    /// Regression: the predicted value.
     Value {
+        /// The value.
         value: f32,
+        /// Each token's attribution to the value.
         #[serde(skip_serializing_if = "Option::is_none")]
         tokens: Option<Vec<TokenAttribution>>,
     },

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use flywheel_store::{ModelArtifact, Store};
 
-use crate::http::AppState;
 use crate::models::{LoadedModel, ModelSlot, SlotSource};
+use crate::state::AppState;
 
 /// What one sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -13,8 +13,6 @@ mod charts;
 mod pages;
 mod view;
 
-pub(crate) use pages::MetaCache;
-
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,30 +22,41 @@ use axum::Router;
 use flywheel_store::KeyInfo;
 
 use crate::access::Caller;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Name of the session cookie.
 const COOKIE: &str = "fw_session";
 /// How long a sign-in lasts.
 const SESSION_SECONDS: u64 = 12 * 3600;
+/// Longest session cookie value read (hex digits of the credential).
+const MAX_COOKIE_HEX: usize = 1024;
 
 /// The dashboard's routes (merged into the API router).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/", get(pages::models))
-        .route("/models/{name}", get(pages::model))
-        .route("/models/{name}/promote", post(pages::promote))
-        .route("/models/{name}/rollback", post(pages::rollback))
-        .route("/try", get(pages::try_page).post(pages::try_post))
-        .route("/review", get(pages::review))
-        .route("/review/{id}", post(pages::review_post))
-        .route("/usage", get(pages::usage))
-        .route("/usage.csv", get(pages::usage_csv))
-        .route("/keys", get(pages::keys).post(pages::create_key))
-        .route("/keys/revoke", post(pages::revoke_key))
-        .route("/tenants", post(pages::create_tenant))
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/logout", post(pages::logout))
+        .route("/", get(pages::models::models))
+        .route("/models/{name}", get(pages::model::model))
+        .route("/models/{name}/promote", post(pages::model::promote))
+        .route("/models/{name}/rollback", post(pages::model::rollback))
+        .route(
+            "/try",
+            get(pages::try_it::try_page).post(pages::try_it::try_post),
+        )
+        .route("/review", get(pages::review::review))
+        .route("/review/{id}", post(pages::review::review_post))
+        .route("/usage", get(pages::usage::usage))
+        .route("/usage.csv", get(pages::usage::usage_csv))
+        .route(
+            "/keys",
+            get(pages::keys::keys).post(pages::keys::create_key),
+        )
+        .route("/keys/revoke", post(pages::keys::revoke_key))
+        .route("/tenants", post(pages::keys::create_tenant))
+        .route(
+            "/login",
+            get(pages::sign_in::login_page).post(pages::sign_in::login),
+        )
+        .route("/logout", post(pages::sign_in::logout))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -102,27 +111,13 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
             if let Some((name, v)) = pair.trim().split_once('=') {
-                if name == COOKIE {
-                    return unhex(v).and_then(|b| String::from_utf8(b).ok());
+                if name == COOKIE && v.len() <= MAX_COOKIE_HEX {
+                    return hex::decode(v).ok().and_then(|b| String::from_utf8(b).ok());
                 }
             }
         }
     }
     None
-}
-
-fn hex(s: &str) -> String {
-    flywheel_model::artifact::hex(s.as_bytes())
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 1024 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
 }
 
 /// The `Set-Cookie` value that signs in with `token` (or, with `None`, signs out).
@@ -135,7 +130,7 @@ fn session_cookie(token: Option<&str>, headers: &HeaderMap) -> String {
     match token {
         Some(t) => format!(
             "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{secure}",
-            hex(t)
+            hex::encode(t)
         ),
         None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     }
@@ -266,12 +261,10 @@ impl AppState {
         let Some(token) = session_token(headers) else {
             return Err(PageError::SignIn(here.to_string()));
         };
-        if self.is_admin_token(&token) {
-            return Ok(Viewer::Admin);
-        }
-        match store.authenticate(&token).await {
-            Ok(Some(key)) => Ok(Viewer::Tenant(key)),
-            Ok(None) => Err(PageError::SignIn(here.to_string())),
+        match self.identify(store, &token).await {
+            Ok(Some(Caller::Key(key))) => Ok(Viewer::Tenant(key)),
+            Ok(Some(Caller::Admin)) => Ok(Viewer::Admin),
+            Ok(Some(Caller::Open) | None) => Err(PageError::SignIn(here.to_string())),
             Err(e) => Err(PageError::store(&e)),
         }
     }
