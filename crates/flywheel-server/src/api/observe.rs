@@ -1,20 +1,29 @@
-//! The middleware around every request: its id, a structured log line, metrics, and
-//! `connection: close` after a body the handler left unread.
+//! The middleware around every request: its id, a structured log line, metrics, and what
+//! happens to a body the handler left unread (`connection: close`, after a lingering read).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use crate::state::AppState;
+
+/// Most bytes of a refused request's body read and thrown away before its connection closes.
+/// A client that writes its whole body before reading (Python's `http.client`, `requests`)
+/// would otherwise get a connection reset instead of the answer; a longer body still does.
+pub(crate) const LINGER_BYTES: usize = 32 * 1024 * 1024;
+
+/// Longest time spent reading and throwing away a refused request's body.
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// Request id, structured log line and metrics for every request.
 pub(crate) async fn observe(
@@ -39,9 +48,10 @@ pub(crate) async fn observe(
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert("x-request-id", v);
     }
-    // A request refused before its body was read (401, 403, …) leaves the body on the
+    // A request refused before its body was read (401, 403, 413, …) leaves the body on the
     // connection: say so with `connection: close` rather than let the client's next request
-    // on it fail.
+    // on it fail, and read the rest of the body while the answer goes out (a bounded lingering
+    // close), so that a client still writing it gets the answer instead of a reset.
     let has_body = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -49,11 +59,15 @@ pub(crate) async fn observe(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // A client that waits for `100 Continue` sends no body after a refusal: nothing to drain.
+    let expects_continue = req.headers().contains_key(header::EXPECT);
     let body_read = Arc::new(AtomicBool::new(false));
+    let unread = Arc::new(Mutex::new(None));
     let req = req.map(|body| {
         Body::new(TrackedBody {
             inner: body,
             done: Arc::clone(&body_read),
+            unread: Arc::clone(&unread),
         })
     });
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
@@ -75,14 +89,35 @@ pub(crate) async fn observe(
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let rest = unread.lock().ok().and_then(|mut u| u.take());
+        if let (Some(rest), false) = (rest, expects_continue) {
+            tokio::spawn(linger(rest));
+        }
     }
     response
 }
 
-/// A request body that records when it has been read to the end.
+/// Reads and throws away the rest of a refused request's body, at most [`LINGER_BYTES`] for at
+/// most [`LINGER_TIME`]. The connection closes once the body is read or dropped.
+async fn linger(mut body: Body) {
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+/// A request body that records when it has been read to the end, and hands what is left of
+/// it to `unread` when the handler drops it before.
 struct TrackedBody {
     inner: Body,
     done: Arc<AtomicBool>,
+    unread: Arc<Mutex<Option<Body>>>,
 }
 
 impl http_body::Body for TrackedBody {
@@ -106,6 +141,16 @@ impl http_body::Body for TrackedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if !self.done.load(Ordering::Relaxed) {
+            if let Ok(mut unread) = self.unread.lock() {
+                *unread = Some(std::mem::take(&mut self.inner));
+            }
+        }
     }
 }
 
