@@ -4,7 +4,8 @@
     python3 tools/module-cycles.py crates/flywheel-model [crates/flywheel-server ...]
 
 A module imports another when its code (outside `#[cfg(test)]` blocks and comments) names a
-path into it: `crate::a::b`, `super::x`, `self::x`. Paths through the crate root's re-exports
+path into it: `crate::a::b`, `super::x`, `super::super::x`, `self::x`, or a group such as
+`crate::{a::b, c}`. Paths through the crate root's re-exports
 (`crate::ModelError`) count as imports of the module that defines the item. The crate root
 itself (lib.rs), which only declares modules and re-exports, is not a node. Exits 1 when any
 module reaches itself, printing one cycle per line; 0 otherwise.
@@ -44,6 +45,33 @@ def reexports(root: str) -> dict:
     return names
 
 
+# `crate::a::b`, `super::super::x`, `self::x`, optionally ending in one `{…}` group.
+PATH = re.compile(r"\b(crate|super|self)((?:::\w+)*)(?:::\{([^{}]*)\})?")
+
+
+def paths(mod: tuple, m: re.Match) -> list:
+    """The absolute paths (lists of segments) that one match names, from module `mod`."""
+    head, rest = m.group(1), m.group(2).split("::")[1:]
+    if head == "crate":
+        base = []
+    elif head == "super":
+        base = list(mod[:-1])
+    else:
+        base = list(mod)
+    while rest and rest[0] == "super":
+        base, rest = base[:-1], rest[1:]
+    if m.group(3) is None:
+        return [base + rest]
+    out = []
+    for item in m.group(3).split(","):
+        item = item.split(" as ")[0].strip()
+        if item == "self":
+            out.append(base + rest)
+        elif item:
+            out.append(base + rest + item.split("::"))
+    return out
+
+
 def edges(mods: dict) -> dict:
     root_items = reexports(mods.get((), ""))
     known = set(mods)
@@ -51,25 +79,18 @@ def edges(mods: dict) -> dict:
     for mod, text in mods.items():
         if not mod:
             continue
-        for m in re.finditer(r"\b(crate|super|self)((?:::\w+)+)", text):
-            head, rest = m.group(1), m.group(2).split("::")[1:]
-            if head == "crate":
-                base = []
-            elif head == "super":
-                base = list(mod[:-1])
-            else:
-                base = list(mod)
-            path = base + rest
-            # The longest known module that the path starts with.
-            target = None
-            for n in range(len(path), 0, -1):
-                if tuple(path[:n]) in known:
-                    target = tuple(path[:n])
-                    break
-            if target is None and head == "crate" and rest and rest[0] in root_items:
-                target = (root_items[rest[0]],)
-            if target and target != mod and target in graph and not is_prefix(mod, target):
-                graph[mod].add(target)
+        for m in PATH.finditer(text):
+            for path in paths(mod, m):
+                # The longest known module that the path starts with.
+                target = None
+                for n in range(len(path), 0, -1):
+                    if tuple(path[:n]) in known:
+                        target = tuple(path[:n])
+                        break
+                if target is None and m.group(1) == "crate" and path and path[0] in root_items:
+                    target = (root_items[path[0]],)
+                if target and target != mod and target in graph and not is_prefix(mod, target):
+                    graph[mod].add(target)
     return graph
 
 
