@@ -462,7 +462,7 @@ async fn one_usage_event_per_success(url: String) {
     store.close().await;
 }
 
-/// Polls `/readyz` until `model` is served at `version`.
+/// Polls `/readyz` until `model` is served at `version` (failing after a generous minute).
 async fn wait_for_version(server: &TestServer, model: &str, version: &str) -> Duration {
     let started = Instant::now();
     loop {
@@ -476,7 +476,7 @@ async fn wait_for_version(server: &TestServer, model: &str, version: &str) -> Du
             return started.elapsed();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(60),
             "{model} v{version} not served: {ready}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -530,11 +530,36 @@ async fn follows_the_registry_champion(url: String) {
         .set_alias("a-private", Alias::Champion, bad)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let failed = "flywheel_model_reloads_total{model=\"a-private\",result=\"error\"} 1";
+    let served = &server;
+    let metrics =
+        || async move { String::from_utf8(served.get("/metrics").await.body.to_vec()).unwrap() };
+    let started = Instant::now();
+    while !metrics().await.contains(failed) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the poller never tried the broken version: {}",
+            metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_for_version(&server, "a-private", "1").await;
-    let metrics = String::from_utf8(server.get("/metrics").await.body.to_vec()).unwrap();
+    // Two more syncs (the admin reload syncs at once) do not try it again.
+    for _ in 0..2 {
+        let r = server
+            .send(
+                Method::POST,
+                "/v1/admin/models/a-private/reload",
+                &[("authorization", &format!("Bearer {TOKEN}"))],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.json()["version"], "1");
+    }
+    let metrics = metrics().await;
     assert!(
-        metrics.contains("flywheel_model_reloads_total{model=\"a-private\",result=\"error\"} 1"),
+        metrics.contains(failed),
         "one failed attempt, not retried on every poll: {metrics}"
     );
     server.stop().await;

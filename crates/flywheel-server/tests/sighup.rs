@@ -31,8 +31,10 @@ async fn sighup_reloads_models() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The reload is asynchronous: wait for it, for at most a generous minute.
     let mut version = String::new();
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let r = s.post_json("/v1/classify", &body).await;
         assert_eq!(r.status, StatusCode::OK);
