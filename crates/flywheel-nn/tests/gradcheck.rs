@@ -586,6 +586,7 @@ fn text_cnn_padding_folding_changes_nothing() {
         ("parameter gradients", &plain.1, &folded.1),
         ("input gradients", &plain.2, &folded.2),
     ] {
+        assert_eq!(a.len(), b.len(), "{what}: length");
         let err = a
             .iter()
             .zip(b.iter())
