@@ -22,8 +22,8 @@ pub mod simd;
 pub mod tensor;
 
 pub use bag::{
-    apply_input, apply_inputs_sharded, BagLoss, BagModel, BagScratch, BagTarget, BagUpdate,
-    HuffmanTree,
+    apply_input, apply_inputs_sharded, BagLoss, BagModel, BagReal, BagScratch, BagTarget,
+    BagUpdate, HuffmanTree,
 };
 pub use layers::{
     Bidirectional, Conv1d, Dense, Embedding, EmbeddingGrad, Gru, Lstm, Recurrent, SeqMasks, TextCnn,
