@@ -288,3 +288,157 @@ fn adam_update_body<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: 
         *w -= *m * c.alpha / (v.sqrt() + c.eps);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `steps` of `kind` from `w0` with the gradients `gs` (one per step) in `f64`.
+    fn run(kind: OptimizerKind, w0: &[f64], gs: &[&[f64]]) -> Vec<Vec<f64>> {
+        let mut w = Tensor::from_vec(&[w0.len()], w0.to_vec()).unwrap();
+        let mut opt: Optimizer<f64> = Optimizer::new(kind);
+        gs.iter()
+            .map(|g| {
+                let g = Tensor::from_vec(&[g.len()], g.to_vec()).unwrap();
+                opt.step(&mut [&mut w], &[&g]).unwrap();
+                w.data().to_vec()
+            })
+            .collect()
+    }
+
+    fn assert_all_close(what: &str, got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{what} [{i}]: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_sgd_matches_a_hand_computed_step() {
+        let kind = OptimizerKind::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+        };
+        let w = run(kind, &[1.0, -0.5], &[&[0.2, -0.4], &[0.1, 0.3]]);
+        // w -= 0.1 g: [1 - 0.02, -0.5 + 0.04], then [0.98 - 0.01, -0.46 - 0.03].
+        assert_all_close("step 1", &w[0], &[0.98, -0.46]);
+        assert_all_close("step 2", &w[1], &[0.97, -0.49]);
+    }
+
+    #[test]
+    fn sgd_with_momentum_matches_a_hand_computed_step() {
+        let kind = OptimizerKind::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+        };
+        let w = run(kind, &[1.0, -0.5], &[&[0.2, -0.4], &[0.1, 0.3]]);
+        // v1 = -0.1 g1 = [-0.02, 0.04], w1 = w0 + v1.
+        assert_all_close("step 1", &w[0], &[0.98, -0.46]);
+        // v2 = 0.9 v1 - 0.1 g2 = [-0.018 - 0.01, 0.036 - 0.03] = [-0.028, 0.006], w2 = w1 + v2.
+        assert_all_close("step 2", &w[1], &[0.952, -0.454]);
+    }
+
+    /// Keras's Adam (see [`OptimizerKind::Adam`]), lr 0.1, β 0.9/0.999, ε 1e-7, on gradients
+    /// of very different sizes: at 1e-6 the uncorrected `√v` (3e-8) is below ε, so the step
+    /// depends on ε and on where it is added (a textbook Adam, `m̂ / (√v̂ + ε)`, moves that
+    /// weight by 0.091 instead of 0.024). A zero gradient leaves its weight alone. Expected
+    /// values from the formula in double precision:
+    ///
+    /// ```text
+    /// m = v = 0
+    /// for t, g in enumerate(gs, 1):
+    ///     alpha = lr * sqrt(1 - b2**t) / (1 - b1**t)
+    ///     m += (g - m) * (1 - b1); v += (g*g - v) * (1 - b2)
+    ///     w -= m * alpha / (sqrt(v) + eps)
+    /// ```
+    #[test]
+    fn adam_matches_a_hand_computed_step() {
+        let kind = OptimizerKind::Adam {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        };
+        let w0 = [1.0, -0.5, 0.25, 2.0];
+        let w = run(
+            kind,
+            &w0,
+            &[&[0.5, -2.0, 1e-6, 0.0], &[-0.25, -1.0, 3e-6, 0.0]],
+        );
+        assert_all_close(
+            "step 1",
+            &w[0],
+            &[
+                0.9000006324515321,
+                -0.400000158113633,
+                0.22597469266479578,
+                2.0,
+            ],
+        );
+        assert_all_close(
+            "step 2",
+            &w[1],
+            &[
+                0.8733670792079219,
+                -0.30678232611517864,
+                0.18008678399954448,
+                2.0,
+            ],
+        );
+    }
+
+    /// Adam over a tensor above `PARALLEL_MIN` gives bit-identical results on one thread
+    /// (serial path) and on four (the chunks split across the pool), with and without the
+    /// per-occurrence squares, in `f32` as in training.
+    #[test]
+    fn adam_parallel_path_equals_serial() {
+        let n = PARALLEL_MIN + PARALLEL_CHUNK / 2 + 3; // a partial last chunk
+        let mut rng = crate::Rng::new(5);
+        let mut values = |scale: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.uniform(-1.0, 1.0) * scale) as f32)
+                .collect()
+        };
+        let w0 = values(1.0);
+        let grads: Vec<Vec<f32>> = (0..3).map(|s| values(10f64.powi(-2 - s))).collect();
+        let squares: Vec<Vec<f32>> = grads
+            .iter()
+            .map(|g| g.iter().map(|v| v * v * 1.5).collect())
+            .collect();
+        let train = |threads: usize, with_squares: bool| -> Vec<f32> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                // The conditions under which `adam_tensor` splits the tensor.
+                assert_eq!(rayon::current_num_threads() >= 2, threads > 1);
+                assert!(n >= PARALLEL_MIN);
+                let mut w = Tensor::from_vec(&[n], w0.clone()).unwrap();
+                let mut opt: Optimizer<f32> = Optimizer::new(OptimizerKind::adam());
+                for (g, sq) in grads.iter().zip(&squares) {
+                    let g = Tensor::from_vec(&[n], g.clone()).unwrap();
+                    let sq = Tensor::from_vec(&[n], sq.clone()).unwrap();
+                    let sq = if with_squares { Some(&sq) } else { None };
+                    opt.step_with_squares(&mut [&mut w], &[&g], &[sq]).unwrap();
+                }
+                w.data().to_vec()
+            })
+        };
+        for with_squares in [false, true] {
+            let serial = train(1, with_squares);
+            let parallel = train(4, with_squares);
+            let moved = serial.iter().zip(&w0).filter(|(a, b)| a != b).count();
+            assert!(moved > n / 2, "only {moved} of {n} weights moved");
+            let differ = serial
+                .iter()
+                .zip(&parallel)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(differ, 0, "squares {with_squares}: {differ} weights differ");
+        }
+    }
+}
