@@ -7,7 +7,7 @@
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-use sqlx::Row;
+use sqlx::FromRow;
 use subtle::ConstantTimeEq;
 
 use crate::types::*;
@@ -24,6 +24,41 @@ pub struct SqliteStore {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+}
+
+/// An `api_keys` row found by prefix, before its digest is compared.
+#[derive(FromRow)]
+struct KeyCandidate {
+    #[sqlx(flatten)]
+    info: KeyInfo,
+    key_sha256: Vec<u8>,
+    revoked_at: Option<i64>,
+}
+
+/// A row of the usage report, its day still a day number.
+#[derive(FromRow)]
+struct UsageRecord {
+    tenant: String,
+    key_prefix: String,
+    model: String,
+    day: i64,
+    requests: i64,
+    texts: i64,
+    characters: i64,
+}
+
+impl From<UsageRecord> for UsageRow {
+    fn from(r: UsageRecord) -> Self {
+        UsageRow {
+            tenant: r.tenant,
+            key_prefix: r.key_prefix,
+            model: r.model,
+            day: format_day(r.day),
+            requests: r.requests,
+            texts: r.texts,
+            characters: r.characters,
+        }
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -93,53 +128,30 @@ macro_rules! backend {
 
             /// Every model name with its aliases, by name.
             pub async fn list_models(&self) -> Result<Vec<ModelSummary>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT m.name, m.public, m.latest_version, m.created_at, \
                        (SELECT a.version FROM model_aliases a WHERE a.name = m.name AND a.alias = 'champion') AS champion, \
                        (SELECT a.version FROM model_aliases a WHERE a.name = m.name AND a.alias = 'challenger') AS challenger \
                      FROM models m ORDER BY m.name",
                 )
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(ModelSummary {
-                            name: r.try_get("name")?,
-                            public: r.try_get("public")?,
-                            latest_version: r.try_get("latest_version")?,
-                            champion: r.try_get("champion")?,
-                            challenger: r.try_get("challenger")?,
-                            created_at: r.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             /// The versions of one model, oldest first (metadata only).
             pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT name, version, sha256, size_bytes, created_at FROM model_versions \
                      WHERE name = $1 ORDER BY version",
                 )
                 .bind(name)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(VersionInfo {
-                            name: r.try_get("name")?,
-                            version: r.try_get("version")?,
-                            sha256: r.try_get("sha256")?,
-                            size_bytes: r.try_get("size_bytes")?,
-                            created_at: r.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             /// One version with its artifact bytes.
             pub async fn get_version(&self, name: &str, version: i64) -> Result<ModelArtifact> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT name, version, sha256, size_bytes, created_at, artifact \
                      FROM model_versions WHERE name = $1 AND version = $2",
                 )
@@ -147,17 +159,7 @@ macro_rules! backend {
                 .bind(version)
                 .fetch_optional(&self.pool)
                 .await?
-                .ok_or_else(|| Error::NotFound(format!("model {name:?} version {version}")))?;
-                Ok(ModelArtifact {
-                    info: VersionInfo {
-                        name: row.try_get("name")?,
-                        version: row.try_get("version")?,
-                        sha256: row.try_get("sha256")?,
-                        size_bytes: row.try_get("size_bytes")?,
-                        created_at: row.try_get("created_at")?,
-                    },
-                    bytes: row.try_get("artifact")?,
-                })
+                .ok_or_else(|| Error::NotFound(format!("model {name:?} version {version}")))
             }
 
             /// Marks a model public (usable by every tenant) or private.
@@ -199,7 +201,7 @@ macro_rules! backend {
             pub async fn rollback(&self, name: &str) -> Result<i64> {
                 let now = now_unix();
                 let mut tx = self.pool.begin_with($begin).await?;
-                let rows = sqlx::query(
+                let rows: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT id, version FROM alias_history \
                      WHERE name = $1 AND alias = 'champion' AND action = 'set' AND NOT reverted \
                      ORDER BY id DESC LIMIT 2",
@@ -207,11 +209,9 @@ macro_rules! backend {
                 .bind(name)
                 .fetch_all(&mut *tx)
                 .await?;
-                if rows.len() < 2 {
+                let [(current_id, _), (_, previous), ..] = rows[..] else {
                     return Err(Error::NothingToRollBack(name.to_string()));
-                }
-                let current_id: i64 = rows[0].try_get("id")?;
-                let previous: i64 = rows[1].try_get("version")?;
+                };
                 sqlx::query("UPDATE alias_history SET reverted = $2 WHERE id = $1")
                     .bind(current_id)
                     .bind(true)
@@ -242,26 +242,13 @@ macro_rules! backend {
 
             /// Every alias change of a model, oldest first.
             pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasEvent>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, name, alias, version, action, reverted, at FROM alias_history \
                      WHERE name = $1 ORDER BY id",
                 )
                 .bind(name)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(AliasEvent {
-                            id: r.try_get("id")?,
-                            name: r.try_get("name")?,
-                            alias: r.try_get("alias")?,
-                            version: r.try_get("version")?,
-                            action: r.try_get("action")?,
-                            reverted: r.try_get("reverted")?,
-                            at: r.try_get("at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             // ---------------------------------------------------------------- tenants, keys
@@ -287,18 +274,9 @@ macro_rules! backend {
             }
 
             pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-                let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+                Ok(sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
                     .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Tenant {
-                            id: r.try_get("id")?,
-                            name: r.try_get("name")?,
-                            created_at: r.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
+                    .await?)
             }
 
             async fn tenant_id(&self, tenant: &str) -> Result<i64> {
@@ -352,7 +330,7 @@ macro_rules! backend {
                     return Ok(None);
                 }
                 let hash = sha256(key.as_bytes());
-                let rows = sqlx::query(
+                let rows: Vec<KeyCandidate> = sqlx::query_as(
                     "SELECT k.id, k.prefix, k.key_sha256, k.plan, k.revoked_at, t.id AS tenant_id, t.name AS tenant \
                      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = $1",
                 )
@@ -360,18 +338,10 @@ macro_rules! backend {
                 .fetch_all(&self.pool)
                 .await?;
                 let mut found = None;
-                for r in &rows {
-                    let stored: Vec<u8> = r.try_get("key_sha256")?;
-                    let revoked: Option<i64> = r.try_get("revoked_at")?;
-                    let equal: bool = stored.as_slice().ct_eq(&hash[..]).into();
-                    if equal && revoked.is_none() {
-                        found = Some(KeyInfo {
-                            id: r.try_get("id")?,
-                            prefix: r.try_get("prefix")?,
-                            tenant_id: r.try_get("tenant_id")?,
-                            tenant: r.try_get("tenant")?,
-                            plan: r.try_get("plan")?,
-                        });
+                for r in rows {
+                    let equal: bool = r.key_sha256.as_slice().ct_eq(&hash[..]).into();
+                    if equal && r.revoked_at.is_none() {
+                        found = Some(r.info);
                     }
                 }
                 Ok(found)
@@ -380,24 +350,13 @@ macro_rules! backend {
             /// The tenant's keys (prefixes only), oldest first.
             pub async fn list_keys(&self, tenant: &str) -> Result<Vec<KeySummary>> {
                 let tenant_id = self.tenant_id(tenant).await?;
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, prefix, plan, created_at, revoked_at FROM api_keys \
                      WHERE tenant_id = $1 ORDER BY id",
                 )
                 .bind(tenant_id)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(KeySummary {
-                            id: r.try_get("id")?,
-                            prefix: r.try_get("prefix")?,
-                            plan: r.try_get("plan")?,
-                            created_at: r.try_get("created_at")?,
-                            revoked_at: r.try_get("revoked_at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             /// Revokes the (not yet revoked) keys of `tenant` with this prefix; returns how many.
@@ -506,21 +465,11 @@ macro_rules! backend {
             }
 
             pub async fn list_plans(&self) -> Result<Vec<Plan>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT name, requests_per_minute, texts_per_month, created_at FROM plans ORDER BY name",
                 )
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Plan {
-                            name: r.try_get("name")?,
-                            requests_per_minute: r.try_get("requests_per_minute")?,
-                            texts_per_month: r.try_get("texts_per_month")?,
-                            created_at: r.try_get("created_at")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             /// Counts one request carrying `texts` texts against the key's plan, atomically across
@@ -546,7 +495,7 @@ macro_rules! backend {
             pub async fn peek(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
                 let window = now - now.rem_euclid(60);
                 let (month, next_month) = month_bounds(now);
-                let row = sqlx::query(
+                let (rpm, tpm, used_requests, used_texts): (i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(
                     "SELECT p.requests_per_minute, p.texts_per_month, \
                        (SELECT w.requests FROM request_windows w WHERE w.key_id = k.id AND w.window_start >= $2) AS requests, \
                        (SELECT q.texts FROM text_quota q WHERE q.key_id = k.id AND q.month_start = $3) AS texts \
@@ -558,10 +507,8 @@ macro_rules! backend {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("key id {key_id}")))?;
-                let rpm: i64 = row.try_get("requests_per_minute")?;
-                let tpm: i64 = row.try_get("texts_per_month")?;
-                let used_requests: i64 = row.try_get::<Option<i64>, _>("requests")?.unwrap_or(0);
-                let used_texts: i64 = row.try_get::<Option<i64>, _>("texts")?.unwrap_or(0);
+                let used_requests = used_requests.unwrap_or(0);
+                let used_texts = used_texts.unwrap_or(0);
                 let denied_by = if used_requests >= rpm {
                     Some(LimitKind::Requests)
                 } else if used_texts.saturating_add(texts) > tpm {
@@ -589,14 +536,12 @@ macro_rules! backend {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let inserted = insert_event(&mut tx, event).await?;
                 if !inserted {
-                    let row = sqlx::query(
+                    let (tenant, digest): (String, String) = sqlx::query_as(
                         "SELECT tenant, request_sha256 FROM usage_events WHERE id = $1",
                     )
                     .bind(&event.id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    let tenant: String = row.try_get("tenant")?;
-                    let digest: String = row.try_get("request_sha256")?;
                     if tenant != event.tenant || digest != event.request_sha256 {
                         tx.rollback().await?;
                         return Err(Error::IdempotencyConflict(event.id.clone()));
@@ -628,7 +573,7 @@ macro_rules! backend {
 
             /// The usage events themselves, oldest first (by time, then id).
             pub async fn usage_events(&self, filter: &UsageFilter) -> Result<Vec<UsageEvent>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, tenant, key_prefix, model, version, texts, characters, at, request_sha256 \
                      FROM usage_events \
                      WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
@@ -638,27 +583,12 @@ macro_rules! backend {
                 .bind(filter.from)
                 .bind(filter.to)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(UsageEvent {
-                            id: r.try_get("id")?,
-                            tenant: r.try_get("tenant")?,
-                            key_prefix: r.try_get("key_prefix")?,
-                            model: r.try_get("model")?,
-                            version: r.try_get("version")?,
-                            texts: r.try_get("texts")?,
-                            characters: r.try_get("characters")?,
-                            at: r.try_get("at")?,
-                            request_sha256: r.try_get("request_sha256")?,
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             /// Usage summed per tenant, key prefix, model and UTC day, in that order.
             pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
-                let rows = sqlx::query(
+                let rows: Vec<UsageRecord> = sqlx::query_as(
                     "SELECT tenant, key_prefix, model, at / 86400 AS day, COUNT(*) AS requests, \
                        CAST(SUM(texts) AS BIGINT) AS texts, CAST(SUM(characters) AS BIGINT) AS characters \
                      FROM usage_events \
@@ -671,20 +601,7 @@ macro_rules! backend {
                 .bind(filter.to)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        let day: i64 = r.try_get("day")?;
-                        Ok(UsageRow {
-                            tenant: r.try_get("tenant")?,
-                            key_prefix: r.try_get("key_prefix")?,
-                            model: r.try_get("model")?,
-                            day: format_day(day),
-                            requests: r.try_get("requests")?,
-                            texts: r.try_get("texts")?,
-                            characters: r.try_get("characters")?,
-                        })
-                    })
-                    .collect()
+                Ok(rows.into_iter().map(UsageRow::from).collect())
             }
         }
 
@@ -699,7 +616,7 @@ macro_rules! backend {
             ) -> Result<Decision> {
                 let window = now - now.rem_euclid(60);
                 let (month, next_month) = month_bounds(now);
-                let plan = sqlx::query(
+                let (rpm, tpm): (i64, i64) = sqlx::query_as(
                     "SELECT p.requests_per_minute, p.texts_per_month FROM api_keys k \
                      JOIN plans p ON p.name = k.plan WHERE k.id = $1",
                 )
@@ -707,8 +624,6 @@ macro_rules! backend {
                 .fetch_optional(&mut **tx)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("key id {key_id}")))?;
-                let rpm: i64 = plan.try_get("requests_per_minute")?;
-                let tpm: i64 = plan.try_get("texts_per_month")?;
 
                 let mut denied_by = None;
                 let mut requests_used = None;

@@ -4,8 +4,9 @@
 //! back end's module (see `backend.rs`) so it can share that module's transaction helpers.
 
 use sha2::{Digest, Sha256};
+use sqlx::FromRow;
 
-use crate::types::DataRow;
+use crate::types::{DataRow, Feedback, NewFeedback};
 use crate::util::to_hex;
 
 /// Joins label names for storage (U+001F cannot appear in a label).
@@ -53,12 +54,60 @@ pub(crate) fn split_labels(joined: &str) -> Vec<String> {
     joined.split(LABEL_JOIN).map(str::to_string).collect()
 }
 
+/// A `dataset_rows` row, its labels still joined.
+#[derive(FromRow)]
+pub(crate) struct DataRowRecord {
+    text: String,
+    labels: String,
+}
+
+impl From<DataRowRecord> for DataRow {
+    fn from(r: DataRowRecord) -> Self {
+        DataRow {
+            text: r.text,
+            labels: split_labels(&r.labels),
+        }
+    }
+}
+
+/// A `feedback` row, its labels still joined.
+#[derive(FromRow)]
+pub(crate) struct FeedbackRecord {
+    id: i64,
+    tenant: String,
+    model: String,
+    prediction_id: Option<i64>,
+    text: String,
+    labels: String,
+    request_id: String,
+    request_sha256: String,
+    created_at: i64,
+}
+
+impl From<FeedbackRecord> for Feedback {
+    fn from(r: FeedbackRecord) -> Self {
+        Feedback {
+            id: r.id,
+            feedback: NewFeedback {
+                tenant: r.tenant,
+                model: r.model,
+                prediction_id: r.prediction_id,
+                text: r.text,
+                labels: split_labels(&r.labels),
+                request_id: r.request_id,
+                request_sha256: r.request_sha256,
+                created_at: r.created_at,
+            },
+        }
+    }
+}
+
 /// Rows per multi-row INSERT (4 parameters each; well under both databases' limits).
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
 macro_rules! feedback_ops {
     ($store:ty, $db:ty, $begin:expr) => {
-        use crate::feedback::{dataset_sha256, join_labels, split_labels, INSERT_CHUNK};
+        use crate::feedback::{dataset_sha256, join_labels, DataRowRecord, FeedbackRecord, INSERT_CHUNK};
 
         /// Inserts a dataset and its rows inside `tx`; returns its id.
         async fn insert_dataset(
@@ -99,76 +148,12 @@ macro_rules! feedback_ops {
             Ok(id)
         }
 
-        fn dataset_info(r: &<$db as sqlx::Database>::Row) -> Result<DatasetInfo> {
-            Ok(DatasetInfo {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                role: r.try_get("role")?,
-                sha256: r.try_get("sha256")?,
-                rows: r.try_get("row_count")?,
-                created_at: r.try_get("created_at")?,
-            })
-        }
-
         const PREDICTION_COLUMNS: &str = "p.id, p.tenant, p.model, p.version, p.request_id, p.idx, \
              p.text, p.label, p.score, p.uncertainty, p.created_at, \
              EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.id) AS labelled";
 
-        fn logged_prediction(r: &<$db as sqlx::Database>::Row) -> Result<LoggedPrediction> {
-            Ok(LoggedPrediction {
-                id: r.try_get("id")?,
-                labelled: r.try_get("labelled")?,
-                prediction: NewPrediction {
-                    tenant: r.try_get("tenant")?,
-                    model: r.try_get("model")?,
-                    version: r.try_get("version")?,
-                    request_id: r.try_get("request_id")?,
-                    index: r.try_get("idx")?,
-                    text: r.try_get("text")?,
-                    label: r.try_get("label")?,
-                    score: r.try_get("score")?,
-                    uncertainty: r.try_get("uncertainty")?,
-                    created_at: r.try_get("created_at")?,
-                },
-            })
-        }
-
         const FEEDBACK_COLUMNS: &str = "id, tenant, model, prediction_id, text, labels, \
              request_id, request_sha256, created_at";
-
-        fn feedback_row(r: &<$db as sqlx::Database>::Row) -> Result<Feedback> {
-            let labels: String = r.try_get("labels")?;
-            Ok(Feedback {
-                id: r.try_get("id")?,
-                feedback: NewFeedback {
-                    tenant: r.try_get("tenant")?,
-                    model: r.try_get("model")?,
-                    prediction_id: r.try_get("prediction_id")?,
-                    text: r.try_get("text")?,
-                    labels: split_labels(&labels),
-                    request_id: r.try_get("request_id")?,
-                    request_sha256: r.try_get("request_sha256")?,
-                    created_at: r.try_get("created_at")?,
-                },
-            })
-        }
-
-        fn decision_row(r: &<$db as sqlx::Database>::Row) -> Result<RetrainDecision> {
-            Ok(RetrainDecision {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                champion_version: r.try_get("champion_version")?,
-                challenger_version: r.try_get("challenger_version")?,
-                promoted: r.try_get("promoted")?,
-                reason: r.try_get("reason")?,
-                report: r.try_get("report")?,
-                feedback_rows: r.try_get("feedback_rows")?,
-                feedback_upto: r.try_get("feedback_upto")?,
-                seed: r.try_get("seed")?,
-                cause: r.try_get("cause")?,
-                at: r.try_get("at")?,
-            })
-        }
 
         impl $store {
             // ------------------------------------------------------------ datasets
@@ -241,7 +226,7 @@ macro_rules! feedback_ops {
 
             /// The base data recorded with a version, if any.
             pub async fn base_dataset(&self, name: &str, version: i64) -> Result<Option<DatasetInfo>> {
-                let row = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT d.id, d.name, d.role, d.sha256, d.row_count, d.created_at \
                      FROM model_versions v JOIN datasets d ON d.id = v.base_dataset \
                      WHERE v.name = $1 AND v.version = $2",
@@ -249,39 +234,29 @@ macro_rules! feedback_ops {
                 .bind(name)
                 .bind(version)
                 .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(dataset_info).transpose()
+                .await?)
             }
 
             /// The model's frozen holdout, if one was given.
             pub async fn holdout_dataset(&self, name: &str) -> Result<Option<DatasetInfo>> {
-                let row = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT d.id, d.name, d.role, d.sha256, d.row_count, d.created_at \
                      FROM models m JOIN datasets d ON d.id = m.holdout_dataset WHERE m.name = $1",
                 )
                 .bind(name)
                 .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(dataset_info).transpose()
+                .await?)
             }
 
             /// A dataset's rows in their original order.
             pub async fn dataset_rows(&self, dataset_id: i64) -> Result<Vec<DataRow>> {
-                let rows = sqlx::query(
+                let rows: Vec<DataRowRecord> = sqlx::query_as(
                     "SELECT text, labels FROM dataset_rows WHERE dataset_id = $1 ORDER BY position",
                 )
                 .bind(dataset_id)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        let labels: String = r.try_get("labels")?;
-                        Ok(DataRow {
-                            text: r.try_get("text")?,
-                            labels: split_labels(&labels),
-                        })
-                    })
-                    .collect()
+                Ok(rows.into_iter().map(DataRow::from).collect())
             }
 
             // ------------------------------------------------------------ predictions
@@ -322,7 +297,7 @@ macro_rules! feedback_ops {
                 request_id: &str,
                 index: i64,
             ) -> Result<Option<LoggedPrediction>> {
-                let row = sqlx::query(&format!(
+                Ok(sqlx::query_as(&format!(
                     "SELECT {PREDICTION_COLUMNS} FROM predictions p \
                      WHERE p.tenant = $1 AND p.request_id = $2 AND p.idx = $3"
                 ))
@@ -330,19 +305,17 @@ macro_rules! feedback_ops {
                 .bind(request_id)
                 .bind(index)
                 .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(logged_prediction).transpose()
+                .await?)
             }
 
             /// The logged prediction with this id.
             pub async fn get_prediction(&self, id: i64) -> Result<Option<LoggedPrediction>> {
-                let row = sqlx::query(&format!(
+                Ok(sqlx::query_as(&format!(
                     "SELECT {PREDICTION_COLUMNS} FROM predictions p WHERE p.id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(logged_prediction).transpose()
+                .await?)
             }
 
             /// Logged predictions of `model` that no feedback labels yet (only `tenant`'s when
@@ -366,12 +339,11 @@ macro_rules! feedback_ops {
                      AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.id) \
                      ORDER BY {order} LIMIT $2"
                 );
-                let mut q = sqlx::query(&sql).bind(model).bind(limit.max(0));
+                let mut q = sqlx::query_as(&sql).bind(model).bind(limit.max(0));
                 if let Some(t) = tenant {
                     q = q.bind(t);
                 }
-                let rows = q.fetch_all(&self.pool).await?;
-                rows.iter().map(logged_prediction).collect()
+                Ok(q.fetch_all(&self.pool).await?)
             }
 
             /// How many logged predictions of `model` wait for a label (a tenant's only, when
@@ -429,14 +401,14 @@ macro_rules! feedback_ops {
                         false,
                     ),
                     None => {
-                        let row = sqlx::query(&format!(
+                        let row: FeedbackRecord = sqlx::query_as(&format!(
                             "SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE tenant = $1 AND request_id = $2"
                         ))
                         .bind(&f.tenant)
                         .bind(&f.request_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let stored = feedback_row(&row)?;
+                        let stored = Feedback::from(row);
                         if stored.feedback.request_sha256 != f.request_sha256 {
                             return Err(Error::IdempotencyConflict(f.request_id.clone()));
                         }
@@ -449,19 +421,19 @@ macro_rules! feedback_ops {
 
             /// Feedback on `model` with an id above `after_id`, oldest first.
             pub async fn feedback_since(&self, model: &str, after_id: i64) -> Result<Vec<Feedback>> {
-                let rows = sqlx::query(&format!(
+                let rows: Vec<FeedbackRecord> = sqlx::query_as(&format!(
                     "SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE model = $1 AND id > $2 ORDER BY id"
                 ))
                 .bind(model)
                 .bind(after_id)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter().map(feedback_row).collect()
+                Ok(rows.into_iter().map(Feedback::from).collect())
             }
 
             /// `(count, highest id)` of the feedback on `model` with an id above `after_id`.
             pub async fn count_feedback_since(&self, model: &str, after_id: i64) -> Result<(i64, i64)> {
-                let row = sqlx::query(
+                let (n, upto): (i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS upto FROM feedback \
                      WHERE model = $1 AND id > $2",
                 )
@@ -469,8 +441,6 @@ macro_rules! feedback_ops {
                 .bind(after_id)
                 .fetch_one(&self.pool)
                 .await?;
-                let n: i64 = row.try_get("n")?;
-                let upto: i64 = row.try_get("upto")?;
                 Ok((n, upto.max(after_id)))
             }
 
@@ -520,15 +490,14 @@ macro_rules! feedback_ops {
 
             /// Every retrain decision of a model, oldest first.
             pub async fn decisions(&self, name: &str) -> Result<Vec<RetrainDecision>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as(
                     "SELECT id, name, champion_version, challenger_version, promoted, reason, report, \
                      feedback_rows, feedback_upto, seed, cause, at FROM retrain_decisions \
                      WHERE name = $1 ORDER BY id",
                 )
                 .bind(name)
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(decision_row).collect()
+                .await?)
             }
 
             /// Takes the retrain lease of `name` for `holder` until `now + ttl` if it is free,

@@ -1,4 +1,9 @@
-//! Plain values returned by the store.
+//! Plain values returned by the store. The row types read from the database derive
+//! [`sqlx::FromRow`] (the same for both back ends) and [`Serialize`], with the field names as
+//! JSON keys.
+
+use serde::Serialize;
+use sqlx::FromRow;
 
 use crate::Error;
 
@@ -41,7 +46,7 @@ impl std::str::FromStr for Alias {
 }
 
 /// One registered model name with its aliases.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct ModelSummary {
     pub name: String,
     /// Public models may be used by every tenant.
@@ -54,7 +59,7 @@ pub struct ModelSummary {
 }
 
 /// Metadata of one stored version (without its bytes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct VersionInfo {
     pub name: String,
     pub version: i64,
@@ -65,14 +70,16 @@ pub struct VersionInfo {
 }
 
 /// A stored model version with its artifact bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ModelArtifact {
+    #[sqlx(flatten)]
     pub info: VersionInfo,
+    #[sqlx(rename = "artifact")]
     pub bytes: Vec<u8>,
 }
 
 /// One row of the alias history (oldest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct AliasEvent {
     pub id: i64,
     pub name: String,
@@ -85,14 +92,16 @@ pub struct AliasEvent {
     pub at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A customer account: its keys, grants and usage belong to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Tenant {
     pub id: i64,
     pub name: String,
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Limits shared by every key on the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Plan {
     pub name: String,
     pub requests_per_minute: i64,
@@ -123,7 +132,7 @@ impl std::fmt::Debug for NewKey {
 }
 
 /// Who a valid key belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct KeyInfo {
     pub id: i64,
     pub prefix: String,
@@ -133,7 +142,7 @@ pub struct KeyInfo {
 }
 
 /// A key as listed: prefix only, never the secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct KeySummary {
     pub id: i64,
     pub prefix: String,
@@ -174,7 +183,7 @@ pub struct Decision {
 }
 
 /// One metered request; `id` is the request id and makes recording idempotent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct UsageEvent {
     pub id: String,
     pub tenant: String,
@@ -208,7 +217,7 @@ pub struct UsageFilter {
 }
 
 /// Usage summed per tenant / key prefix / model / UTC day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRow {
     pub tenant: String,
     pub key_prefix: String,
@@ -221,7 +230,7 @@ pub struct UsageRow {
 }
 
 /// One labelled row of a stored dataset (base data or holdout).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DataRow {
     pub text: String,
     /// One label (several for multi-label; the value as text for regression).
@@ -248,26 +257,30 @@ impl DataRole {
 }
 
 /// A stored dataset's description (without its rows).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct DatasetInfo {
     pub id: i64,
     pub name: String,
     pub role: String,
     /// Hex SHA-256 over the rows (see [`crate::dataset_sha256`]).
     pub sha256: String,
+    #[sqlx(rename = "row_count")]
     pub rows: i64,
     pub created_at: i64,
 }
 
 /// A served prediction to keep for review (its text already redacted).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct NewPrediction {
+    /// Not serialized: the API shows a tenant only its own predictions.
+    #[serde(skip_serializing)]
     pub tenant: String,
     pub model: String,
     pub version: i64,
     /// The request's id; with `index`, the prediction's identity for feedback.
     pub request_id: String,
-    /// Position of the text in the request's `inputs`.
+    /// Position of the text in the request's `inputs` (column `idx`).
+    #[sqlx(rename = "idx")]
     pub index: i64,
     pub text: String,
     /// The predicted label (several joined by `", "`; the value for regression).
@@ -279,11 +292,14 @@ pub struct NewPrediction {
 }
 
 /// A logged prediction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct LoggedPrediction {
     pub id: i64,
     /// Whether feedback already labels it.
     pub labelled: bool,
+    /// Serialized inline: its fields sit next to `id` and `labelled`.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
     pub prediction: NewPrediction,
 }
 
@@ -310,7 +326,7 @@ impl std::str::FromStr for ReviewStrategy {
 }
 
 /// A correction to store (its text already redacted). `request_id` makes it idempotent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewFeedback {
     pub tenant: String,
     pub model: String,
@@ -325,14 +341,16 @@ pub struct NewFeedback {
 }
 
 /// A stored correction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Feedback {
     pub id: i64,
+    /// Serialized inline: its fields sit next to `id`.
+    #[serde(flatten)]
     pub feedback: NewFeedback,
 }
 
 /// Outcome of one retrain: what was compared and why the challenger was (not) promoted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct RetrainDecision {
     /// Set by the store.
     pub id: i64,
