@@ -257,10 +257,6 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
 fn format_time(t: i64) -> String {
     let day = t.div_euclid(86_400);
@@ -472,7 +468,7 @@ fn push(
         }
         None => None,
     };
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = hex::encode(Sha256::digest(&bytes));
     let size = bytes.len();
     let name = name.to_string();
     with_store(db, |store| async move {

@@ -147,7 +147,7 @@ pub fn read_labelled(path: &Path, opts: &ReadOptions) -> Result<Dataset, DataErr
     Ok(Dataset {
         source: path.to_path_buf(),
         format,
-        sha256: hex(&hashing.hasher.finalize()),
+        sha256: hex::encode(hashing.hasher.finalize()),
         records,
     })
 }
@@ -262,16 +262,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";

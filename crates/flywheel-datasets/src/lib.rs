@@ -266,7 +266,7 @@ fn sha256_file(path: &Path) -> Result<String, DatasetsError> {
     let mut file = BufReader::new(open(path)?);
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher).map_err(|e| DatasetsError::io(path, "read the file", e))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Writes `text,label` rows as CSV (RFC 4180 quoting, LF line ends) through a
@@ -292,15 +292,4 @@ pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<(), DatasetsError> 
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
-}
-
-/// Lower-case hexadecimal of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

@@ -447,9 +447,9 @@ fn file_digest<'a>(
     hex(&h.finalize())
 }
 
-/// Lower-case hex of bytes.
+/// Lower-case hex of bytes ([`hex::encode`]; kept for callers of this path).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The current time (or `SOURCE_DATE_EPOCH`) as RFC 3339 UTC.

@@ -15,14 +15,9 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// Lower-case hex of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// Unpadded base64url (RFC 4648 §5).
@@ -167,6 +162,17 @@ mod tests {
             (Some(0), Some(2 * 86_400))
         );
         assert!(day_range(Some("2024-01-02"), Some("2024-01-01")).is_err());
+    }
+
+    #[test]
+    fn digests_are_fixed_values() {
+        // SHA-256 of "abc" (FIPS 180-2, appendix B.1) in lower-case hex: what the registry stores
+        // for an artifact and what identifies API keys, on every replica alike.
+        assert_eq!(
+            to_hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]
