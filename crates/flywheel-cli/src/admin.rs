@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flywheel_model::Artifact;
-use flywheel_store::{Alias, DataRow, Store, UsageFilter, UsageRow, KEY_PREFIX_LEN, KEY_SCHEME};
+use flywheel_store::{
+    format_time, Alias, DataRow, Store, UsageFilter, UsageRow, KEY_PREFIX_LEN, KEY_SCHEME,
+};
 use sha2::{Digest, Sha256};
 
 /// Where the store lives.
@@ -255,19 +257,6 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
-fn format_time(t: i64) -> String {
-    let day = t.div_euclid(86_400);
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}:{:02}",
-        flywheel_store::format_day(day),
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
 }
 
 /// Prints rows as left-aligned columns under a header.
@@ -802,11 +791,6 @@ fn print_usage(rows: &[UsageRow], format: ReportFormat) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_times() {
-        assert_eq!(format_time(86_400 + 3661), "1970-01-02 01:01:01");
-    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -30,7 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 pub use backend::{PostgresStore, SqliteStore};
 pub use feedback::dataset_sha256;
 pub use types::*;
-pub use util::{day_range, days_from_civil, format_day, parse_day};
+pub use util::{day_range, days_from_civil, format_day, format_time, parse_day};
 
 /// Every key starts with this.
 pub const KEY_SCHEME: &str = "fw_";

@@ -66,6 +66,18 @@ pub fn format_day(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
+pub fn format_time(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        format_day(t.div_euclid(86_400)),
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Parses a strict `YYYY-MM-DD` into a day number since 1970-01-01.
 pub fn parse_day(s: &str) -> Result<i64> {
     let bad = || Error::Invalid(format!("date {s:?} (expected YYYY-MM-DD, e.g. 2026-01-31)"));
@@ -162,6 +174,17 @@ mod tests {
             (Some(0), Some(2 * 86_400))
         );
         assert!(day_range(Some("2024-01-02"), Some("2024-01-01")).is_err());
+    }
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(86_400 + 3661), "1970-01-02 01:01:01");
+        assert_eq!(format_time(-1), "1969-12-31 23:59:59");
+        assert_eq!(
+            format_time(days_from_civil(2024, 2, 29) * 86_400 + 86_399),
+            "2024-02-29 23:59:59"
+        );
     }
 
     #[test]
