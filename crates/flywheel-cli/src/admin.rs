@@ -710,66 +710,22 @@ pub fn usage(args: UsageArgs) -> Result<()> {
     }
 }
 
-const USAGE_COLUMNS: [&str; 7] = [
-    "tenant",
-    "key_prefix",
-    "model",
-    "day",
-    "requests",
-    "texts",
-    "characters",
-];
-
-fn usage_cells(r: &UsageRow) -> Vec<String> {
-    vec![
-        r.tenant.clone(),
-        r.key_prefix.clone(),
-        r.model.clone(),
-        r.day.clone(),
-        r.requests.to_string(),
-        r.texts.to_string(),
-        r.characters.to_string(),
-    ]
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn print_usage(rows: &[UsageRow], format: ReportFormat) -> Result<()> {
     match format {
         ReportFormat::Csv => {
-            println!("{}", USAGE_COLUMNS.join(","));
-            for r in rows {
-                let cells: Vec<String> = usage_cells(r).iter().map(|c| csv_field(c)).collect();
-                println!("{}", cells.join(","));
-            }
+            let mut out = std::io::stdout().lock();
+            flywheel_store::write_csv(
+                &mut out,
+                &UsageRow::COLUMNS,
+                rows.iter().map(UsageRow::cells),
+            )
+            .context("writing the CSV report")?;
         }
-        ReportFormat::Json => {
-            let list: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "tenant": r.tenant,
-                        "key_prefix": r.key_prefix,
-                        "model": r.model,
-                        "day": r.day,
-                        "requests": r.requests,
-                        "texts": r.texts,
-                        "characters": r.characters,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&list)?);
-        }
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(rows)?),
         ReportFormat::Table => {
-            let header: Vec<String> = USAGE_COLUMNS.iter().map(|c| c.to_uppercase()).collect();
+            let header: Vec<String> = UsageRow::COLUMNS.iter().map(|c| c.to_uppercase()).collect();
             let header: Vec<&str> = header.iter().map(String::as_str).collect();
-            let mut cells: Vec<Vec<String>> = rows.iter().map(usage_cells).collect();
+            let mut cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
             if !rows.is_empty() {
                 let sum = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>().to_string();
                 cells.push(vec![

@@ -56,6 +56,13 @@ impl Db {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Trains a tiny model with the binary itself.
 fn train(dir: &Path, out: &str, seed: &str) -> String {
     let mut csv = String::from("text,label\n");
@@ -258,6 +265,45 @@ fn usage_report_formats_and_dates() {
     let json = db.stdout(&["usage", "report", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v, serde_json::json!([]));
+
+    // A tenant name may start with '-' and a usage event's model is stored as given: in the CSV
+    // such cells are defused for spreadsheets, in JSON they are kept as they are.
+    runtime().block_on(async {
+        let store = flywheel_store::Store::open(&db.url).await.unwrap();
+        let event = flywheel_store::UsageEvent {
+            id: "r1".into(),
+            tenant: "-acme".into(),
+            key_prefix: "fw_abcdefgh".into(),
+            model: "=m,1".into(),
+            version: 1,
+            texts: 2,
+            characters: 30,
+            at: 1_769_817_600, // 2026-01-31T00:00:00Z
+            request_sha256: String::new(),
+        };
+        assert!(store.record_usage(&event).await.unwrap());
+        store.close().await;
+    });
+    let csv = db.stdout(&["usage", "report", "--format", "csv"]);
+    assert_eq!(
+        csv,
+        "tenant,key_prefix,model,day,requests,texts,characters\n\
+         '-acme,fw_abcdefgh,\"'=m,1\",2026-01-31,1,2,30\n"
+    );
+    let json = db.stdout(&["usage", "report", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{
+            "tenant": "-acme",
+            "key_prefix": "fw_abcdefgh",
+            "model": "=m,1",
+            "day": "2026-01-31",
+            "requests": 1,
+            "texts": 2,
+            "characters": 30,
+        }])
+    );
     let table = db.stdout(&[
         "usage",
         "report",

@@ -11,6 +11,7 @@
 //! Timestamps are Unix seconds (UTC) throughout.
 
 mod backend;
+mod export;
 mod feedback;
 pub mod testing;
 mod types;
@@ -28,6 +29,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub use backend::{PostgresStore, SqliteStore};
+pub use export::{csv_cell, write_csv};
 pub use feedback::dataset_sha256;
 pub use types::*;
 pub use util::{day_range, days_from_civil, format_day, format_time, parse_day};

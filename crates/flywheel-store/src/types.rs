@@ -229,6 +229,33 @@ pub struct UsageRow {
     pub characters: i64,
 }
 
+impl UsageRow {
+    /// Column names in the order of [`UsageRow::cells`]: the CSV header of usage exports and
+    /// the JSON keys.
+    pub const COLUMNS: [&'static str; 7] = [
+        "tenant",
+        "key_prefix",
+        "model",
+        "day",
+        "requests",
+        "texts",
+        "characters",
+    ];
+
+    /// The values as text, in the order of [`UsageRow::COLUMNS`].
+    pub fn cells(&self) -> [String; 7] {
+        [
+            self.tenant.clone(),
+            self.key_prefix.clone(),
+            self.model.clone(),
+            self.day.clone(),
+            self.requests.to_string(),
+            self.texts.to_string(),
+            self.characters.to_string(),
+        ]
+    }
+}
+
 /// One labelled row of a stored dataset (base data or holdout).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DataRow {
