@@ -41,30 +41,56 @@ pub const KEY_RANDOM_BYTES: usize = 32;
 /// Length of the displayed and indexed prefix: `fw_` plus 8 characters (48 of the 256 bits).
 pub const KEY_PREFIX_LEN: usize = 11;
 
+/// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The database refused or could not run a statement, or could not be reached (connection
+    /// lost, pool timed out, disk full, a constraint the checks below do not cover). Nothing of
+    /// the operation was committed; the caller may retry later, and should report it as the
+    /// store being unavailable rather than as the client's fault.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// [`Store::open`] could not bring the schema up to date (e.g. the database was migrated by
+    /// a newer flywheel, or a migration failed half-way). The store is not usable: fix the
+    /// database or run a matching flywheel version.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// [`Store::open`] was given a URL that is neither `sqlite:` nor `postgres://`. Ask the user
+    /// for a correct URL.
     #[error("unsupported database URL {0:?} (expected sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
+    /// The named model, version, tenant, plan, key or prediction does not exist. A user error:
+    /// report it (HTTP 404); retrying does not help.
     #[error("{0} not found")]
     NotFound(String),
+    /// A tenant or plan with that name already exists. A user error: pick another name, or use
+    /// the existing one.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The input was refused before anything was written: a bad name, date, label, alias or
+    /// strategy, a negative limit or count, or a holdout other than the frozen one. The message
+    /// says what; report it to the user (HTTP 400/422).
     #[error("invalid {0}")]
     Invalid(String),
+    /// The artifact's bytes do not hash to the SHA-256 the caller gave: it was corrupted in
+    /// transit or the digest belongs to another file. Nothing was stored; send the file again.
     #[error("SHA-256 mismatch: expected {expected}, the bytes hash to {actual}")]
     ChecksumMismatch { expected: String, actual: String },
+    /// A request id was used again with another tenant or body: not a retry. Nothing was
+    /// recorded; the client must use a fresh id for a new request (HTTP 409).
     #[error("request id {0:?} was already used for a different request")]
     IdempotencyConflict(String),
+    /// [`Store::rollback`] found no earlier champion in the model's history. Nothing changed;
+    /// promote a version explicitly instead.
     #[error("model {0:?} has no earlier champion to roll back to")]
     NothingToRollBack(String),
+    /// The operating system could not supply random bytes for a new key. No key was created;
+    /// retrying may work, otherwise the host is misconfigured.
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
 }
 
+/// The store's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug)]
