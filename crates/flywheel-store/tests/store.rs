@@ -416,6 +416,41 @@ async fn keys_are_hashed_and_listed_by_prefix(store: Store, _url: String) {
         .iter()
         .all(|k| k.revoked_at.is_none() && k.plan == "free"));
     assert_eq!(store.list_plans().await.unwrap()[0].requests_per_minute, 10);
+
+    // A key made by another process: only its SHA-256, written here as a literal, is stored.
+    // Authenticating it checks that keys are hashed the same way in every process.
+    const GOLDEN_KEY: &str = "fw_golden00AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    // SHA-256 of GOLDEN_KEY.
+    const GOLDEN_KEY_SHA256: &str =
+        "665a2d1a09221898f9130ed0a92e851df5ca3640291294aaafcb4ec69b9c8d73";
+    let digest: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&GOLDEN_KEY_SHA256[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let tenant_id = store.list_tenants().await.unwrap()[0].id;
+    let insert = "INSERT INTO api_keys (tenant_id, plan, prefix, key_sha256, created_at) \
+                  VALUES ($1, 'free', $2, $3, 0) RETURNING id";
+    let prefix = &GOLDEN_KEY[..KEY_PREFIX_LEN];
+    let golden_id: i64 = match &store {
+        Store::Sqlite(s) => sqlx::query_scalar(insert)
+            .bind(tenant_id)
+            .bind(prefix)
+            .bind(&digest)
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
+        Store::Postgres(s) => sqlx::query_scalar(insert)
+            .bind(tenant_id)
+            .bind(prefix)
+            .bind(&digest)
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
+    };
+    let golden = store.authenticate(GOLDEN_KEY).await.unwrap();
+    assert_eq!(
+        golden.map(|k| (k.id, k.tenant)),
+        Some((golden_id, "acme".into()))
+    );
 }
 
 async fn revoked_key_does_not_authenticate(store: Store, _url: String) {
@@ -944,6 +979,17 @@ async fn datasets_are_kept_with_versions_and_the_holdout_is_frozen(store: Store,
     let info = store.base_dataset("m", 1).await.unwrap().unwrap();
     assert_eq!((info.rows, info.role.as_str()), (3, "base"));
     assert_eq!(info.sha256, dataset_sha256(&base));
+    // Golden value: SHA-256 over "good film" 1F "pos" 1E "bad film" 1F "neg" 1E "both" 1F "pos"
+    // 1F "neg" 1E. The frozen holdout is compared by this digest across replicas and restarts,
+    // so it must not depend on the process (a seeded hasher would pass the line above).
+    assert_eq!(
+        info.sha256,
+        "4b2180fe4f99781e5c78597e7d8a868ba7eee6ee475df8bcf7eeadb91a095f65"
+    );
+    assert_eq!(
+        dataset_sha256(&[]),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
     assert_eq!(store.dataset_rows(info.id).await.unwrap(), base);
     let frozen = store.holdout_dataset("m").await.unwrap().unwrap();
     assert_eq!(store.dataset_rows(frozen.id).await.unwrap(), holdout);
