@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -300,13 +300,16 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event_or_feedback() {
         let stop = Arc::new(AtomicBool::new(false));
         let retries = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(Mutex::new(Vec::new()));
+        // What each classify request sent: request id -> (texts, characters).
+        let sent = Arc::new(Mutex::new(BTreeMap::new()));
         let clients: Vec<_> = (0..4)
             .map(|t| {
-                let (key, stop, retries, answered) = (
+                let (key, stop, retries, answered, sent) = (
                     key.clone(),
                     Arc::clone(&stop),
                     Arc::clone(&retries),
                     Arc::clone(&answered),
+                    Arc::clone(&sent),
                 );
                 std::thread::spawn(move || {
                     let mut i = 0;
@@ -327,7 +330,12 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event_or_feedback() {
                         // Every 5th classify names a model that does not exist: a 404, unmetered.
                         let model = if i % 5 == 0 { "missing" } else { "m" };
                         let texts = ["good film", "awful plot", "happy end"];
-                        let body = classify_body(model, &texts[..1 + i % 3]);
+                        let texts = &texts[..1 + i % 3];
+                        let characters: usize = texts.iter().map(|t| t.chars().count()).sum();
+                        sent.lock()
+                            .unwrap()
+                            .insert(id.clone(), (texts.len() as i64, characters as i64));
+                        let body = classify_body(model, texts);
                         let status =
                             until_answered(port, &key, "/v1/classify", &id, &body, &retries);
                         answered.lock().unwrap().push((id, status, false));
@@ -378,6 +386,19 @@ fn sigkill_under_load_loses_and_duplicates_no_usage_event_or_feedback() {
         let extra: Vec<_> = recorded.difference(&ok).collect();
         assert!(missing.is_empty(), "2xx without a usage event: {missing:?}");
         assert!(extra.is_empty(), "usage events without a 2xx: {extra:?}");
+        // Each event counts what its request sent: a retry after a kill neither loses nor adds
+        // texts.
+        let sent = sent.lock().unwrap();
+        for e in &events {
+            assert_eq!(
+                sent.get(&e.id),
+                Some(&(e.texts, e.characters)),
+                "usage event {} counts {} texts / {} characters",
+                e.id,
+                e.texts,
+                e.characters
+            );
+        }
         let (stored, intact) = feedback_ids_and_integrity(url);
         let stored_set: BTreeSet<&str> = stored.iter().map(String::as_str).collect();
         assert_eq!(stored_set.len(), stored.len(), "a correction stored twice");
