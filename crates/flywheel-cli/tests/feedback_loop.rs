@@ -143,36 +143,65 @@ const PII: [&str; 5] = [
     "13812345678",
 ];
 
-/// Every row of every table of the database as text, plus (SQLite) the raw files.
+/// Every value of every column of every table, byte columns (BLOB, BYTEA: the model artifacts)
+/// decoded as the bytes they hold rather than rendered as hex, plus (SQLite) the raw files.
 fn database_dump(url: &str) -> String {
+    let mut all = String::new();
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let mut all = String::new();
         for suffix in ["", "-wal", "-shm"] {
             if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
                 all.push_str(&String::from_utf8_lossy(&bytes));
             }
         }
-        return all;
     }
-    runtime().block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let mut all = String::new();
-        for t in tables {
-            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{t}\" t"))
-                .fetch_all(&pool)
+    let values: Vec<Vec<u8>> = runtime().block_on(async {
+        let mut values = Vec::new();
+        match Store::open(url).await.unwrap() {
+            Store::Sqlite(s) => {
+                let columns: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT t.name, c.name FROM sqlite_master t, pragma_table_info(t.name) c \
+                     WHERE t.type = 'table'",
+                )
+                .fetch_all(s.pool())
                 .await
                 .unwrap();
-            all.push_str(&rows.join("\n"));
+                for (table, column) in columns {
+                    // CAST AS BLOB: text as its UTF-8 bytes, a BLOB as it is.
+                    let sql = format!("SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\"");
+                    let rows: Vec<Option<Vec<u8>>> =
+                        sqlx::query_scalar(&sql).fetch_all(s.pool()).await.unwrap();
+                    values.extend(rows.into_iter().flatten());
+                }
+                s.close().await;
+            }
+            Store::Postgres(p) => {
+                let columns: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text, data_type::text \
+                     FROM information_schema.columns WHERE table_schema = 'public'",
+                )
+                .fetch_all(p.pool())
+                .await
+                .unwrap();
+                for (table, column, data_type) in columns {
+                    let sql = if data_type == "bytea" {
+                        format!("SELECT \"{column}\" FROM \"{table}\"")
+                    } else {
+                        format!("SELECT convert_to(\"{column}\"::text, 'UTF8') FROM \"{table}\"")
+                    };
+                    let rows: Vec<Option<Vec<u8>>> =
+                        sqlx::query_scalar(&sql).fetch_all(p.pool()).await.unwrap();
+                    values.extend(rows.into_iter().flatten());
+                }
+                p.close().await;
+            }
         }
-        pool.close().await;
-        all
-    })
+        values
+    });
+    for v in values {
+        all.push_str(&String::from_utf8_lossy(&v));
+        all.push('\n');
+    }
+    all
 }
 
 fn the_loop(url: &str, dir: &Path) {
@@ -433,6 +462,11 @@ fn the_loop(url: &str, dir: &Path) {
     assert!(
         dump.contains("[EMAIL]") && dump.contains("[CARD]"),
         "placeholders missing"
+    );
+    // The artifacts were searched as the bytes they hold (their format tag is in each one).
+    assert!(
+        dump.contains(flywheel_model::artifact::FORMAT),
+        "model artifacts missing from the dump"
     );
 }
 
