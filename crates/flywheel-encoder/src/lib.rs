@@ -133,11 +133,7 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
             hasher.update(&bytes);
         }
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(hasher.finalize()))
 }
 
 impl Encoder {

@@ -212,6 +212,11 @@ mod tests {
         assert_eq!(share(0.0), 0.0);
         assert_eq!(share(1.0), 1.0);
         assert!((share(0.1) - 0.1).abs() < 0.01, "{}", share(0.1));
-        assert_eq!(sampled("abc", 0.3), sampled("abc", 0.3));
+        // Every replica must sample a request id alike, so the choice is a fixed function of the
+        // id: the first 8 bytes of SHA-256(id) as a fraction of 2^64 — for "abc" 0xba7816bf8f01cfea
+        // / 2^64 = 0.72839…, for "req-1" 0x9456bdfa12ea7695 / 2^64 = 0.57944… (a per-process seed
+        // would break these literals).
+        assert!(sampled("abc", 0.73) && !sampled("abc", 0.72));
+        assert!(sampled("req-1", 0.58) && !sampled("req-1", 0.57));
     }
 }

@@ -15,6 +15,8 @@
 //! .unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 mod access;
 mod api;
 mod autoretrain;

@@ -44,8 +44,10 @@ impl Default for RetrainOptions {
 /// Why a retrain could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RetrainError {
+    /// The store failed (see [`flywheel_store::Error`]).
     #[error(transparent)]
     Store(#[from] flywheel_store::Error),
+    /// Reading the champion or training the challenger failed.
     #[error(transparent)]
     Model(#[from] ModelError),
     /// Something the retrain needs is not in the store.

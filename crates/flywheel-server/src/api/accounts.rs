@@ -95,20 +95,6 @@ pub(crate) async fn usage(
         .usage_report(&filter)
         .await
         .map_err(|e| store_unavailable(&e))?;
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|r| {
-            json!({
-                "tenant": r.tenant,
-                "key_prefix": r.key_prefix,
-                "model": r.model,
-                "day": r.day,
-                "requests": r.requests,
-                "texts": r.texts,
-                "characters": r.characters,
-            })
-        })
-        .collect();
     Ok(json_response(StatusCode::OK, &json!({ "usage": rows })))
 }
 

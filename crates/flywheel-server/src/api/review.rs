@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use flywheel_store::{LoggedPrediction, ReviewStrategy, Store};
+use flywheel_store::{ReviewStrategy, Store};
 use serde_json::{json, Value};
 
 use crate::access::{request_id, store_unavailable, Caller};
@@ -141,22 +141,6 @@ pub(crate) struct QueueQuery {
     strategy: Option<String>,
 }
 
-fn item(p: &LoggedPrediction) -> Value {
-    json!({
-        "id": p.id,
-        "model": p.prediction.model,
-        "version": p.prediction.version,
-        "text": p.prediction.text,
-        "label": p.prediction.label,
-        "score": p.prediction.score,
-        "uncertainty": p.prediction.uncertainty,
-        "request_id": p.prediction.request_id,
-        "index": p.prediction.index,
-        "created_at": p.prediction.created_at,
-        "labelled": p.labelled,
-    })
-}
-
 /// `GET /v1/review-queue?model=NAME&limit=N&strategy=uncertainty|random`: logged predictions
 /// no one has labelled, most uncertain first (a key sees only its tenant's).
 pub(crate) async fn review_queue(
@@ -200,7 +184,7 @@ pub(crate) async fn review_queue(
         &json!({
             "model": model,
             "strategy": strategy_name,
-            "items": items.iter().map(item).collect::<Vec<_>>(),
+            "items": items,
         }),
     ))
 }

@@ -286,20 +286,6 @@ pub(crate) async fn usage(
     ok(layout("Usage", Tab::Usage, Some(&viewer), content))
 }
 
-fn csv_field(s: &str) -> String {
-    // A leading =, +, - or @ would be a formula in a spreadsheet.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 /// `GET /usage.csv`: the same rows as `flywheel usage report --format csv`.
 pub(crate) async fn usage_csv(
     State(state): State<Arc<AppState>>,
@@ -313,19 +299,17 @@ pub(crate) async fn usage_csv(
         .usage_report(&filter)
         .await
         .map_err(|e| PageError::store(&e))?;
-    let mut csv = String::from("tenant,key_prefix,model,day,requests,texts,characters\n");
-    for r in &rows {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            csv_field(&r.tenant),
-            csv_field(&r.key_prefix),
-            csv_field(&r.model),
-            r.day,
-            r.requests,
-            r.texts,
-            r.characters
-        ));
-    }
+    let csv = flywheel_store::write_csv(
+        Vec::new(),
+        &UsageRow::COLUMNS,
+        rows.iter().map(UsageRow::cells),
+    )
+    .map_err(|e| {
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writing the CSV: {e}"),
+        )
+    })?;
     let mut response = (StatusCode::OK, csv).into_response();
     let headers = response.headers_mut();
     headers.insert(
