@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use flywheel_model::{explain_label, Artifact, EpochRecord, Explanation};
+use flywheel_report::curves::learning_curves_svg;
 
 use crate::charts;
 
@@ -117,7 +118,7 @@ pub fn render_explanation(text: &str, e: &Explanation, colour: bool) -> String {
 }
 
 /// `flywheel history MODEL [--png FILE]`: the stored training history as a table; with `--png`
-/// the learning curves too (an `.svg` name writes SVG instead).
+/// the learning curves too (an `.svg` name writes SVG instead, which needs no font).
 pub fn cmd_history(model: &Path, png: Option<&Path>) -> Result<()> {
     let artifact = Artifact::load(model)?;
     let Some(t) = &artifact.meta.training else {
@@ -137,17 +138,16 @@ pub fn cmd_history(model: &Path, png: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Learning curves to a PNG (or SVG, by extension) file.
+/// Learning curves to a PNG (or SVG, by extension) file. Only PNG needs a font.
 pub fn write_curves(history: &[EpochRecord], path: &Path) -> Result<()> {
-    let charts = charts::learning_curves(history);
     let is_svg = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     if is_svg {
-        let svg = charts::svg(&charts, 560, 380)?;
+        let svg = learning_curves_svg(history);
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
     } else {
-        charts::png(&charts, 560, 380, path)
+        charts::png(&charts::learning_curves(history), 560, 380, path)
     }
 }
 

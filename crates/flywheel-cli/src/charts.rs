@@ -1,9 +1,9 @@
-//! Line charts (learning curves, ROC, precision-recall, reliability) drawn with `plotters`, as
-//! inline SVG for the HTML report or as PNG files.
+//! Learning curves as a PNG file (`flywheel history --png FILE.png`), drawn with `plotters`.
+//! The HTML report and `.svg` files use `flywheel_report::svg`, which needs no font.
 //!
-//! Text needs a TrueType font at run time (plotters' `ab_glyph` backend lays text out even for
-//! SVG): `FLYWHEEL_FONT` if set, else the first of a few common system fonts (DejaVu Sans,
-//! Liberation Sans, FreeSans, Noto Sans, Arial). Debian/Ubuntu: `apt-get install fonts-dejavu-core`.
+//! Text in a PNG needs a TrueType font at run time: `FLYWHEEL_FONT` if set, else the first of a
+//! few common system fonts (DejaVu Sans, Liberation Sans, FreeSans, Noto Sans, Arial).
+//! Debian/Ubuntu: `apt-get install fonts-dejavu-core`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
 use flywheel_model::EpochRecord;
+use flywheel_report::curves::{self, CurvePanel};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -33,8 +34,9 @@ const FONT_CANDIDATES: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-/// Registers a font with plotters once per process; says how to get one if none is found.
-pub fn ensure_font() -> Result<()> {
+/// Registers a font with plotters once per process (PNG only); says how to get one if none is
+/// found.
+fn ensure_font() -> Result<()> {
     static FONT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let r = FONT.get_or_init(|| {
         let mut candidates: Vec<PathBuf> = Vec::new();
@@ -61,7 +63,7 @@ pub fn ensure_font() -> Result<()> {
     r.as_ref().map(|_| ()).map_err(|e| anyhow!("{e}"))
 }
 
-/// One line of a chart.
+/// One line of a chart, with a dot at every point.
 pub struct Series {
     /// Legend text.
     pub name: String,
@@ -69,11 +71,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Colour.
     pub color: RGBColor,
-    /// Draw a dot at every point.
-    pub markers: bool,
 }
 
-/// A titled line chart with labelled axes and a legend.
+/// A titled line chart over epochs (whole-number x ticks) with labelled axes and a legend.
 pub struct LineChart {
     /// Title above the plot.
     pub title: String,
@@ -87,12 +87,6 @@ pub struct LineChart {
     pub y: Range<f64>,
     /// The lines.
     pub series: Vec<Series>,
-    /// Whether to draw the `y = x` diagonal (ROC, reliability).
-    pub diagonal: bool,
-    /// Whether x ticks are integers (epochs).
-    pub integer_x: bool,
-    /// Where the legend goes (pick the corner the curves leave empty).
-    pub legend: SeriesLabelPosition,
 }
 
 /// Blue, orange, green, red, purple (matplotlib's first colours).
@@ -125,21 +119,9 @@ where
         .label_style((FAMILY, 12))
         .light_line_style(WHITE)
         .bold_line_style(RGBColor(225, 225, 225));
-    if c.integer_x {
-        let span = (c.x.end - c.x.start).round().max(1.0) as usize;
-        mesh.x_labels(span.min(10) + 1).x_label_formatter(&int_fmt);
-    }
+    let span = (c.x.end - c.x.start).round().max(1.0) as usize;
+    mesh.x_labels(span.min(10) + 1).x_label_formatter(&int_fmt);
     mesh.draw().map_err(e)?;
-    if c.diagonal {
-        let lo = c.x.start.max(c.y.start);
-        let hi = c.x.end.min(c.y.end);
-        chart
-            .draw_series(LineSeries::new(
-                vec![(lo, lo), (hi, hi)],
-                RGBColor(170, 170, 170).stroke_width(1),
-            ))
-            .map_err(e)?;
-    }
     for s in &c.series {
         let color = s.color;
         chart
@@ -149,16 +131,14 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
-        if s.markers {
-            chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(e)?;
-        }
+        chart
+            .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(e)?;
     }
     if !c.series.is_empty() {
         chart
             .configure_series_labels()
-            .position(c.legend.clone())
+            .position(SeriesLabelPosition::UpperRight)
             .label_font((FAMILY, 13))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
@@ -166,22 +146,6 @@ where
             .map_err(e)?;
     }
     Ok(())
-}
-
-/// Charts side by side as one SVG document.
-pub fn svg(charts: &[LineChart], width: u32, height: u32) -> Result<String> {
-    ensure_font()?;
-    let mut buf = String::new();
-    {
-        let n = charts.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut buf, (width * n, height)).into_drawing_area();
-        let areas = root.split_evenly((1, n as usize));
-        for (area, c) in areas.iter().zip(charts) {
-            draw(area, c)?;
-        }
-        root.present().map_err(|e| anyhow!("rendering SVG: {e}"))?;
-    }
-    Ok(buf)
 }
 
 /// Charts side by side as one PNG file.
@@ -198,81 +162,30 @@ pub fn png(charts: &[LineChart], width: u32, height: u32, path: &Path) -> Result
     Ok(())
 }
 
-/// A range covering `values` with a little headroom (`[0, 1]`-ish when empty).
-fn padded_range(values: impl Iterator<Item = f64>, floor_zero: bool, top: f64) -> Range<f64> {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if !lo.is_finite() {
-        return 0.0..1.0;
-    }
-    if floor_zero {
-        lo = lo.min(0.0);
-    }
-    let span = (hi - lo).max(1e-3);
-    (if floor_zero { lo } else { lo - 0.08 * span })..hi + top * span
-}
-
 /// Loss and accuracy per epoch, training vs validation (accuracy omitted for regression).
 pub fn learning_curves(history: &[EpochRecord]) -> Vec<LineChart> {
-    let epochs = history.len().max(1) as f64;
-    let x = if history.len() <= 1 {
-        0.5..1.5
-    } else {
-        1.0..epochs
-    };
-    let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
-            .collect()
-    };
-    let loss = pts(&|r| Some(r.loss));
-    let val_loss = pts(&|r| r.val_loss);
-    let acc = pts(&|r| r.accuracy);
-    let val_acc = pts(&|r| r.val_accuracy);
-    let series = |a: Vec<(f64, f64)>, an: &str, b: Vec<(f64, f64)>, bn: &str| {
-        let mut s = vec![Series {
-            name: an.to_string(),
-            points: a,
-            color: PALETTE[0],
-            markers: true,
-        }];
-        if !b.is_empty() {
-            s.push(Series {
-                name: bn.to_string(),
-                points: b,
-                color: PALETTE[1],
-                markers: true,
-            });
-        }
-        s
-    };
-    let mut charts = vec![LineChart {
-        title: "Loss".to_string(),
+    curves::learning_curves(history)
+        .iter()
+        .map(line_chart)
+        .collect()
+}
+
+fn line_chart(p: &CurvePanel) -> LineChart {
+    LineChart {
+        title: p.title.to_string(),
         x_label: "epoch".to_string(),
-        y_label: "loss".to_string(),
-        x: x.clone(),
-        y: padded_range(loss.iter().chain(&val_loss).map(|p| p.1), true, 0.3),
-        series: series(loss, "loss", val_loss, "val_loss"),
-        diagonal: false,
-        integer_x: true,
-        legend: SeriesLabelPosition::UpperRight,
-    }];
-    if !acc.is_empty() {
-        charts.push(LineChart {
-            title: "Accuracy".to_string(),
-            x_label: "epoch".to_string(),
-            y_label: "accuracy".to_string(),
-            x,
-            y: padded_range(acc.iter().chain(&val_acc).map(|p| p.1), false, 0.3),
-            series: series(acc, "accuracy", val_acc, "val_accuracy"),
-            diagonal: false,
-            integer_x: true,
-            legend: SeriesLabelPosition::UpperRight,
-        });
+        y_label: p.metric.to_string(),
+        x: p.x.clone(),
+        y: p.y.clone(),
+        series: p
+            .series
+            .iter()
+            .zip(PALETTE)
+            .map(|((name, points), color)| Series {
+                name: (*name).to_string(),
+                points: points.clone(),
+                color,
+            })
+            .collect(),
     }
-    charts
 }

@@ -10,9 +10,7 @@ mod charts;
 #[cfg(feature = "encoder")]
 mod encoders;
 mod progress;
-mod report;
 mod serve;
-mod tensorboard;
 mod training;
 
 use std::io::{BufWriter, Write};
@@ -23,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use flywheel_data::{read_labelled, read_texts, ReadOptions};
 use flywheel_model::families;
 use flywheel_model::{evaluate, Artifact};
+use flywheel_report::{report, tensorboard};
 
 use args::{DataArgs, ThreadsArg};
 
