@@ -9,7 +9,6 @@
 //! headers are checked on top of the SameSite cookie). Without a store the server is open, as
 //! its API is, and the pages that need accounts say so.
 
-mod charts;
 mod pages;
 mod view;
 

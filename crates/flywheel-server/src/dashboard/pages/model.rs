@@ -14,10 +14,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{field, headline, ok, read_form, store_of, visible_model, PageResult};
-use crate::dashboard::charts::{self, Series};
 use crate::dashboard::view::{self, layout, Tab};
 use crate::dashboard::{redirect, url_encode, PageError};
 use crate::state::AppState;
+use flywheel_report::svg::{self as charts, Series};
 
 async fn version_meta(
     state: &AppState,

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use super::{ok, store_of, PageResult};
 use crate::access::now_unix;
-use crate::dashboard::charts;
 use crate::dashboard::view::{self, layout, Tab};
 use crate::dashboard::{url_encode, PageError, Viewer};
 use crate::state::AppState;
+use flywheel_report::svg as charts;
 
 /// Query of the usage page and its CSV export.
 #[derive(Debug, Deserialize)]
