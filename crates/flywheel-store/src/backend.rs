@@ -253,6 +253,8 @@ macro_rules! backend {
 
             // ---------------------------------------------------------------- tenants, keys
 
+            /// Creates a tenant; [`Error::Invalid`] for a bad name, [`Error::AlreadyExists`] if
+            /// taken.
             pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
                 validate_name("tenant", name)?;
                 let now = now_unix();
@@ -273,6 +275,7 @@ macro_rules! backend {
                 Ok(Tenant { id, name: name.to_string(), created_at: now })
             }
 
+            /// Every tenant, by name.
             pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
                 Ok(sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
                     .fetch_all(&self.pool)
@@ -428,6 +431,8 @@ macro_rules! backend {
 
             // ---------------------------------------------------------------- plans, limits
 
+            /// Creates a plan with its per-key limits; [`Error::Invalid`] for a bad name or a negative
+            /// limit, [`Error::AlreadyExists`] if taken.
             pub async fn create_plan(
                 &self,
                 name: &str,
@@ -464,6 +469,7 @@ macro_rules! backend {
                 })
             }
 
+            /// Every plan, by name.
             pub async fn list_plans(&self) -> Result<Vec<Plan>> {
                 Ok(sqlx::query_as(
                     "SELECT name, requests_per_minute, texts_per_month, created_at FROM plans ORDER BY name",

@@ -10,6 +10,8 @@
 //!
 //! Timestamps are Unix seconds (UTC) throughout.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod export;
 mod feedback;
@@ -75,7 +77,12 @@ pub enum Error {
     /// The artifact's bytes do not hash to the SHA-256 the caller gave: it was corrupted in
     /// transit or the digest belongs to another file. Nothing was stored; send the file again.
     #[error("SHA-256 mismatch: expected {expected}, the bytes hash to {actual}")]
-    ChecksumMismatch { expected: String, actual: String },
+    ChecksumMismatch {
+        /// The digest the caller gave.
+        expected: String,
+        /// Lower-case hex SHA-256 of the bytes received.
+        actual: String,
+    },
     /// A request id was used again with another tenant or body: not a retry. Nothing was
     /// recorded; the client must use a fresh id for a new request (HTTP 409).
     #[error("request id {0:?} was already used for a different request")]
@@ -167,7 +174,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The store: one interface over both back ends. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub enum Store {
+    /// A SQLite database (`sqlite:` URLs).
     Sqlite(SqliteStore),
+    /// A PostgreSQL database (`postgres://` URLs).
     Postgres(PostgresStore),
 }
 
@@ -230,10 +239,15 @@ impl Store {
         }
     }
 
+    /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         dispatch!(self, s => s.close().await)
     }
 
+    /// Stores `bytes` as the next version of model `name` (creating the model, private, if new)
+    /// and returns its number (1, 2, ...); aliases are left alone. `sha256` (hex, either case)
+    /// must be the bytes' digest, else [`Error::ChecksumMismatch`]; a bad name is
+    /// [`Error::Invalid`]. `created_at` in Unix seconds UTC.
     pub async fn push_model(
         &self,
         name: &str,
@@ -243,57 +257,87 @@ impl Store {
     ) -> Result<i64> {
         dispatch!(self, s => s.push_model(name, bytes, sha256, created_at).await)
     }
+    /// Every model with its latest version and aliases, by name.
     pub async fn list_models(&self) -> Result<Vec<ModelSummary>> {
         dispatch!(self, s => s.list_models().await)
     }
+    /// Versions of model `name`, oldest first, without their bytes (empty for an unknown model).
     pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         dispatch!(self, s => s.list_versions(name).await)
     }
+    /// One version with its artifact bytes; [`Error::NotFound`] if there is no such version.
     pub async fn get_version(&self, name: &str, version: i64) -> Result<ModelArtifact> {
         dispatch!(self, s => s.get_version(name, version).await)
     }
+    /// Makes model `name` public (usable by every tenant) or private; [`Error::NotFound`] for an
+    /// unknown model.
     pub async fn set_model_public(&self, name: &str, public: bool) -> Result<()> {
         dispatch!(self, s => s.set_model_public(name, public).await)
     }
+    /// Points `alias` of model `name` at `version` and records the change in the alias history;
+    /// [`Error::NotFound`] if the version does not exist.
     pub async fn set_alias(&self, name: &str, alias: Alias, version: i64) -> Result<()> {
         dispatch!(self, s => s.set_alias(name, alias, version).await)
     }
+    /// The version `alias` of model `name` points at; `None` when not set (or no such model).
     pub async fn resolve_alias(&self, name: &str, alias: Alias) -> Result<Option<i64>> {
         dispatch!(self, s => s.resolve_alias(name, alias).await)
     }
+    /// Makes the previous champion champion again and returns its version. Each rollback marks the
+    /// current `set` as reverted, so repeated rollbacks walk further back;
+    /// [`Error::NothingToRollBack`] when there is no earlier champion.
     pub async fn rollback(&self, name: &str) -> Result<i64> {
         dispatch!(self, s => s.rollback(name).await)
     }
+    /// Every alias change of model `name` (sets and rollbacks), oldest first.
     pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasEvent>> {
         dispatch!(self, s => s.alias_history(name).await)
     }
+    /// Creates tenant `name`; [`Error::Invalid`] for a bad name, [`Error::AlreadyExists`] if taken.
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
         dispatch!(self, s => s.create_tenant(name).await)
     }
+    /// Every tenant, by name.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         dispatch!(self, s => s.list_tenants().await)
     }
+    /// Creates an API key for `tenant` on `plan` and returns it with its plaintext, which is not
+    /// stored (only its SHA-256 and prefix are): show it once. [`Error::NotFound`] for an unknown
+    /// tenant or plan, [`Error::Random`] if the OS has no random bytes.
     pub async fn create_key(&self, tenant: &str, plan: &str) -> Result<NewKey> {
         dispatch!(self, s => s.create_key(tenant, plan).await)
     }
+    /// The owner of `key`; `None` for an unknown, malformed or revoked key. Digests are compared
+    /// in constant time.
     pub async fn authenticate(&self, key: &str) -> Result<Option<KeyInfo>> {
         dispatch!(self, s => s.authenticate(key).await)
     }
+    /// `tenant`'s keys, revoked ones included, oldest first (prefixes only); [`Error::NotFound`]
+    /// for an unknown tenant.
     pub async fn list_keys(&self, tenant: &str) -> Result<Vec<KeySummary>> {
         dispatch!(self, s => s.list_keys(tenant).await)
     }
+    /// Revokes `tenant`'s active keys with this prefix and returns how many; [`Error::NotFound`]
+    /// for an unknown tenant or when no active key has the prefix.
     pub async fn revoke_key(&self, tenant: &str, prefix: &str) -> Result<u64> {
         dispatch!(self, s => s.revoke_key(tenant, prefix).await)
     }
+    /// Lets `tenant` use the (private) model `model`; granting twice is a no-op.
+    /// [`Error::NotFound`] for an unknown tenant or model.
     pub async fn grant_model(&self, tenant: &str, model: &str) -> Result<()> {
         dispatch!(self, s => s.grant_model(tenant, model).await)
     }
+    /// Whether `tenant` may use `model`: it exists and is public or granted to the tenant (`false`
+    /// for unknown names).
     pub async fn can_use(&self, tenant: &str, model: &str) -> Result<bool> {
         dispatch!(self, s => s.can_use(tenant, model).await)
     }
+    /// The models `tenant` may use (public or granted to it), by name.
     pub async fn usable_models(&self, tenant: &str) -> Result<Vec<String>> {
         dispatch!(self, s => s.usable_models(tenant).await)
     }
+    /// Creates plan `name` with its per-key limits (0 requests per minute denies every request).
+    /// [`Error::Invalid`] for a bad name or a negative limit, [`Error::AlreadyExists`] if taken.
     pub async fn create_plan(
         &self,
         name: &str,
@@ -302,27 +346,49 @@ impl Store {
     ) -> Result<Plan> {
         dispatch!(self, s => s.create_plan(name, requests_per_minute, texts_per_month).await)
     }
+    /// Every plan, by name.
     pub async fn list_plans(&self) -> Result<Vec<Plan>> {
         dispatch!(self, s => s.list_plans().await)
     }
+    /// Counts one request of `texts` texts against key `key_id`'s plan, atomically across every
+    /// process sharing the database: requests per fixed UTC minute, texts per UTC calendar month.
+    /// A denied request counts against neither. `now` in Unix seconds UTC. [`Error::Invalid`] for
+    /// negative `texts`, [`Error::NotFound`] for an unknown key id.
     pub async fn consume(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
         dispatch!(self, s => s.consume(key_id, texts, now).await)
     }
+    /// The limits as they stand for a request of `texts` texts, without counting it: `allowed`
+    /// says whether [`Store::consume`] would allow it at `now` (Unix seconds UTC). For refusing
+    /// early; [`Store::meter`] has the final word. [`Error::NotFound`] for an unknown key id.
     pub async fn peek(&self, key_id: i64, texts: i64, now: i64) -> Result<Decision> {
         dispatch!(self, s => s.peek(key_id, texts, now).await)
     }
+    /// Counts a served request against key `key_id`'s plan and records its usage event in one
+    /// transaction (both or neither); over a limit nothing is written. A retry (same id, tenant and
+    /// request digest) counts only against the request window and sets `duplicate`; the same id
+    /// otherwise is [`Error::IdempotencyConflict`]. [`Error::Invalid`] for negative counts,
+    /// [`Error::NotFound`] for an unknown key id.
     pub async fn meter(&self, key_id: i64, event: &UsageEvent) -> Result<Metered> {
         dispatch!(self, s => s.meter(key_id, event).await)
     }
+    /// Records one usage event without counting it against any limit; `false` (and nothing
+    /// written) when an event with this id exists already, whatever its contents.
     pub async fn record_usage(&self, event: &UsageEvent) -> Result<bool> {
         dispatch!(self, s => s.record_usage(event).await)
     }
+    /// The usage events matching `filter`, oldest first (by time, then id).
     pub async fn usage_events(&self, filter: &UsageFilter) -> Result<Vec<UsageEvent>> {
         dispatch!(self, s => s.usage_events(filter).await)
     }
+    /// Usage matching `filter` summed per tenant, key prefix, model and UTC day, sorted in that
+    /// order.
     pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
         dispatch!(self, s => s.usage_report(filter).await)
     }
+    /// [`Store::push_model`], also storing the data the version was trained on (`base`) and, at
+    /// the model's first push that gives one, its `holdout`, in one transaction. The holdout is
+    /// frozen: a later push may repeat the same rows, other rows are [`Error::Invalid`], as is an
+    /// empty or malformed label.
     pub async fn push_model_with_data(
         &self,
         name: &str,
@@ -334,18 +400,24 @@ impl Store {
     ) -> Result<i64> {
         dispatch!(self, s => s.push_model_with_data(name, bytes, sha256, created_at, base, holdout).await)
     }
+    /// The base data stored with version `version` of `name`; `None` if it has none.
     pub async fn base_dataset(&self, name: &str, version: i64) -> Result<Option<DatasetInfo>> {
         dispatch!(self, s => s.base_dataset(name, version).await)
     }
+    /// Model `name`'s frozen holdout; `None` if none was given.
     pub async fn holdout_dataset(&self, name: &str) -> Result<Option<DatasetInfo>> {
         dispatch!(self, s => s.holdout_dataset(name).await)
     }
+    /// A dataset's rows in their original order (empty for an unknown id).
     pub async fn dataset_rows(&self, dataset_id: i64) -> Result<Vec<DataRow>> {
         dispatch!(self, s => s.dataset_rows(dataset_id).await)
     }
+    /// Keeps served predictions for review, in one transaction; one already logged (same tenant,
+    /// request id and index: a retry) is left as it is. Returns how many were added.
     pub async fn log_predictions(&self, predictions: &[NewPrediction]) -> Result<u64> {
         dispatch!(self, s => s.log_predictions(predictions).await)
     }
+    /// The prediction logged for text `index` of `tenant`'s request `request_id`, if any.
     pub async fn find_prediction(
         &self,
         tenant: &str,
@@ -354,9 +426,13 @@ impl Store {
     ) -> Result<Option<LoggedPrediction>> {
         dispatch!(self, s => s.find_prediction(tenant, request_id, index).await)
     }
+    /// The logged prediction with id `id`, if any.
     pub async fn get_prediction(&self, id: i64) -> Result<Option<LoggedPrediction>> {
         dispatch!(self, s => s.get_prediction(id).await)
     }
+    /// At most `limit` logged predictions of `model` that no feedback labels yet (only `tenant`'s
+    /// when given): most uncertain first (those without an uncertainty last, ties oldest first),
+    /// or a random sample. A negative `limit` gives none.
     pub async fn review_queue(
         &self,
         model: &str,
@@ -366,18 +442,30 @@ impl Store {
     ) -> Result<Vec<LoggedPrediction>> {
         dispatch!(self, s => s.review_queue(model, tenant, strategy, limit).await)
     }
+    /// How many logged predictions of `model` (only `tenant`'s when given) have no feedback yet.
     pub async fn count_review_queue(&self, model: &str, tenant: Option<&str>) -> Result<i64> {
         dispatch!(self, s => s.count_review_queue(model, tenant).await)
     }
+    /// Stores a correction, committed before this returns, and returns it with `true` when it was
+    /// a retry (same tenant, request id and body: the stored row comes back). The same request id
+    /// with another body is [`Error::IdempotencyConflict`]; no or bad labels [`Error::Invalid`];
+    /// an unknown `prediction_id` [`Error::NotFound`].
     pub async fn add_feedback(&self, feedback: &NewFeedback) -> Result<(Feedback, bool)> {
         dispatch!(self, s => s.add_feedback(feedback).await)
     }
+    /// Feedback on `model` with an id above `after_id`, oldest first.
     pub async fn feedback_since(&self, model: &str, after_id: i64) -> Result<Vec<Feedback>> {
         dispatch!(self, s => s.feedback_since(model, after_id).await)
     }
+    /// `(count, highest id)` of the feedback on `model` with an id above `after_id`; the highest
+    /// id is `after_id` when there is none.
     pub async fn count_feedback_since(&self, model: &str, after_id: i64) -> Result<(i64, i64)> {
         dispatch!(self, s => s.count_feedback_since(model, after_id).await)
     }
+    /// Records a retrain that produced a challenger, in one transaction: `bytes` become the next
+    /// version (created at `decision.at`, with `base_dataset` as its base data), the `challenger`
+    /// alias points at it, so does `champion` when `decision.promoted`, and the decision is
+    /// stored. Returns the decision with its `id` and `challenger_version` set.
     pub async fn finish_retrain(
         &self,
         bytes: &[u8],
@@ -386,15 +474,21 @@ impl Store {
     ) -> Result<RetrainDecision> {
         dispatch!(self, s => s.finish_retrain(bytes, base_dataset, decision).await)
     }
+    /// Records a retrain that ended without a challenger (e.g. training failed); returns it with
+    /// its `id` set.
     pub async fn record_decision(&self, decision: &RetrainDecision) -> Result<RetrainDecision> {
         dispatch!(self, s => s.record_decision(decision).await)
     }
+    /// Every retrain decision of model `name`, oldest first.
     pub async fn decisions(&self, name: &str) -> Result<Vec<RetrainDecision>> {
         dispatch!(self, s => s.decisions(name).await)
     }
+    /// Takes the retrain lease of model `name` for `holder` until `now + ttl` (Unix seconds UTC)
+    /// if it is free, expired or already `holder`'s; `false` when another holder has it.
     pub async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
         dispatch!(self, s => s.try_lease(name, holder, now, ttl).await)
     }
+    /// Gives back the retrain lease of model `name` if `holder` has it (else does nothing).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         dispatch!(self, s => s.release_lease(name, holder).await)
     }
