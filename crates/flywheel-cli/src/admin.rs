@@ -12,6 +12,8 @@ use flywheel_store::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::args::{RedactArg, ThreadsArg};
+
 /// Where the store lives.
 #[derive(Args, Debug)]
 pub struct Database {
@@ -51,9 +53,9 @@ enum ModelsCommand {
         /// is compared with the champion on it.
         #[arg(long, value_name = "FILE")]
         holdout: Option<PathBuf>,
-        /// Replace personal data by typed placeholders in the stored rows: pii or none.
-        #[arg(long, default_value = "pii", value_parser = ["pii", "none"])]
-        redact: String,
+        /// Replace personal data by typed placeholders in the stored rows.
+        #[arg(long, value_enum, default_value_t = RedactArg::Pii)]
+        redact: RedactArg,
     },
     /// Show a model's alias changes and retrain decisions (numbers and reasons).
     History {
@@ -72,9 +74,9 @@ enum ModelsCommand {
         name: String,
         /// The version to promote.
         version: u32,
-        /// champion (served) or challenger.
-        #[arg(long, default_value = "champion", value_parser = ["champion", "challenger"])]
-        alias: String,
+        /// The alias to point.
+        #[arg(long, value_enum, default_value_t = AliasArg::Champion)]
+        alias: AliasArg,
     },
     /// Point the champion back at the version it had before its last promotion.
     Rollback {
@@ -298,7 +300,7 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             &name,
             data.as_deref(),
             holdout.as_deref(),
-            redact == "pii",
+            redact == RedactArg::Pii,
         ),
         ModelsCommand::History { name } => {
             with_store(
@@ -359,7 +361,7 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             version,
             alias,
         } => with_store(&args.db, |store| async move {
-            let alias: Alias = alias.parse()?;
+            let alias = Alias::from(alias);
             let previous = store.resolve_alias(&name, alias).await?;
             store.set_alias(&name, alias, i64::from(version)).await?;
             match previous {
@@ -534,9 +536,26 @@ pub struct RetrainArgs {
     /// Training seed (default: the champion's seed plus the highest feedback id; recorded).
     #[arg(long)]
     seed: Option<u64>,
-    /// Training threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+}
+
+/// A registry alias.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasArg {
+    /// The version that is served.
+    Champion,
+    /// The version being evaluated against the champion.
+    Challenger,
+}
+
+impl From<AliasArg> for Alias {
+    fn from(a: AliasArg) -> Alias {
+        match a {
+            AliasArg::Champion => Alias::Champion,
+            AliasArg::Challenger => Alias::Challenger,
+        }
+    }
 }
 
 /// Retrains a registered model on its base data plus feedback and promotes the challenger only

@@ -207,7 +207,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Quickstart { dir, threads } => cmd_quickstart(&dir, threads),
         Command::Models(args) => admin::models(args),
         Command::Retrain(args) => {
-            let n = args::threads(args.threads);
+            let n = args.threads.count();
             admin::retrain(args, n)
         }
         Command::Tenants(args) => admin::tenants(args),

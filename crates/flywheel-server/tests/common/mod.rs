@@ -288,3 +288,11 @@ pub async fn read_half_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (
         String::from_utf8_lossy(&buf)
     );
 }
+
+/// `n` short texts with a sentiment cue each, for requests.
+pub fn texts(n: usize) -> Vec<String> {
+    let cues = ["awful", "okay", "great"];
+    (0..n)
+        .map(|i| format!("w{} w{} {}", i % 40, (i * 7) % 40, cues[i % 3]))
+        .collect()
+}
