@@ -173,22 +173,20 @@ async fn shutdown_drains_requests_in_flight() {
     let body = json!({"model": "tiny", "inputs": texts(50)})
         .to_string()
         .into_bytes();
-    // Requests in flight: one still sending its body, several already sent.
-    let slow = start_slow_request(s.addr, &body, 10).await;
-    let mut sent = Vec::new();
-    for _ in 0..4 {
-        let mut conn = start_slow_request(s.addr, &body, body.len()).await;
-        sent.push(tokio::spawn(async move { read_response(&mut conn).await }));
+    // Requests in flight: five connections whose bodies are not complete yet, each holding a
+    // concurrency slot until the test sends the rest — waited for, not assumed after a sleep.
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        slow.push(start_slow_request(s.addr, &body, 10).await);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_in_flight(&s, 5.0).await;
     let _ = s.shutdown.take().unwrap().send(());
+    // The server has not stopped: it waits for the requests in flight (they cannot finish before
+    // the test sends their bodies, so this holds however slow the machine is).
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // The server has not stopped: it waits for the slow request.
-    assert!(!s.task.is_finished(), "stopped with a request in flight");
-    let (status, text) = finish_slow_request(slow, &body, 10).await;
-    assert_eq!(status, 200, "{text}");
-    for t in sent {
-        let (status, text) = t.await.unwrap();
+    assert!(!s.task.is_finished(), "stopped with requests in flight");
+    for conn in slow {
+        let (status, text) = finish_slow_request(conn, &body, 10).await;
         assert_eq!(status, 200, "{text}");
     }
     tokio::time::timeout(Duration::from_secs(5), &mut s.task)

@@ -447,13 +447,6 @@ async fn oversized_request(addr: std::net::SocketAddr, head: &str) -> (u16, Stri
     read_half_response(&mut read).await
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_endpoints() {
     let (a, _) = model_files();
@@ -703,22 +696,6 @@ async fn every_error_is_json_with_the_right_status() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     s.stop().await;
-}
-
-/// Waits (at most a minute) until `n` requests hold a concurrency slot.
-async fn wait_for_in_flight(s: &TestServer, n: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let metrics = String::from_utf8(s.get("/metrics").await.body.to_vec()).unwrap();
-        if metric(&metrics, "flywheel_in_flight_requests") == n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never {n} requests in flight: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,3 +296,27 @@ pub fn texts(n: usize) -> Vec<String> {
         .map(|i| format!("w{} w{} {}", i % 40, (i * 7) % 40, cues[i % 3]))
         .collect()
 }
+
+/// The value of metric `name` in a Prometheus text page.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Waits (at most a minute) until `n` requests hold a concurrency slot.
+pub async fn wait_for_in_flight(s: &TestServer, n: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metrics = String::from_utf8(s.get("/metrics").await.body.to_vec()).unwrap();
+        if metric(&metrics, "flywheel_in_flight_requests") == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {n} requests in flight: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
