@@ -48,8 +48,8 @@ fn nice_ceiling(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-/// `1234567` as `1,234,567`.
-fn count(n: i64) -> String {
+/// `1234567` as `1,234,567` (also the dashboard's counts).
+pub fn count(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

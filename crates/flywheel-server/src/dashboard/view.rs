@@ -124,21 +124,7 @@ pub(super) fn score(x: Option<f64>) -> String {
 }
 
 /// A count with thousands separators.
-pub(super) fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
+pub(super) use flywheel_report::svg::count;
 
 #[cfg(test)]
 mod tests {
