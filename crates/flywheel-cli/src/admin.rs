@@ -141,6 +141,17 @@ enum PlansCommand {
         #[arg(long)]
         texts_per_month: u64,
     },
+    /// Change a plan's limits, for every key on it (servers apply it within a second).
+    Update {
+        /// Plan name.
+        name: String,
+        /// Requests per key per minute.
+        #[arg(long)]
+        requests_per_minute: u32,
+        /// Texts per key per calendar month (UTC).
+        #[arg(long)]
+        texts_per_month: u64,
+    },
     /// List plans.
     List,
 }
@@ -170,13 +181,24 @@ enum KeysCommand {
         #[arg(long)]
         tenant: String,
     },
-    /// Revoke a key by its prefix (as `keys list` shows it).
+    /// Revoke a key by its prefix (as `keys list` shows it); servers refuse it within a second.
     Revoke {
         /// The tenant.
         #[arg(long)]
         tenant: String,
         /// The key's prefix (fw_ and 8 characters).
         prefix: String,
+    },
+    /// Move a key to another plan (servers apply it within a second).
+    SetPlan {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The key's prefix (fw_ and 8 characters).
+        prefix: String,
+        /// The new plan.
+        #[arg(long)]
+        plan: String,
     },
 }
 
@@ -632,6 +654,22 @@ pub fn plans(args: PlansArgs) -> Result<()> {
             );
             Ok(())
         }),
+        PlansCommand::Update {
+            name,
+            requests_per_minute,
+            texts_per_month,
+        } => with_store(&args.db, |store| async move {
+            let texts = i64::try_from(texts_per_month)
+                .map_err(|_| anyhow::anyhow!("--texts-per-month {texts_per_month} is too large"))?;
+            let p = store
+                .update_plan(&name, i64::from(requests_per_minute), texts)
+                .await?;
+            println!(
+                "Plan {}: {} requests/minute, {} texts/month per key",
+                p.name, p.requests_per_minute, p.texts_per_month
+            );
+            Ok(())
+        }),
         PlansCommand::List => with_store(&args.db, |store| async move {
             let rows: Vec<Vec<String>> = store
                 .list_plans()
@@ -698,16 +736,30 @@ pub fn keys(args: KeysArgs) -> Result<()> {
             Ok(())
         }),
         KeysCommand::Revoke { tenant, prefix } => with_store(&args.db, |store| async move {
-            // Someone may paste the whole key: only its prefix is needed (and never echoed).
-            let prefix: String = if prefix.starts_with(KEY_SCHEME) {
-                prefix.chars().take(KEY_PREFIX_LEN).collect()
-            } else {
-                prefix
-            };
+            let prefix = key_prefix(prefix);
             store.revoke_key(&tenant, &prefix).await?;
             println!("Revoked key {prefix} of tenant {tenant}");
             Ok(())
         }),
+        KeysCommand::SetPlan {
+            tenant,
+            prefix,
+            plan,
+        } => with_store(&args.db, |store| async move {
+            let prefix = key_prefix(prefix);
+            store.set_key_plan(&tenant, &prefix, &plan).await?;
+            println!("Key {prefix} of tenant {tenant} is now on plan {plan}");
+            Ok(())
+        }),
+    }
+}
+
+/// Someone may paste the whole key: only its prefix is needed (and never echoed).
+fn key_prefix(given: String) -> String {
+    if given.starts_with(KEY_SCHEME) {
+        given.chars().take(KEY_PREFIX_LEN).collect()
+    } else {
+        given
     }
 }
 

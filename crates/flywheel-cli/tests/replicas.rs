@@ -1,5 +1,6 @@
 //! `flywheel serve` processes on one store, end to end: two replicas share one key's
-//! requests-per-minute limit exactly and follow a promotion within seconds; replicas killed
+//! requests-per-minute limit exactly, apply a plan change and a revocation within a second and
+//! follow a promotion within seconds; replicas killed
 //! with SIGKILL under load lose no usage event or correction and record none twice, and leave a
 //! database that passes its integrity check. Each test runs on SQLite
 //! (several processes on one file) and, when `FLYWHEEL_TEST_POSTGRES_URL` is set, PostgreSQL.
@@ -160,6 +161,64 @@ fn two_replicas_share_one_limit_and_follow_promotions() {
             assert!(r.header("x-ratelimit-remaining-requests").is_some());
         }
         assert_eq!(usage_events(url).len(), 100);
+
+        // A plan change and a revocation, made with the CLI on the database, reach both
+        // replicas within a second (each holds keys and plans in memory, reloaded when the
+        // database's access epoch moves).
+        let body = classify_body("m", &["good film"]);
+        flywheel(
+            url,
+            dir,
+            &[
+                "plans",
+                "update",
+                "p",
+                "--requests-per-minute",
+                "100",
+                "--texts-per-month",
+                "777",
+            ],
+        );
+        let changed = Instant::now();
+        for port in &ports {
+            loop {
+                let r = http(*port, "POST", "/v1/classify", Some(&key), None, &body).unwrap();
+                if r.header("x-ratelimit-limit-texts") == Some("777") {
+                    break;
+                }
+                assert!(
+                    changed.elapsed() < Duration::from_secs(1),
+                    "replica {port} still applies the old plan after 1 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let plan_seen = changed.elapsed();
+        let prefix = &key[..11];
+        flywheel(url, dir, &["keys", "revoke", "--tenant", "t", prefix]);
+        let revoked = Instant::now();
+        for port in &ports {
+            loop {
+                let r = http(*port, "POST", "/v1/classify", Some(&key), None, &body).unwrap();
+                if r.status == 401 {
+                    break;
+                }
+                assert!(
+                    revoked.elapsed() < Duration::from_secs(1),
+                    "replica {port} still accepts the revoked key after 1 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        eprintln!(
+            "plan change applied by both replicas after {plan_seen:?}, revocation after {:?}",
+            revoked.elapsed()
+        );
+        assert_eq!(
+            usage_events(url).len(),
+            100,
+            "refused requests leave no usage"
+        );
 
         // A promotion reaches both replicas (in about the registry's poll interval; the deadline
         // is generous so a busy machine cannot fail it, and the time taken is printed).

@@ -1,14 +1,102 @@
 //! Who is calling and what they may do, when the server runs on a store: API keys (401),
 //! per-tenant model access (403), plan limits (429 with `x-ratelimit-*` headers, also sent on
 //! success) and usage metering committed before the response.
+//!
+//! Keys, plans and grants are answered from an in-memory [`AccessSnapshot`] that a poller
+//! reloads when the store's access epoch moves (every [`ACCESS_POLL`]): no query per request,
+//! and a revocation or plan change reaches every replica within the poll interval. A key the
+//! snapshot does not know yet (created since) is looked up in the database. Usage is metered
+//! through the store's group-commit [`MeterQueue`]: each response waits for the commit that
+//! holds its event.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 use axum::http::{header, HeaderMap, StatusCode};
-use flywheel_store::{Decision, KeyInfo, LimitKind, LimitState, Store, UsageEvent};
+use flywheel_store::{
+    AccessSnapshot, Decision, KeyInfo, KeyLookup, LimitKind, LimitState, MeterItem, MeterQueue,
+    NewPrediction, PlanLimits, Store, UsageEvent,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How often every replica checks the store's access epoch.
+pub(crate) const ACCESS_POLL: Duration = Duration::from_millis(100);
+
+/// Most requests metered by one commit.
+const METER_MAX_BATCH: usize = 512;
+
+/// Limits that match no plan: metering with them goes one request at a time, against the
+/// database's plan (a key whose plan the snapshot does not know yet).
+const UNKNOWN_LIMITS: PlanLimits = PlanLimits {
+    requests_per_minute: -1,
+    texts_per_month: -1,
+};
+
+/// The accounts side of a server on a store: the access snapshot and the metering queue.
+pub(crate) struct Accounts {
+    /// Keys, plans, grants and models as of the last poll.
+    pub snapshot: ArcSwap<AccessSnapshot>,
+    /// The group-commit queue usage events go through.
+    pub meter: MeterQueue,
+}
+
+impl Accounts {
+    /// Loads the snapshot and starts the metering queue (inside a tokio runtime).
+    pub async fn open(store: &Store) -> Result<Accounts, flywheel_store::Error> {
+        Ok(Accounts {
+            snapshot: ArcSwap::from_pointee(store.access_snapshot().await?),
+            meter: MeterQueue::start(store.clone(), METER_MAX_BATCH),
+        })
+    }
+
+    /// Reloads the snapshot if the store's access epoch has moved (or always, with `force`).
+    pub async fn refresh(&self, store: &Store, force: bool) -> Result<(), flywheel_store::Error> {
+        if force || store.access_epoch().await? != self.snapshot.load().epoch() {
+            self.snapshot
+                .store(Arc::new(store.access_snapshot().await?));
+        }
+        Ok(())
+    }
+
+    /// The limits of `key`'s plan as the snapshot knows them.
+    fn limits(&self, key: &KeyInfo) -> PlanLimits {
+        self.snapshot
+            .load()
+            .limits(&key.plan)
+            .unwrap_or(UNKNOWN_LIMITS)
+    }
+}
+
+/// Polls the access epoch every [`ACCESS_POLL`] and reloads the snapshot when it moves.
+pub(crate) fn spawn_access_poller(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let (Some(store), Some(_)) = (state.store.clone(), state.accounts.as_ref()) else {
+        return None;
+    };
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ACCESS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let Some(accounts) = &state.accounts else {
+                return;
+            };
+            match accounts.refresh(&store, false).await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "reloading keys and plans failed; serving the last ones");
+                }
+                Err(_) => {}
+            }
+        }
+    }))
+}
 
 /// Response headers as `(name, value)` pairs (the rate-limit state of a key).
 pub(crate) type LimitHeaders = Vec<(&'static str, String)>;
@@ -70,7 +158,24 @@ impl AppState {
         if self.is_admin_token(token) {
             return Ok(Some(Caller::Admin));
         }
+        if let Some(accounts) = &self.accounts {
+            match accounts.snapshot.load().authenticate(token) {
+                KeyLookup::Valid(info) => return Ok(Some(Caller::Key(info.clone()))),
+                KeyLookup::Invalid => return Ok(None),
+                KeyLookup::Unknown => {}
+            }
+        }
         Ok(store.authenticate(token).await?.map(Caller::Key))
+    }
+
+    /// Reloads keys, plans and grants now, after this process changed them (the poller would
+    /// within [`ACCESS_POLL`]; a failure here is left to it).
+    pub(crate) async fn access_changed(&self) {
+        if let (Some(store), Some(accounts)) = (&self.store, &self.accounts) {
+            if let Err(e) = accounts.refresh(store, true).await {
+                tracing::warn!(error = %e, "reloading keys and plans failed; the poller retries");
+            }
+        }
     }
 
     /// Authenticates the request: without a store everyone may call; with one, a valid API
@@ -94,48 +199,56 @@ impl AppState {
     }
 
     /// 403 unless the caller may use `model`.
-    pub(crate) async fn check_access(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
-        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
+    pub(crate) fn check_access(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
+        let (Caller::Key(key), Some(accounts)) = (caller, &self.accounts) else {
             return Ok(());
         };
-        match store.can_use(&key.tenant, model).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::new(
+        if accounts.snapshot.load().can_use(&key.tenant, model) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("this key's tenant may not use model '{model}'"),
             )
-            .param("model")),
-            Err(e) => Err(store_unavailable(&e)),
+            .param("model"))
         }
     }
 
-    /// Refuses (429) a request that is already over the key's limits, before any work.
-    pub(crate) async fn precheck(&self, caller: &Caller, texts: usize) -> Result<(), ApiError> {
-        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
+    /// The models `tenant` may use, by name (`None` without a store: every model).
+    pub(crate) fn usable_models(&self, tenant: &str) -> Option<Vec<String>> {
+        let accounts = self.accounts.as_ref()?;
+        Some(accounts.snapshot.load().usable_models(tenant))
+    }
+
+    /// Refuses (429) a request that is already over the key's limits, before any work: decided
+    /// in memory from the key's counters as of this process's last commit (a refusal there is
+    /// one the database would give; the commit has the final word on admission).
+    pub(crate) fn precheck(&self, caller: &Caller, texts: usize) -> Result<(), ApiError> {
+        let (Caller::Key(key), Some(accounts)) = (caller, &self.accounts) else {
             return Ok(());
         };
-        let decision = store
-            .peek(key.id, texts as i64, now_unix())
-            .await
-            .map_err(|e| store_unavailable(&e))?;
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(too_many_requests(&decision))
+        let limits = accounts.limits(key);
+        match accounts
+            .meter
+            .precheck(key.id, limits, texts as i64, now_unix())
+        {
+            Some(refusal) => Err(too_many_requests(&refusal)),
+            None => Ok(()),
         }
     }
 
-    /// Counts a served request against the key's plan and commits its usage event; returns the
-    /// rate-limit headers for the response. Over a limit (another replica got there first) →
-    /// 429, and nothing is recorded.
+    /// Counts a served request against the key's plan and commits its usage event and kept
+    /// predictions (in the next group commit); returns the rate-limit headers for the response
+    /// and the predictions left to log on their own (an unmetered caller's). Over a limit
+    /// (another replica got there first) → 429, and nothing is recorded.
     pub(crate) async fn meter(
         &self,
         caller: &Caller,
         usage: Usage<'_>,
-    ) -> Result<LimitHeaders, ApiError> {
-        let (Caller::Key(key), Some(store)) = (caller, &self.store) else {
-            return Ok(Vec::new());
+    ) -> Result<(LimitHeaders, Vec<NewPrediction>), ApiError> {
+        let (Caller::Key(key), Some(accounts)) = (caller, &self.accounts) else {
+            return Ok((Vec::new(), usage.predictions));
         };
         let event = UsageEvent {
             id: usage.request_id.to_string(),
@@ -148,8 +261,14 @@ impl AppState {
             at: now_unix(),
             request_sha256: hex::encode(Sha256::digest(usage.body)),
         };
-        match store.meter(key.id, &event).await {
-            Ok(m) if m.decision.allowed => Ok(limit_headers(&m.decision)),
+        let item = MeterItem {
+            key_id: key.id,
+            limits: accounts.limits(key),
+            event,
+            predictions: usage.predictions,
+        };
+        match accounts.meter.meter(item).await {
+            Ok(m) if m.decision.allowed => Ok((limit_headers(&m.decision), Vec::new())),
             Ok(m) => Err(too_many_requests(&m.decision)),
             Err(flywheel_store::Error::IdempotencyConflict(id)) => Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -186,6 +305,8 @@ pub(crate) struct Usage<'a> {
     pub characters: usize,
     /// The request body (its digest tells a retry from a reused id).
     pub body: &'a [u8],
+    /// Predictions to keep for review, committed with the event.
+    pub predictions: Vec<NewPrediction>,
 }
 
 /// Unix seconds now.

@@ -43,9 +43,8 @@ pub(crate) fn tenant_of(caller: &Caller) -> &str {
     }
 }
 
-/// Stores the logged predictions of one classify request; `false` (and an error in the log)
-/// when the store failed — the response is already computed and metered, so it is still sent.
-pub(crate) async fn log_predictions(
+/// The predictions of one classify request as the log keeps them (texts redacted).
+pub(crate) fn predictions(
     state: &AppState,
     caller: &Caller,
     request_id: &str,
@@ -53,12 +52,9 @@ pub(crate) async fn log_predictions(
     version: Option<i64>,
     texts: &[String],
     logged: &[Logged],
-) -> bool {
-    let Some(store) = &state.store else {
-        return false;
-    };
+) -> Vec<NewPrediction> {
     let now = now_unix();
-    let rows: Vec<NewPrediction> = texts
+    texts
         .iter()
         .zip(logged)
         .enumerate()
@@ -74,10 +70,20 @@ pub(crate) async fn log_predictions(
             uncertainty: l.uncertainty.map(f64::from),
             created_at: now,
         })
-        .collect();
-    match store.log_predictions(&rows).await {
+        .collect()
+}
+
+/// Stores predictions not committed with a usage event (an unmetered caller); `false` (and an
+/// error in the log) when the store failed — the response is already computed, so it is still
+/// sent.
+pub(crate) async fn log_predictions(state: &AppState, rows: &[NewPrediction]) -> bool {
+    let Some(store) = &state.store else {
+        return false;
+    };
+    match store.log_predictions(rows).await {
         Ok(_) => true,
         Err(e) => {
+            let model = rows.first().map(|r| r.model.as_str()).unwrap_or("");
             tracing::error!(error = %e, model, "prediction log failed");
             false
         }
@@ -170,7 +176,7 @@ pub(crate) async fn record(
     c: Correction<'_>,
 ) -> Result<Recorded, ApiError> {
     let slot = state.model_slot(&c.model)?;
-    state.check_access(c.caller, &c.model).await?;
+    state.check_access(c.caller, &c.model)?;
     let labels = feedback_labels(&c.model, &slot.current.load(), c.label)?;
     let feedback = NewFeedback {
         tenant: tenant_of(c.caller).to_string(),

@@ -355,10 +355,15 @@ impl Server {
             Some(url) => Some(flywheel_store::Store::open(url).await?),
             None => None,
         };
+        let accounts = match &store {
+            Some(store) => Some(access::Accounts::open(store).await?),
+            None => None,
+        };
         let state = Arc::new(AppState {
             models: ArcSwap::from_pointee(models),
             batching,
             store,
+            accounts,
             sync_lock: tokio::sync::Mutex::new(()),
             registry_failed: Default::default(),
             registry_poll: config.registry_poll,
@@ -422,6 +427,7 @@ impl Server {
             .store
             .clone()
             .map(|store| registry::spawn_poller(Arc::clone(&state), store, state.registry_poll));
+        let access_poller = access::spawn_access_poller(Arc::clone(&state));
         let retrainer = match &state.store {
             Some(store) if state.retrain.enabled() => {
                 Some(autoretrain::spawn(Arc::clone(&state), store.clone()))
@@ -439,7 +445,10 @@ impl Server {
                 tracing::info!("shutting down: draining requests in flight");
             })
             .await;
-        for task in [hup, poller, retrainer].into_iter().flatten() {
+        for task in [hup, poller, access_poller, retrainer]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         if let Some(store) = &state.store {

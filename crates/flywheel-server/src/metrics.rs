@@ -161,7 +161,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything, plus the given gauges.
-    pub fn render(&self, models: &[ModelGauge], in_flight: usize) -> String {
+    pub fn render(
+        &self,
+        models: &[ModelGauge],
+        in_flight: usize,
+        meter: Option<&flywheel_store::MeterStats>,
+    ) -> String {
         let m = self.lock();
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP flywheel_http_requests_total HTTP requests by route, method and status.\n# TYPE flywheel_http_requests_total counter\n");
@@ -257,6 +262,18 @@ impl Metrics {
         }
         out.push_str("# HELP flywheel_in_flight_requests Requests holding a concurrency slot.\n# TYPE flywheel_in_flight_requests gauge\n");
         let _ = writeln!(out, "flywheel_in_flight_requests {in_flight}");
+        if let Some(m) = meter {
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "# HELP flywheel_meter_commits_total Group commits of usage events.\n# TYPE flywheel_meter_commits_total counter\nflywheel_meter_commits_total {}\n\
+                 # HELP flywheel_metered_requests_total Requests metered (their usage events committed or refused).\n# TYPE flywheel_metered_requests_total counter\nflywheel_metered_requests_total {}\n\
+                 # HELP flywheel_metered_one_by_one_total Metered requests whose batch went one by one (a retry, a limit reached, a minute or month boundary, a plan change).\n# TYPE flywheel_metered_one_by_one_total counter\nflywheel_metered_one_by_one_total {}\n",
+                n(&m.batches),
+                n(&m.requests),
+                n(&m.one_by_one)
+            );
+        }
         out
     }
 }
@@ -278,7 +295,7 @@ mod tests {
         m.request("POST", "/v1/classify", 200, 0.0007);
         m.request("POST", "/v1/classify", 200, 0.003);
         m.request("POST", "/v1/classify", 503, 20.0);
-        let text = m.render(&[], 0);
+        let text = m.render(&[], 0, None);
         assert!(text.contains(
             "flywheel_http_requests_total{route=\"/v1/classify\",method=\"POST\",status=\"200\"} 2"
         ));

@@ -133,8 +133,9 @@ pub(crate) struct Explained {
     pub limit_headers: LimitHeaders,
 }
 
-/// Classifies the texts: model → access → limits → inference (under the deadline) → metering
-/// → prediction log.
+/// Classifies the texts: model → access → limits → inference (under the deadline) → metering,
+/// with the predictions kept for review committed alongside (or on their own for an unmetered
+/// caller).
 pub(crate) async fn classify(
     state: &AppState,
     call: &Call<'_>,
@@ -155,8 +156,8 @@ pub(crate) async fn classify(
         .deadline
         .run(async {
             let slot = state.model_slot(&model)?;
-            state.check_access(call.caller, &model).await?;
-            state.precheck(call.caller, texts).await?;
+            state.check_access(call.caller, &model)?;
+            state.precheck(call.caller, texts)?;
             let work = Work::Classify {
                 top_k,
                 explain,
@@ -168,6 +169,20 @@ pub(crate) async fn classify(
     let Output::Predictions(predictions) = answer.output else {
         return Err(ApiError::internal("the model answered with an explanation"));
     };
+    let keep = if !kept.is_empty() && kept.len() == answer.logged.len() {
+        crate::feedback::predictions(
+            state,
+            call.caller,
+            call.request_id,
+            &model,
+            answer.registry_version,
+            &kept,
+            &answer.logged,
+        )
+    } else {
+        Vec::new()
+    };
+    let asked = !keep.is_empty();
     let usage = Usage {
         request_id: call.request_id,
         model: &model,
@@ -175,23 +190,14 @@ pub(crate) async fn classify(
         texts,
         characters,
         body: call.body,
+        predictions: keep,
     };
-    let limit_headers = state.meter(call.caller, usage).await?;
-    let logged = if !kept.is_empty() && kept.len() == answer.logged.len() {
-        Some(
-            crate::feedback::log_predictions(
-                state,
-                call.caller,
-                call.request_id,
-                &model,
-                answer.registry_version,
-                &kept,
-                &answer.logged,
-            )
-            .await,
-        )
-    } else {
-        None
+    let (limit_headers, unmetered) = state.meter(call.caller, usage).await?;
+    let logged = match (asked, unmetered.is_empty()) {
+        (false, _) => None,
+        // Committed with the usage event.
+        (true, true) => Some(true),
+        (true, false) => Some(crate::feedback::log_predictions(state, &unmetered).await),
     };
     Ok(Classified {
         response: ClassifyResponse {
@@ -221,13 +227,13 @@ pub(crate) async fn explain(
         .deadline
         .run(async {
             let slot = state.model_slot(&model)?;
-            state.check_access(call.caller, &model).await?;
+            state.check_access(call.caller, &model)?;
             // An unknown label is refused before queueing (and checked again on the version
             // that runs, in case a reload changed the labels).
             if let Some(label) = &label {
                 check_label(&slot.name, &slot.current.load(), label)?;
             }
-            state.precheck(call.caller, 1).await?;
+            state.precheck(call.caller, 1)?;
             slot.submit(vec![input], Work::Explain { label }).await
         })
         .await?;
@@ -241,8 +247,9 @@ pub(crate) async fn explain(
         texts: 1,
         characters,
         body: call.body,
+        predictions: Vec::new(),
     };
-    let limit_headers = state.meter(call.caller, usage).await?;
+    let (limit_headers, _) = state.meter(call.caller, usage).await?;
     Ok(Explained {
         response: ExplainResponse {
             model,

@@ -189,10 +189,41 @@ async fn keys_are_required(url: String) {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.headers.get("x-ratelimit-limit-requests").is_none());
-    // A revoked key stops working at once.
+    // A changed plan applies within a second (keys and plans are held in memory and reloaded
+    // when the database's access epoch moves), and so does a revocation.
+    store.update_plan("basic", 1000, 999).await.unwrap();
+    let changed = Instant::now();
+    loop {
+        let r = call(&server, "/v1/classify", Some(&ka.key), None, &body).await;
+        assert_eq!(r.status, StatusCode::OK);
+        if header(&r, "x-ratelimit-limit-texts") == "999" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "plan change not seen after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let plan_seen = changed.elapsed();
     store.revoke_key("a", &ka.prefix).await.unwrap();
-    let r = call(&server, "/v1/classify", Some(&ka.key), None, &body).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let revoked = Instant::now();
+    loop {
+        let r = call(&server, "/v1/classify", Some(&ka.key), None, &body).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "revoked key still served after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "plan change seen after {plan_seen:?}, revocation after {:?}",
+        revoked.elapsed()
+    );
     // /v1/models and /v1/usage need a key too; health and metrics do not.
     assert_eq!(
         server.get("/v1/models").await.status,

@@ -10,6 +10,8 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::FromRow;
 use subtle::ConstantTimeEq;
 
+use crate::access::AccessSnapshot;
+use crate::metering::limit_state;
 use crate::types::*;
 use crate::util::{format_day, month_bounds, now_unix, sha256, to_hex};
 use crate::{Error, Result, KEY_PREFIX_LEN, KEY_RANDOM_BYTES, KEY_SCHEME};
@@ -85,15 +87,6 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn limit_state(limit: i64, used: i64, reset_at: i64, now: i64) -> LimitState {
-    LimitState {
-        limit,
-        remaining: (limit - used).max(0),
-        reset_at,
-        reset_after: (reset_at - now).max(0),
-    }
 }
 
 macro_rules! backend {
@@ -469,6 +462,58 @@ macro_rules! backend {
                 })
             }
 
+            /// Changes plan `name`'s limits (for every key on it); [`Error::Invalid`] for a
+            /// negative limit, [`Error::NotFound`] for an unknown plan.
+            pub async fn update_plan(
+                &self,
+                name: &str,
+                requests_per_minute: i64,
+                texts_per_month: i64,
+            ) -> Result<Plan> {
+                if requests_per_minute < 0 || texts_per_month < 0 {
+                    return Err(Error::Invalid("plan limits must not be negative".into()));
+                }
+                sqlx::query_as(
+                    "UPDATE plans SET requests_per_minute = $2, texts_per_month = $3 WHERE name = $1 \
+                     RETURNING name, requests_per_minute, texts_per_month, created_at",
+                )
+                .bind(name)
+                .bind(requests_per_minute)
+                .bind(texts_per_month)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("plan {name:?}")))
+            }
+
+            /// Moves `tenant`'s active keys with this prefix to plan `plan` and returns how many;
+            /// [`Error::NotFound`] for an unknown tenant or plan, or when no active key has the
+            /// prefix.
+            pub async fn set_key_plan(&self, tenant: &str, prefix: &str, plan: &str) -> Result<u64> {
+                let tenant_id = self.tenant_id(tenant).await?;
+                let done = sqlx::query(
+                    "UPDATE api_keys SET plan = $3 WHERE tenant_id = $1 AND prefix = $2 \
+                     AND revoked_at IS NULL",
+                )
+                .bind(tenant_id)
+                .bind(prefix)
+                .bind(plan)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        Error::NotFound(format!("plan {plan:?}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::NotFound(format!(
+                        "active key with prefix {prefix:?} of tenant {tenant:?}"
+                    )));
+                }
+                Ok(done.rows_affected())
+            }
+
             /// Every plan, by name.
             pub async fn list_plans(&self) -> Result<Vec<Plan>> {
                 Ok(sqlx::query_as(
@@ -536,6 +581,17 @@ macro_rules! backend {
             /// requests-per-minute window; the same id with anything else is an
             /// [`Error::IdempotencyConflict`]. Over a limit, nothing is written.
             pub async fn meter(&self, key_id: i64, event: &UsageEvent) -> Result<Metered> {
+                self.meter_with(key_id, event, &[]).await
+            }
+
+            /// [`Self::meter`], also keeping `predictions` for review in the same transaction
+            /// when the request is admitted.
+            pub(crate) async fn meter_with(
+                &self,
+                key_id: i64,
+                event: &UsageEvent,
+                predictions: &[NewPrediction],
+            ) -> Result<Metered> {
                 if event.texts < 0 || event.characters < 0 {
                     return Err(Error::Invalid("texts and characters must not be negative".into()));
                 }
@@ -556,6 +612,7 @@ macro_rules! backend {
                 let texts = if inserted { event.texts } else { 0 };
                 let decision = count_in(&mut tx, key_id, texts, event.at).await?;
                 if decision.allowed {
+                    insert_predictions(&mut tx, predictions).await?;
                     tx.commit().await?;
                 } else {
                     tx.rollback().await?;
@@ -829,6 +886,7 @@ macro_rules! backend {
             }
 
             crate::feedback::feedback_ops!($store, $db, $begin);
+            crate::metering::metering_ops!($store);
         }
     };
 }

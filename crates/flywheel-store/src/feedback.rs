@@ -109,6 +109,36 @@ macro_rules! feedback_ops {
     ($store:ty, $db:ty, $begin:expr) => {
         use crate::feedback::{dataset_sha256, join_labels, DataRowRecord, FeedbackRecord, INSERT_CHUNK};
 
+        /// Inserts predictions inside `tx`, leaving any already logged (a retry) as they are;
+        /// returns how many were added.
+        async fn insert_predictions(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            predictions: &[NewPrediction],
+        ) -> Result<u64> {
+            let mut added = 0;
+            for p in predictions {
+                let done = sqlx::query(
+                    "INSERT INTO predictions (tenant, model, version, request_id, idx, text, label, \
+                     score, uncertainty, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (tenant, request_id, idx) DO NOTHING",
+                )
+                .bind(&p.tenant)
+                .bind(&p.model)
+                .bind(p.version)
+                .bind(&p.request_id)
+                .bind(p.index)
+                .bind(&p.text)
+                .bind(&p.label)
+                .bind(p.score)
+                .bind(p.uncertainty)
+                .bind(p.created_at)
+                .execute(&mut **tx)
+                .await?;
+                added += done.rows_affected();
+            }
+            Ok(added)
+        }
+
         /// Inserts a dataset and its rows inside `tx`; returns its id.
         async fn insert_dataset(
             tx: &mut sqlx::Transaction<'static, $db>,
@@ -265,27 +295,7 @@ macro_rules! feedback_ops {
             /// request id and index: a retry) is left as it is. Returns the rows added.
             pub async fn log_predictions(&self, predictions: &[NewPrediction]) -> Result<u64> {
                 let mut tx = self.pool.begin_with($begin).await?;
-                let mut added = 0;
-                for p in predictions {
-                    let done = sqlx::query(
-                        "INSERT INTO predictions (tenant, model, version, request_id, idx, text, label, \
-                         score, uncertainty, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (tenant, request_id, idx) DO NOTHING",
-                    )
-                    .bind(&p.tenant)
-                    .bind(&p.model)
-                    .bind(p.version)
-                    .bind(&p.request_id)
-                    .bind(p.index)
-                    .bind(&p.text)
-                    .bind(&p.label)
-                    .bind(p.score)
-                    .bind(p.uncertainty)
-                    .bind(p.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    added += done.rows_affected();
-                }
+                let added = insert_predictions(&mut tx, predictions).await?;
                 tx.commit().await?;
                 Ok(added)
             }

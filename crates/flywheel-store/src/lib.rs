@@ -12,9 +12,12 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod backend;
 mod export;
 mod feedback;
+mod group_commit;
+mod metering;
 pub mod testing;
 mod types;
 mod util;
@@ -30,9 +33,11 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
+pub use access::{AccessSnapshot, KeyLookup};
 pub use backend::{PostgresStore, SqliteStore};
 pub use export::{csv_cell, write_csv};
 pub use feedback::dataset_sha256;
+pub use group_commit::{MeterQueue, MeterStats};
 pub use types::*;
 pub use util::{day_range, days_from_civil, format_day, format_time, parse_day};
 
@@ -91,6 +96,15 @@ pub enum Error {
     /// promote a version explicitly instead.
     #[error("model {0:?} has no earlier champion to roll back to")]
     NothingToRollBack(String),
+    /// The group commit that held this request failed (the database refused or could not run
+    /// it): nothing of the batch was committed. Report the store as unavailable; a retry with
+    /// the same request id is safe.
+    #[error("the group commit failed: {0}")]
+    Commit(String),
+    /// The metering queue has stopped (the server is shutting down); the request was not
+    /// metered.
+    #[error("metering has stopped")]
+    MeterStopped,
     /// The operating system could not supply random bytes for a new key. No key was created;
     /// retrying may work, otherwise the host is misconfigured.
     #[error("the operating system's random number generator failed: {0}")]
@@ -147,6 +161,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "feedback loop",
         include_str!("../migrations/sqlite/0004_feedback_loop.sql"),
     ),
+    (
+        5,
+        "access epoch",
+        include_str!("../migrations/sqlite/0005_access_epoch.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -168,6 +187,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "feedback loop",
         include_str!("../migrations/postgres/0004_feedback_loop.sql"),
+    ),
+    (
+        5,
+        "access epoch",
+        include_str!("../migrations/postgres/0005_access_epoch.sql"),
     ),
 ];
 
@@ -205,8 +229,11 @@ impl Store {
                 .pragma("cache_size", "-512");
             // Each connection to `sqlite::memory:` is its own database: use one.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            // No ping before each use: it would double the hand-overs to SQLite's thread on
+            // every query (a failed connection fails its query, which the caller retries).
             let pool = SqlitePoolOptions::new()
                 .max_connections(if memory { 1 } else { 8 })
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Migrator::new(Embedded(SQLITE_MIGRATIONS))
@@ -215,8 +242,11 @@ impl Store {
                 .await?;
             Ok(Store::Sqlite(SqliteStore { pool }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No ping before each use: it would double the round trips of every query (a
+            // connection lost since fails its query, which the caller retries).
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect(url)
                 .await?;
@@ -346,6 +376,21 @@ impl Store {
     ) -> Result<Plan> {
         dispatch!(self, s => s.create_plan(name, requests_per_minute, texts_per_month).await)
     }
+    /// Changes plan `name`'s limits, for every key on it; [`Error::Invalid`] for a negative
+    /// limit, [`Error::NotFound`] for an unknown plan.
+    pub async fn update_plan(
+        &self,
+        name: &str,
+        requests_per_minute: i64,
+        texts_per_month: i64,
+    ) -> Result<Plan> {
+        dispatch!(self, s => s.update_plan(name, requests_per_minute, texts_per_month).await)
+    }
+    /// Moves `tenant`'s active keys with this prefix to plan `plan` and returns how many;
+    /// [`Error::NotFound`] for an unknown tenant or plan, or when no active key has the prefix.
+    pub async fn set_key_plan(&self, tenant: &str, prefix: &str, plan: &str) -> Result<u64> {
+        dispatch!(self, s => s.set_key_plan(tenant, prefix, plan).await)
+    }
     /// Every plan, by name.
     pub async fn list_plans(&self) -> Result<Vec<Plan>> {
         dispatch!(self, s => s.list_plans().await)
@@ -370,6 +415,36 @@ impl Store {
     /// [`Error::NotFound`] for an unknown key id.
     pub async fn meter(&self, key_id: i64, event: &UsageEvent) -> Result<Metered> {
         dispatch!(self, s => s.meter(key_id, event).await)
+    }
+    /// [`Store::meter`], also keeping `predictions` in the same transaction when admitted.
+    pub(crate) async fn meter_with(
+        &self,
+        key_id: i64,
+        event: &UsageEvent,
+        predictions: &[NewPrediction],
+    ) -> Result<Metered> {
+        dispatch!(self, s => s.meter_with(key_id, event, predictions).await)
+    }
+    /// Meters many served requests, each as [`Store::meter`] would, with one transaction and one
+    /// commit for the whole batch when that is exact: every event is new, each key's requests
+    /// fall in one minute and month, the `limits` given are the database's and each key's totals
+    /// fit under them (the database checks the last two under its row locks, so replicas stay
+    /// exact). Otherwise the requests are metered one by one. One result per item, in order;
+    /// when the shared transaction fails, every item gets [`Error::Commit`] and nothing of the
+    /// batch was written.
+    pub async fn meter_batch(&self, items: &[MeterItem]) -> Vec<Result<Metered>> {
+        self.meter_group(&mut None, items).await.0
+    }
+    /// A counter that every change to keys, plans, tenants, grants or a model's visibility moves
+    /// (by trigger, whoever makes the change): poll it, and reload [`Store::access_snapshot`]
+    /// when it moves.
+    pub async fn access_epoch(&self) -> Result<i64> {
+        dispatch!(self, s => s.access_epoch().await)
+    }
+    /// Keys (digests, owners, revocation), plans, grants and models as they stand, to answer
+    /// [`Store::authenticate`], [`Store::can_use`] and [`Store::usable_models`] from memory.
+    pub async fn access_snapshot(&self) -> Result<AccessSnapshot> {
+        dispatch!(self, s => s.access_snapshot().await)
     }
     /// Records one usage event without counting it against any limit; `false` (and nothing
     /// written) when an event with this id exists already, whatever its contents.

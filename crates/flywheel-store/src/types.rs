@@ -248,6 +248,31 @@ pub struct UsageEvent {
     pub request_sha256: String,
 }
 
+/// A plan's per-key limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanLimits {
+    /// Requests each key may make per UTC minute (0 denies every request).
+    pub requests_per_minute: i64,
+    /// Texts each key may send per UTC calendar month.
+    pub texts_per_month: i64,
+}
+
+/// One served request to meter in a group commit ([`crate::Store::meter_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterItem {
+    /// The key that made it.
+    pub key_id: i64,
+    /// The key's plan limits as the caller knows them (from an
+    /// [`crate::AccessSnapshot`]); a batch whose limits differ from the database's is metered
+    /// one request at a time against the database's.
+    pub limits: PlanLimits,
+    /// Its usage event.
+    pub event: UsageEvent,
+    /// Its predictions kept for review, committed with the event (nothing when the request is
+    /// refused); usually empty.
+    pub predictions: Vec<NewPrediction>,
+}
+
 /// Outcome of [`crate::Store::meter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metered {

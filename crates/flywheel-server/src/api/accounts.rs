@@ -19,13 +19,8 @@ pub(crate) async fn list_models(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = state.caller(&headers).await?;
-    let usable: Option<Vec<String>> = match (&caller, &state.store) {
-        (Caller::Key(key), Some(store)) => Some(
-            store
-                .usable_models(&key.tenant)
-                .await
-                .map_err(|e| store_unavailable(&e))?,
-        ),
+    let usable: Option<Vec<String>> = match &caller {
+        Caller::Key(key) => state.usable_models(&key.tenant),
         _ => None,
     };
     let models: Vec<Value> = state

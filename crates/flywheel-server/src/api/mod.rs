@@ -98,7 +98,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let in_flight = state.max_concurrency - state.concurrency.available_permits();
-    let text = state.metrics.render(&state.gauges(), in_flight);
+    let meter = state.accounts.as_ref().map(|a| a.meter.stats());
+    let text = state.metrics.render(&state.gauges(), in_flight, meter);
     let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

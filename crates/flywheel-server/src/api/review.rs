@@ -154,7 +154,7 @@ pub(crate) async fn review_queue(
     let model = q
         .model
         .ok_or_else(|| ApiError::invalid("'model' is required: ?model=NAME").param("model"))?;
-    state.check_access(&caller, &model).await?;
+    state.check_access(&caller, &model)?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=MAX_QUEUE).contains(&limit) {
         return Err(

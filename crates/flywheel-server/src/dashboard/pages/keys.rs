@@ -228,6 +228,7 @@ pub(crate) async fn create_key(
     };
     match store.create_key(&tenant, &plan).await {
         Ok(key) => {
+            state.access_changed().await;
             tracing::info!(tenant = %key.tenant, prefix = %key.prefix, "key created from the dashboard");
             let outcome = KeysOutcome {
                 created: Some(key),
@@ -255,6 +256,7 @@ pub(crate) async fn revoke_key(
     };
     match store.revoke_key(&tenant, &prefix).await {
         Ok(_) => {
+            state.access_changed().await;
             tracing::info!(%tenant, %prefix, "key revoked from the dashboard");
             Ok(redirect(&format!(
                 "/keys?done=revoked&prefix={}",
@@ -279,10 +281,13 @@ pub(crate) async fn create_tenant(
     let (_, fields) = read_form(&state, &headers, body).await?;
     let name = field(&fields, "name").unwrap_or("").trim().to_string();
     match store.create_tenant(&name).await {
-        Ok(t) => Ok(redirect(&format!(
-            "/keys?done=tenant&tenant={}",
-            url_encode(&t.name)
-        ))),
+        Ok(t) => {
+            state.access_changed().await;
+            Ok(redirect(&format!(
+                "/keys?done=tenant&tenant={}",
+                url_encode(&t.name)
+            )))
+        }
         Err(e) => keys_error(&state, &viewer, e).await,
     }
 }

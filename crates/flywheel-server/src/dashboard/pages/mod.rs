@@ -129,17 +129,10 @@ async fn visible_models(state: &AppState, viewer: &Viewer) -> Result<Vec<ModelRo
             })
             .collect());
     };
-    let usable: Option<BTreeSet<String>> = match viewer.tenant() {
-        Some(t) => Some(
-            store
-                .usable_models(t)
-                .await
-                .map_err(|e| PageError::store(&e))?
-                .into_iter()
-                .collect(),
-        ),
-        None => None,
-    };
+    let usable: Option<BTreeSet<String>> = viewer
+        .tenant()
+        .and_then(|t| state.usable_models(t))
+        .map(|names| names.into_iter().collect());
     let summaries = store
         .list_models()
         .await

@@ -66,12 +66,11 @@ pub(crate) async fn login(
     };
     let token = field(&fields, "token").unwrap_or("").trim().to_string();
     let valid = !token.is_empty()
-        && (state.is_admin_token(&token)
-            || store
-                .authenticate(&token)
-                .await
-                .map_err(|e| PageError::store(&e))?
-                .is_some());
+        && state
+            .identify(store, &token)
+            .await
+            .map_err(|e| PageError::store(&e))?
+            .is_some();
     if !valid {
         let form = login_form(&next, Some("That token is not valid (unknown or revoked)."));
         return Ok(page(
