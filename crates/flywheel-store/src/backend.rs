@@ -20,6 +20,8 @@ use crate::{Error, Result, KEY_PREFIX_LEN, KEY_RANDOM_BYTES, KEY_SCHEME};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The database file (`None` in memory): group commits open their own connection to it.
+    pub(crate) file: Option<std::path::PathBuf>,
 }
 
 /// The PostgreSQL back end, for several replicas sharing one database.

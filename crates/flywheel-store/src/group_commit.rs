@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metering::{self, Batcher};
 use crate::types::{Decision, LimitKind, MeterItem, Metered, PlanLimits};
 use crate::{Error, Result, Store};
 
@@ -53,20 +54,48 @@ impl std::fmt::Debug for MeterQueue {
 }
 
 impl MeterQueue {
-    /// Starts the committing task on the current tokio runtime; at most `max_batch` requests
-    /// (at least 1) share one commit.
+    /// Starts committing (called inside a tokio runtime): on a SQLite file, from a thread of its
+    /// own with its own connection; otherwise from a task on the runtime. At most `max_batch`
+    /// requests (at least 1) share one commit.
     pub fn start(store: Store, max_batch: usize) -> MeterQueue {
         let max_batch = max_batch.max(1);
         let (jobs, queue) = mpsc::channel(max_batch * QUEUED_BATCHES);
         let known = Arc::new(Mutex::new(HashMap::new()));
         let stats = Arc::new(MeterStats::default());
-        tokio::spawn(commit_loop(
+        let committer = Committer {
             store,
-            queue,
             max_batch,
-            Arc::clone(&known),
-            Arc::clone(&stats),
-        ));
+            known: Arc::clone(&known),
+            stats: Arc::clone(&stats),
+        };
+        let file = match &committer.store {
+            Store::Sqlite(s) => s.file.clone(),
+            Store::Postgres(_) => None,
+        };
+        match file {
+            Some(path) => {
+                let runtime = tokio::runtime::Handle::current();
+                // The queue goes to the thread, or back to a task if no thread can start.
+                let queue = Arc::new(Mutex::new(Some(queue)));
+                let for_thread = Arc::clone(&queue);
+                let thread_committer = committer.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("flywheel-meter".into())
+                    .spawn(move || {
+                        if let Some(queue) = for_thread.lock().ok().and_then(|mut q| q.take()) {
+                            thread_committer.run_sqlite(queue, Batcher::new(path), runtime);
+                        }
+                    });
+                if spawned.is_err() {
+                    if let Some(queue) = queue.lock().ok().and_then(|mut q| q.take()) {
+                        tokio::spawn(committer.run_async(queue));
+                    }
+                }
+            }
+            None => {
+                tokio::spawn(committer.run_async(queue));
+            }
+        }
         MeterQueue { jobs, known, stats }
     }
 
@@ -122,30 +151,78 @@ impl MeterQueue {
     }
 }
 
-async fn commit_loop(
+/// What commits the queue's batches.
+#[derive(Clone)]
+struct Committer {
     store: Store,
-    mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
     known: Arc<Mutex<HashMap<i64, Decision>>>,
     stats: Arc<MeterStats>,
-) {
-    let mut jobs = Vec::with_capacity(max_batch);
-    let mut conn = None;
-    while queue.recv_many(&mut jobs, max_batch).await > 0 {
-        let (items, replies): (Vec<MeterItem>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.item, j.reply)).unzip();
-        let (results, together) = store.meter_group(&mut conn, &items).await;
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
+}
+
+impl Committer {
+    /// The loop of a task: each batch through the store's async drivers (PostgreSQL keeps one
+    /// connection between batches).
+    async fn run_async(self, mut queue: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        let mut conn = None;
+        while queue.recv_many(&mut jobs, self.max_batch).await > 0 {
+            let (items, replies): (Vec<MeterItem>, Vec<_>) =
+                jobs.drain(..).map(|j| (j.item, j.reply)).unzip();
+            let (results, together) =
+                metering::meter_batch_on(&self.store, &mut conn, &items).await;
+            self.finish(&items, replies, results, together);
+        }
+    }
+
+    /// The loop of the SQLite thread: the fast path on the batcher's own connection, blocking;
+    /// requests metered one by one go through the pool, on `runtime`.
+    fn run_sqlite(
+        self,
+        mut queue: mpsc::Receiver<Job>,
+        mut batcher: Batcher,
+        runtime: tokio::runtime::Handle,
+    ) {
+        let mut jobs = Vec::with_capacity(self.max_batch);
+        while let Some(first) = queue.blocking_recv() {
+            jobs.push(first);
+            while jobs.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (items, replies): (Vec<MeterItem>, Vec<_>) =
+                jobs.drain(..).map(|j| (j.item, j.reply)).unzip();
+            let outcome = match metering::plan_batch(&items) {
+                Some(plan) => batcher.meter_together(&items, &plan),
+                None => Ok(None),
+            };
+            let together = matches!(outcome, Ok(Some(_)));
+            let results = runtime.block_on(metering::settle(&self.store, &items, outcome));
+            self.finish(&items, replies, results, together);
+        }
+    }
+
+    /// Counts the batch, remembers each key's newest counters and answers every request.
+    fn finish(
+        &self,
+        items: &[MeterItem],
+        replies: Vec<oneshot::Sender<Result<Metered>>>,
+        results: Vec<Result<Metered>>,
+        together: bool,
+    ) {
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
             .requests
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         if !together {
-            stats
+            self.stats
                 .one_by_one
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
         }
         // Results come in commit order: the last one of a key is its newest state.
-        if let Ok(mut known) = known.lock() {
+        if let Ok(mut known) = self.known.lock() {
             for (item, result) in items.iter().zip(&results) {
                 if let Ok(m) = result {
                     known.insert(item.key_id, m.decision);

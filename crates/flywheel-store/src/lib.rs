@@ -234,13 +234,14 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(if memory { 1 } else { 8 })
                 .test_before_acquire(false)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await?;
             Migrator::new(Embedded(SQLITE_MIGRATIONS))
                 .await?
                 .run(&pool)
                 .await?;
-            Ok(Store::Sqlite(SqliteStore { pool }))
+            let file = (!memory).then(|| options.get_filename().to_path_buf());
+            Ok(Store::Sqlite(SqliteStore { pool, file }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // No ping before each use: it would double the round trips of every query (a
             // connection lost since fails its query, which the caller retries).
@@ -433,7 +434,7 @@ impl Store {
     /// when the shared transaction fails, every item gets [`Error::Commit`] and nothing of the
     /// batch was written.
     pub async fn meter_batch(&self, items: &[MeterItem]) -> Vec<Result<Metered>> {
-        self.meter_group(&mut None, items).await.0
+        metering::meter_batch(self, items).await
     }
     /// A counter that every change to keys, plans, tenants, grants or a model's visibility moves
     /// (by trigger, whoever makes the change): poll it, and reload [`Store::access_snapshot`]

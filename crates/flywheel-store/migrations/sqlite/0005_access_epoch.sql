@@ -84,12 +84,3 @@ BEGIN
     UPDATE access_epoch SET epoch = epoch + 1 WHERE id = 1;
 END;
 
--- Group commit meters a batch in one call, ending in COMMIT, and must keep none of it when the
--- database does not confirm every condition of the fast path (an event already recorded, a
--- limit reached, a plan changed): inserting a false check here raises, which stops the call
--- before its COMMIT, and the transaction is rolled back.
-CREATE VIEW meter_check AS SELECT 1 AS ok;
-CREATE TRIGGER meter_check_insert INSTEAD OF INSERT ON meter_check WHEN NEW.ok IS NOT 1
-BEGIN
-    SELECT RAISE(ABORT, 'flywheel: the batch is metered one request at a time');
-END;

@@ -1,103 +1,117 @@
-//! Metering many requests in one transaction ([`crate::Store::meter_batch`]), and loading the
-//! in-memory [`crate::AccessSnapshot`].
+//! Metering many requests in one transaction (group commit), and loading the in-memory
+//! [`crate::AccessSnapshot`].
 //!
 //! A batch is written together when that provably gives what metering its requests one by one
 //! ([`crate::Store::meter`]) would: every event is new, each key's requests fall in one minute
 //! and one month, the plan limits the caller gave are the database's, and each key's totals fit
-//! under its limits — then every request is admitted in any order, and the batch costs three
+//! under its limits — then every request is admitted in any order, and the batch costs four
 //! statements and one commit however many requests it holds. The database checks the last two
 //! conditions itself, in the same statements that count (`WHERE` clauses that compare with the
 //! plan's row and the counters as they stand, under their row locks), so concurrent replicas
 //! stay exact. When any condition fails the transaction is rolled back and the batch's requests
 //! are metered one by one, which decides each exactly as before.
+//!
+//! SQLite batches run on a connection of their own opened with `rusqlite` ([`sqlite`]), on the
+//! committing thread: the statements are plain calls, with none of the hand-overs to a
+//! connection thread that an async driver makes per statement and per row. PostgreSQL batches
+//! are one statement ([`postgres`]).
+
+mod postgres;
+mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::LazyLock;
 
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection};
 
-use crate::backend::{PostgresStore, SqliteStore};
 use crate::types::{Decision, LimitState, MeterItem, Metered, PlanLimits};
 use crate::util::month_bounds;
 use crate::{Error, Result, Store};
 
-/// The connection the group-commit task keeps for its batches (no pool hand-over per batch).
-pub(crate) enum MeterConn {
-    /// On SQLite.
-    Sqlite(PoolConnection<Sqlite>),
-    /// On PostgreSQL.
-    Postgres(PoolConnection<Postgres>),
-}
+pub(crate) use sqlite::Batcher;
 
-impl MeterConn {
-    /// Closes the connection rather than returning it to the pool (a transaction may be open).
-    async fn close(self) {
-        let _ = match self {
-            MeterConn::Sqlite(c) => c.close().await,
-            MeterConn::Postgres(c) => c.close().await,
-        };
-    }
-}
-
-impl Store {
-    /// Meters `items` as [`Store::meter_batch`] does, on `conn` (acquired when `None`, closed
-    /// and emptied after an error); the flag says whether the batch went together.
-    pub(crate) async fn meter_group(
-        &self,
-        conn: &mut Option<MeterConn>,
-        items: &[MeterItem],
-    ) -> (Vec<Result<Metered>>, bool) {
-        let Some(plan) = plan_batch(items) else {
-            return (self.meter_each(items).await, false);
-        };
-        let outcome = self.meter_together(conn, items, &plan).await;
-        match outcome {
-            Ok(Some(metered)) => (metered.into_iter().map(Ok).collect(), true),
-            Ok(None) => (self.meter_each(items).await, false),
-            Err(e) => {
-                if let Some(c) = conn.take() {
-                    c.close().await;
-                }
-                // Nothing was committed; every request of the batch is told so.
-                let why = e.to_string();
-                let failed = items.iter().map(|_| Err(Error::Commit(why.clone())));
-                (failed.collect(), true)
+/// Meters a batch as [`Store::meter_batch`] describes, with a connection of its own.
+pub(crate) async fn meter_batch(store: &Store, items: &[MeterItem]) -> Vec<Result<Metered>> {
+    let Some(plan) = plan_batch(items) else {
+        return meter_each(store, items).await;
+    };
+    let outcome = match store {
+        Store::Sqlite(s) => match s.file.clone() {
+            Some(path) => {
+                let owned = items.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    Batcher::new(path).meter_together(&owned, &plan)
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Commit(e.to_string())))
             }
-        }
-    }
-
-    async fn meter_together(
-        &self,
-        conn: &mut Option<MeterConn>,
-        items: &[MeterItem],
-        plan: &BatchPlan,
-    ) -> Result<Option<Vec<Metered>>> {
-        if conn.is_none() {
-            *conn = Some(match self {
-                Store::Sqlite(s) => MeterConn::Sqlite(s.pool.acquire().await?),
-                Store::Postgres(s) => MeterConn::Postgres(s.pool.acquire().await?),
-            });
-        }
-        match conn {
-            Some(MeterConn::Sqlite(c)) => SqliteStore::meter_together(c, items, plan).await,
-            Some(MeterConn::Postgres(c)) => PostgresStore::meter_together(c, items, plan).await,
             None => Ok(None),
-        }
-    }
+        },
+        Store::Postgres(s) => match s.pool.acquire().await {
+            Ok(mut conn) => postgres::meter_together(&mut conn, items, &plan).await,
+            Err(e) => Err(e.into()),
+        },
+    };
+    settle(store, items, outcome).await
+}
 
-    /// Each request metered on its own, in order.
-    async fn meter_each(&self, items: &[MeterItem]) -> Vec<Result<Metered>> {
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let metered = self
-                .meter_with(item.key_id, &item.event, &item.predictions)
-                .await;
-            out.push(metered);
+/// Meters a batch on PostgreSQL with the group commit's kept connection (acquired when `None`,
+/// dropped after an error).
+pub(crate) async fn meter_batch_on(
+    store: &Store,
+    conn: &mut Option<PoolConnection<sqlx::Postgres>>,
+    items: &[MeterItem],
+) -> (Vec<Result<Metered>>, bool) {
+    let (Store::Postgres(s), Some(plan)) = (store, plan_batch(items)) else {
+        return (meter_batch(store, items).await, false);
+    };
+    let outcome = match conn {
+        Some(c) => postgres::meter_together(c, items, &plan).await,
+        None => match s.pool.acquire().await {
+            Ok(c) => postgres::meter_together(conn.insert(c), items, &plan).await,
+            Err(e) => Err(e.into()),
+        },
+    };
+    if outcome.is_err() {
+        if let Some(c) = conn.take() {
+            let _ = c.close().await;
         }
-        out
     }
+    let together = matches!(outcome, Ok(Some(_)));
+    (settle(store, items, outcome).await, together)
+}
+
+/// The results of a batch from the fast path's outcome: its own results, the requests metered
+/// one by one when it did not apply, or the error for every request when it failed (nothing
+/// was committed).
+pub(crate) async fn settle(
+    store: &Store,
+    items: &[MeterItem],
+    outcome: Result<Option<Vec<Metered>>>,
+) -> Vec<Result<Metered>> {
+    match outcome {
+        Ok(Some(metered)) => metered.into_iter().map(Ok).collect(),
+        Ok(None) => meter_each(store, items).await,
+        Err(e) => {
+            let why = e.to_string();
+            items
+                .iter()
+                .map(|_| Err(Error::Commit(why.clone())))
+                .collect()
+        }
+    }
+}
+
+/// Each request metered on its own, in order (with its predictions when admitted).
+pub(crate) async fn meter_each(store: &Store, items: &[MeterItem]) -> Vec<Result<Metered>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let metered = store
+            .meter_with(item.key_id, &item.event, &item.predictions)
+            .await;
+        out.push(metered);
+    }
+    out
 }
 
 /// One key's share of a batch.
@@ -412,9 +426,9 @@ macro_rules! metering_ops {
 }
 pub(crate) use metering_ops;
 
-/// The JSON rows of each statement, as SQL over `$1`-`$3`: events, windows, quotas. `$rows`
-/// is the back end's table function over a JSON array parameter, aliased `j` with each element
-/// in `j.value`.
+/// The batch's four statements: events, each key's minute, each key's month, the predictions
+/// kept. Each reads its rows from one JSON array parameter through the back end's table
+/// function (`$events` etc.), aliased `j` with each element in `j.value`.
 macro_rules! batch_statements {
     ($events:literal, $windows:literal, $quotas:literal, $predictions:literal) => {
         [
@@ -484,18 +498,19 @@ macro_rules! batch_statements {
         ]
     };
 }
+pub(crate) use batch_statements;
 
 /// The rows a batch's statements returned: events inserted, and each key's counters after.
 #[derive(Default)]
-struct Counted {
-    events: usize,
-    windows: HashMap<i64, (i64, i64)>,
-    quotas: HashMap<i64, i64>,
+pub(crate) struct Counted {
+    pub events: usize,
+    pub windows: HashMap<i64, (i64, i64)>,
+    pub quotas: HashMap<i64, i64>,
 }
 
 impl Counted {
     /// Each request's outcome, or `None` when the database did not confirm every condition.
-    fn metered(&self, items: &[MeterItem], plan: &BatchPlan) -> Option<Vec<Metered>> {
+    pub fn metered(&self, items: &[MeterItem], plan: &BatchPlan) -> Option<Vec<Metered>> {
         if self.events != items.len()
             || self.windows.len() != plan.groups.len()
             || self.quotas.len() != plan.groups.len()
@@ -503,160 +518,5 @@ impl Counted {
             return None;
         }
         decisions(items, plan, &self.windows, &self.quotas)
-    }
-}
-
-const SQLITE_BATCH: [&str; 4] = batch_statements!(
-    "json_each($1) AS j",
-    "json_each($2) AS j",
-    "json_each($3) AS j",
-    "json_each($4) AS j"
-);
-
-/// SQLite's batch, from `BEGIN` to `COMMIT` in one call: after each counting statement the
-/// `meter_check` view (migration 5) raises unless it changed as many rows as it must (every
-/// event new, every key's counters raised), which stops the call before its `COMMIT`. The
-/// counters' rows come back told apart by a first column.
-static SQLITE_TOGETHER: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "BEGIN IMMEDIATE; \
-         {}; INSERT INTO meter_check VALUES (changes() = $5); \
-         {} RETURNING 1, key_id, window_start, requests; \
-         INSERT INTO meter_check VALUES (changes() = $6); \
-         {} RETURNING 2, key_id, texts, 0; \
-         INSERT INTO meter_check VALUES (changes() = $6); \
-         {}; COMMIT",
-        SQLITE_BATCH[0], SQLITE_BATCH[1], SQLITE_BATCH[2], SQLITE_BATCH[3]
-    )
-});
-
-/// What `meter_check` raises with.
-const SQLITE_NOT_TOGETHER: &str = "flywheel: the batch is metered one request at a time";
-
-impl SqliteStore {
-    /// The batch on the group-commit task's connection, from `BEGIN IMMEDIATE` to `COMMIT` in
-    /// one call (the connection runs on a thread of its own: every call is a hand-over).
-    /// `Ok(None)`, rolled back, when the database does not confirm every condition. On another
-    /// error the transaction may still be open: the caller closes the connection.
-    async fn meter_together(
-        conn: &mut SqliteConnection,
-        items: &[MeterItem],
-        plan: &BatchPlan,
-    ) -> Result<Option<Vec<Metered>>> {
-        let rows: std::result::Result<Vec<(i64, i64, i64, i64)>, sqlx::Error> =
-            sqlx::query_as(&SQLITE_TOGETHER)
-                .bind(events_json(items))
-                .bind(windows_json(plan))
-                .bind(quotas_json(plan))
-                .bind(predictions_json(items))
-                .bind(items.len() as i64)
-                .bind(plan.groups.len() as i64)
-                .fetch_all(&mut *conn)
-                .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) if is_check(&e) => {
-                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut counted = Counted {
-            events: items.len(),
-            ..Counted::default()
-        };
-        for (part, a, b, c) in rows {
-            if part == 1 {
-                counted.windows.insert(a, (b, c));
-            } else {
-                counted.quotas.insert(a, b);
-            }
-        }
-        // Committed: the checks passed, so every key has its counters. Were one missing, the
-        // requests must not be metered again: they are told to retry, and a retry is a
-        // duplicate of its committed event.
-        match counted.metered(items, plan) {
-            Some(metered) => Ok(Some(metered)),
-            None => Err(Error::Commit(
-                "the batch was committed but its counters did not come back; retry".into(),
-            )),
-        }
-    }
-}
-
-/// Whether `e` is `meter_check`'s refusal.
-fn is_check(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.message().contains(SQLITE_NOT_TOGETHER))
-}
-
-const POSTGRES_BATCH: [&str; 4] = batch_statements!(
-    "jsonb_array_elements($1::jsonb) AS j(value)",
-    "jsonb_array_elements($2::jsonb) AS j(value)",
-    "jsonb_array_elements($3::jsonb) AS j(value)",
-    "jsonb_array_elements($4::jsonb) AS j(value)"
-);
-
-/// PostgreSQL's batch: one statement; `flywheel_require` (migration 5) raises unless every
-/// event was new and every key's counters were raised.
-static POSTGRES_TOGETHER: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH ins AS ({} RETURNING 1), \
-           win AS ({} RETURNING key_id, window_start, requests), \
-           quo AS ({} RETURNING key_id, texts), \
-           pre AS ({}), \
-           ok AS (SELECT flywheel_require((SELECT count(*) FROM ins) = $5 \
-             AND (SELECT count(*) FROM win) = $6 AND (SELECT count(*) FROM quo) = $6) AS ok) \
-         SELECT w.key_id, w.window_start, w.requests, q.texts \
-         FROM ok LEFT JOIN (win w JOIN quo q ON q.key_id = w.key_id) ON ok.ok",
-        POSTGRES_BATCH[0], POSTGRES_BATCH[1], POSTGRES_BATCH[2], POSTGRES_BATCH[3]
-    )
-});
-
-/// The SQLSTATE `flywheel_require` raises: the batch is not for the fast path.
-const NOT_TOGETHER: &str = "FWB01";
-
-impl PostgresStore {
-    /// The batch as one statement (data-modifying CTEs, committed on its own) on the
-    /// group-commit task's connection: one round trip and one commit. When the database does not
-    /// confirm every condition the statement raises [`NOT_TOGETHER`] and nothing of it is kept:
-    /// `Ok(None)`.
-    async fn meter_together(
-        conn: &mut PgConnection,
-        items: &[MeterItem],
-        plan: &BatchPlan,
-    ) -> Result<Option<Vec<Metered>>> {
-        // `ok` is the left side of the join, so it is always evaluated.
-        type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-        let rows: std::result::Result<Vec<Row>, sqlx::Error> = sqlx::query_as(&POSTGRES_TOGETHER)
-            .bind(events_json(items))
-            .bind(windows_json(plan))
-            .bind(quotas_json(plan))
-            .bind(predictions_json(items))
-            .bind(items.len() as i64)
-            .bind(plan.groups.len() as i64)
-            .fetch_all(&mut *conn)
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e)
-                if e.as_database_error().and_then(|d| d.code()).as_deref()
-                    == Some(NOT_TOGETHER) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut counted = Counted {
-            events: items.len(),
-            ..Counted::default()
-        };
-        for row in rows {
-            if let (Some(key_id), Some(window_start), Some(requests), Some(texts)) = row {
-                counted.windows.insert(key_id, (window_start, requests));
-                counted.quotas.insert(key_id, texts);
-            }
-        }
-        Ok(counted.metered(items, plan))
     }
 }

@@ -1,0 +1,75 @@
+//! PostgreSQL's batch: one statement of data-modifying CTEs, committed on its own.
+
+use std::sync::LazyLock;
+
+use sqlx::PgConnection;
+
+use super::{events_json, predictions_json, quotas_json, windows_json, BatchPlan, Counted};
+use crate::types::{MeterItem, Metered};
+use crate::Result;
+
+const POSTGRES_BATCH: [&str; 4] = super::batch_statements!(
+    "jsonb_array_elements($1::jsonb) AS j(value)",
+    "jsonb_array_elements($2::jsonb) AS j(value)",
+    "jsonb_array_elements($3::jsonb) AS j(value)",
+    "jsonb_array_elements($4::jsonb) AS j(value)"
+);
+
+/// PostgreSQL's batch: one statement; `flywheel_require` (migration 5) raises unless every
+/// event was new and every key's counters were raised.
+static POSTGRES_TOGETHER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ins AS ({} RETURNING 1), \
+           win AS ({} RETURNING key_id, window_start, requests), \
+           quo AS ({} RETURNING key_id, texts), \
+           pre AS ({}), \
+           ok AS (SELECT flywheel_require((SELECT count(*) FROM ins) = $5 \
+             AND (SELECT count(*) FROM win) = $6 AND (SELECT count(*) FROM quo) = $6) AS ok) \
+         SELECT w.key_id, w.window_start, w.requests, q.texts \
+         FROM ok LEFT JOIN (win w JOIN quo q ON q.key_id = w.key_id) ON ok.ok",
+        POSTGRES_BATCH[0], POSTGRES_BATCH[1], POSTGRES_BATCH[2], POSTGRES_BATCH[3]
+    )
+});
+
+/// The SQLSTATE `flywheel_require` raises: the batch is not for the fast path.
+const NOT_TOGETHER: &str = "FWB01";
+
+/// The batch as one statement (data-modifying CTEs, committed on its own) on `conn`: one
+/// round trip and one commit. When the database does not
+/// confirm every condition the statement raises [`NOT_TOGETHER`] and nothing of it is kept:
+/// `Ok(None)`.
+pub(super) async fn meter_together(
+    conn: &mut PgConnection,
+    items: &[MeterItem],
+    plan: &BatchPlan,
+) -> Result<Option<Vec<Metered>>> {
+    // `ok` is the left side of the join, so it is always evaluated.
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let rows: std::result::Result<Vec<Row>, sqlx::Error> = sqlx::query_as(&POSTGRES_TOGETHER)
+        .bind(events_json(items))
+        .bind(windows_json(plan))
+        .bind(quotas_json(plan))
+        .bind(predictions_json(items))
+        .bind(items.len() as i64)
+        .bind(plan.groups.len() as i64)
+        .fetch_all(&mut *conn)
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some(NOT_TOGETHER) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut counted = Counted {
+        events: items.len(),
+        ..Counted::default()
+    };
+    for row in rows {
+        if let (Some(key_id), Some(window_start), Some(requests), Some(texts)) = row {
+            counted.windows.insert(key_id, (window_start, requests));
+            counted.quotas.insert(key_id, texts);
+        }
+    }
+    Ok(counted.metered(items, plan))
+}
