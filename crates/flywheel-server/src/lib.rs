@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod access;
+mod accounts;
 mod api;
 mod autoretrain;
 mod conn;
@@ -356,7 +357,7 @@ impl Server {
             None => None,
         };
         let accounts = match &store {
-            Some(store) => Some(access::Accounts::open(store).await?),
+            Some(store) => Some(accounts::Accounts::open(store).await?),
             None => None,
         };
         let state = Arc::new(AppState {

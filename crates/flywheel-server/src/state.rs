@@ -41,7 +41,7 @@ pub(crate) struct AppState {
     /// The store, when serving from one: keys, limits, metering and the registry.
     pub store: Option<Store>,
     /// With a store: keys, plans and grants in memory, and the metering queue.
-    pub accounts: Option<crate::access::Accounts>,
+    pub accounts: Option<crate::accounts::Accounts>,
     /// One registry sync at a time.
     pub sync_lock: tokio::sync::Mutex<()>,
     /// Registry versions that failed to load (not retried).
