@@ -1,8 +1,9 @@
-//! Group commit for metering: [`MeterQueue`] hands served requests to one task that meters
-//! whatever has arrived in one [`crate::Store::meter_batch`] call — the requests that came while
-//! a commit was in flight join the next — and answers each request once the commit holding its
-//! event returns. Nothing is acknowledged before it is durable; a crash loses only requests not
-//! yet answered.
+//! Group commit for metering: [`MeterQueue`] hands served requests to one committer (a thread
+//! with its own connection on SQLite, a task on PostgreSQL) that meters whatever has arrived as
+//! one batch, as [`crate::Store::meter_batch`] does — the requests that came while a commit was
+//! in flight join the next — and answers each request once the commit holding its event
+//! returns. Nothing is acknowledged before it is durable; a crash loses only requests not yet
+//! answered.
 //!
 //! The queue also remembers each key's counters as of its last commit, so a request over a
 //! limit is refused from memory ([`MeterQueue::precheck`]): counters only grow within a minute
@@ -38,8 +39,8 @@ pub struct MeterStats {
     pub one_by_one: AtomicU64,
 }
 
-/// The group-commit queue of one process. Cheap to clone; the committing task ends when the
-/// last clone is dropped.
+/// The group-commit queue of one process. Cheap to clone; the committer ends when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct MeterQueue {
     jobs: mpsc::Sender<Job>,

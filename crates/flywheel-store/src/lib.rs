@@ -97,8 +97,9 @@ pub enum Error {
     #[error("model {0:?} has no earlier champion to roll back to")]
     NothingToRollBack(String),
     /// The group commit that held this request failed (the database refused or could not run
-    /// it): nothing of the batch was committed. Report the store as unavailable; a retry with
-    /// the same request id is safe.
+    /// it): nothing of the batch was committed (or, should its results not come back after the
+    /// commit, they are not trusted). Report the store as unavailable; a retry with the same
+    /// request id is safe either way.
     #[error("the group commit failed: {0}")]
     Commit(String),
     /// The metering queue has stopped (the server is shutting down); the request was not

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::{events_json, predictions_json, quotas_json, windows_json, BatchPlan, Counted};
 use crate::types::{MeterItem, Metered};
-use crate::Result;
+use crate::{Error, Result};
 
 const POSTGRES_BATCH: [&str; 4] = super::batch_statements!(
     "jsonb_array_elements($1::jsonb) AS j(value)",
@@ -71,5 +71,12 @@ pub(super) async fn meter_together(
             counted.quotas.insert(key_id, texts);
         }
     }
-    Ok(counted.metered(items, plan))
+    // The statement committed and its checks passed, so every key has its counters; were one
+    // missing, the requests must not be metered again (a retry is a duplicate of its event).
+    match counted.metered(items, plan) {
+        Some(metered) => Ok(Some(metered)),
+        None => Err(Error::Commit(
+            "the batch was committed but its counters did not come back; retry".into(),
+        )),
+    }
 }
