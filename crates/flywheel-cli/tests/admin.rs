@@ -240,6 +240,61 @@ fn tenants_plans_and_keys() {
     assert!(err.contains("plan") && err.contains("not found"), "{err}");
     let err = db.fails(&["keys", "list", "--tenant", "nobody"]);
     assert!(err.contains("not found"), "{err}");
+    // Plans change in place; a key moves to another plan (by prefix, or the whole key pasted).
+    db.ok(&[
+        "plans",
+        "update",
+        "free",
+        "--requests-per-minute",
+        "120",
+        "--texts-per-month",
+        "20000",
+    ]);
+    let plans = rows(&db.stdout(&["plans", "list"]));
+    assert_eq!(&plans[0][..3], ["free", "120", "20000"]);
+    let err = db.fails(&[
+        "plans",
+        "update",
+        "gold",
+        "--requests-per-minute",
+        "1",
+        "--texts-per-month",
+        "1",
+    ]);
+    assert!(err.contains("plan") && err.contains("not found"), "{err}");
+    db.ok(&[
+        "plans",
+        "create",
+        "pro",
+        "--requests-per-minute",
+        "600",
+        "--texts-per-month",
+        "1000000",
+    ]);
+    let (out, err) = db.ok(&[
+        "keys", "set-plan", "--tenant", "acme", &key, "--plan", "pro",
+    ]);
+    assert!(out.contains(prefix) && out.contains("pro"), "{out}");
+    assert!(
+        !out.contains(&key) && !err.contains(&key),
+        "the secret is never echoed"
+    );
+    assert_eq!(
+        rows(&db.stdout(&["keys", "list", "--tenant", "acme"]))[0][1],
+        "pro"
+    );
+    let err = db.fails(&[
+        "keys", "set-plan", "--tenant", "acme", prefix, "--plan", "gold",
+    ]);
+    assert!(err.contains("plan") && err.contains("not found"), "{err}");
+    let err = db.fails(&[
+        "keys", "set-plan", "--tenant", "globex", prefix, "--plan", "free",
+    ]);
+    assert!(err.contains("not found"), "{err}");
+    db.ok(&[
+        "keys", "set-plan", "--tenant", "acme", prefix, "--plan", "free",
+    ]);
+
     // Another tenant cannot revoke acme's key.
     let err = db.fails(&["keys", "revoke", "--tenant", "globex", prefix]);
     assert!(err.contains("not found"), "{err}");
@@ -252,6 +307,13 @@ fn tenants_plans_and_keys() {
     assert!(!listed.contains(&key));
     let err = db.fails(&["keys", "revoke", "--tenant", "acme", prefix]);
     assert!(err.contains("not found"), "{err}");
+    let err = db.fails(&[
+        "keys", "set-plan", "--tenant", "acme", prefix, "--plan", "pro",
+    ]);
+    assert!(
+        err.contains("not found"),
+        "a revoked key keeps its plan: {err}"
+    );
 }
 
 #[test]

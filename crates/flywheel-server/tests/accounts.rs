@@ -489,6 +489,23 @@ async fn one_usage_event_per_success(url: String) {
             .len(),
         6
     );
+    // The group commit's counters: every metered request (the retry and the conflict too)
+    // went through it, in at most as many commits.
+    let metrics = String::from_utf8(server.get("/metrics").await.body.to_vec()).unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(counter("flywheel_metered_requests_total"), 8);
+    let commits = counter("flywheel_meter_commits_total");
+    assert!((1..=8).contains(&commits), "{commits}");
+    // The retry and the reused id were metered one by one (they are not new events).
+    assert!(counter("flywheel_metered_one_by_one_total") >= 2);
     server.stop().await;
     store.close().await;
 }
