@@ -134,26 +134,39 @@ enum PlansCommand {
     Create {
         /// Plan name (A-Z a-z 0-9 - _ .).
         name: String,
-        /// Requests per key per minute.
-        #[arg(long)]
-        requests_per_minute: u32,
-        /// Texts per key per calendar month (UTC).
-        #[arg(long)]
-        texts_per_month: u64,
+        #[command(flatten)]
+        limits: PlanLimitArgs,
     },
     /// Change a plan's limits, for every key on it (servers apply it within a second).
     Update {
         /// Plan name.
         name: String,
-        /// Requests per key per minute.
-        #[arg(long)]
-        requests_per_minute: u32,
-        /// Texts per key per calendar month (UTC).
-        #[arg(long)]
-        texts_per_month: u64,
+        #[command(flatten)]
+        limits: PlanLimitArgs,
     },
     /// List plans.
     List,
+}
+
+/// A plan's per-key limits, as `plans create` and `plans update` take them.
+#[derive(Args, Debug)]
+struct PlanLimitArgs {
+    /// Requests per key per minute.
+    #[arg(long)]
+    requests_per_minute: u32,
+    /// Texts per key per calendar month (UTC).
+    #[arg(long)]
+    texts_per_month: u64,
+}
+
+impl PlanLimitArgs {
+    /// `(requests per minute, texts per month)` as the store takes them.
+    fn values(&self) -> Result<(i64, i64)> {
+        let texts = i64::try_from(self.texts_per_month).map_err(|_| {
+            anyhow::anyhow!("--texts-per-month {} is too large", self.texts_per_month)
+        })?;
+        Ok((i64::from(self.requests_per_minute), texts))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -638,32 +651,18 @@ pub fn tenants(args: TenantsArgs) -> Result<()> {
 
 pub fn plans(args: PlansArgs) -> Result<()> {
     match args.command {
-        PlansCommand::Create {
-            name,
-            requests_per_minute,
-            texts_per_month,
-        } => with_store(&args.db, |store| async move {
-            let texts = i64::try_from(texts_per_month)
-                .map_err(|_| anyhow::anyhow!("--texts-per-month {texts_per_month} is too large"))?;
-            let p = store
-                .create_plan(&name, i64::from(requests_per_minute), texts)
-                .await?;
+        PlansCommand::Create { name, limits } => with_store(&args.db, |store| async move {
+            let (requests, texts) = limits.values()?;
+            let p = store.create_plan(&name, requests, texts).await?;
             println!(
                 "Created plan {}: {} requests/minute, {} texts/month per key",
                 p.name, p.requests_per_minute, p.texts_per_month
             );
             Ok(())
         }),
-        PlansCommand::Update {
-            name,
-            requests_per_minute,
-            texts_per_month,
-        } => with_store(&args.db, |store| async move {
-            let texts = i64::try_from(texts_per_month)
-                .map_err(|_| anyhow::anyhow!("--texts-per-month {texts_per_month} is too large"))?;
-            let p = store
-                .update_plan(&name, i64::from(requests_per_minute), texts)
-                .await?;
+        PlansCommand::Update { name, limits } => with_store(&args.db, |store| async move {
+            let (requests, texts) = limits.values()?;
+            let p = store.update_plan(&name, requests, texts).await?;
             println!(
                 "Plan {}: {} requests/minute, {} texts/month per key",
                 p.name, p.requests_per_minute, p.texts_per_month

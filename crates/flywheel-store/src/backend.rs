@@ -77,6 +77,13 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
         .unwrap_or(false)
 }
 
+fn check_plan_limits(requests_per_minute: i64, texts_per_month: i64) -> Result<()> {
+    if requests_per_minute < 0 || texts_per_month < 0 {
+        return Err(Error::Invalid("plan limits must not be negative".into()));
+    }
+    Ok(())
+}
+
 fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 128
@@ -435,9 +442,7 @@ macro_rules! backend {
                 texts_per_month: i64,
             ) -> Result<Plan> {
                 validate_name("plan", name)?;
-                if requests_per_minute < 0 || texts_per_month < 0 {
-                    return Err(Error::Invalid("plan limits must not be negative".into()));
-                }
+                check_plan_limits(requests_per_minute, texts_per_month)?;
                 let now = now_unix();
                 sqlx::query(
                     "INSERT INTO plans (name, requests_per_minute, texts_per_month, created_at) \
@@ -472,9 +477,7 @@ macro_rules! backend {
                 requests_per_minute: i64,
                 texts_per_month: i64,
             ) -> Result<Plan> {
-                if requests_per_minute < 0 || texts_per_month < 0 {
-                    return Err(Error::Invalid("plan limits must not be negative".into()));
-                }
+                check_plan_limits(requests_per_minute, texts_per_month)?;
                 sqlx::query_as(
                     "UPDATE plans SET requests_per_minute = $2, texts_per_month = $3 WHERE name = $1 \
                      RETURNING name, requests_per_minute, texts_per_month, created_at",

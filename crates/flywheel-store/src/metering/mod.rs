@@ -500,10 +500,10 @@ macro_rules! batch_statements {
 }
 pub(crate) use batch_statements;
 
-/// The rows a batch's statements returned: events inserted, and each key's counters after.
+/// Each key's counters after a batch's counting statements (the events were checked all new
+/// before).
 #[derive(Default)]
 pub(crate) struct Counted {
-    pub events: usize,
     pub windows: HashMap<i64, (i64, i64)>,
     pub quotas: HashMap<i64, i64>,
 }
@@ -511,10 +511,7 @@ pub(crate) struct Counted {
 impl Counted {
     /// Each request's outcome, or `None` when the database did not confirm every condition.
     pub fn metered(&self, items: &[MeterItem], plan: &BatchPlan) -> Option<Vec<Metered>> {
-        if self.events != items.len()
-            || self.windows.len() != plan.groups.len()
-            || self.quotas.len() != plan.groups.len()
-        {
+        if self.windows.len() != plan.groups.len() || self.quotas.len() != plan.groups.len() {
             return None;
         }
         decisions(items, plan, &self.windows, &self.quotas)

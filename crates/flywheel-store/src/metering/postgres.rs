@@ -61,10 +61,7 @@ pub(super) async fn meter_together(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut counted = Counted {
-        events: items.len(),
-        ..Counted::default()
-    };
+    let mut counted = Counted::default();
     for row in rows {
         if let (Some(key_id), Some(window_start), Some(requests), Some(texts)) = row {
             counted.windows.insert(key_id, (window_start, requests));

@@ -3,7 +3,7 @@
 //! the pool uses (one copy, so its file locks are shared), with the counts checked between them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -65,7 +65,7 @@ fn commit_error(e: rusqlite::Error) -> Error {
 
 /// A connection as the pool's are set up: the log in WAL mode, foreign keys on, a 30 s wait for
 /// the write lock, and every commit synced (`synchronous = FULL`) before it returns.
-fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
+fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -89,10 +89,7 @@ fn run(
         // A retry among them: its texts must not count again.
         return Ok(None);
     }
-    let mut counted = Counted {
-        events: inserted,
-        ..Counted::default()
-    };
+    let mut counted = Counted::default();
     {
         let mut windows = tx.prepare_cached(&WINDOWS)?;
         let rows = windows.query_map([windows_json(plan)], |r| {
