@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bag;
+pub mod bert;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;
@@ -25,6 +26,7 @@ pub use bag::{
     apply_input, apply_inputs_sharded, BagLoss, BagModel, BagReal, BagScratch, BagTarget,
     BagUpdate, HuffmanTree,
 };
+pub use bert::{AdamW, Bert, BertCache, BertConfig, BertParam, Dropout};
 pub use layers::{
     Bidirectional, Conv1d, Dense, Embedding, EmbeddingGrad, Gru, Lstm, Recurrent, SeqMasks, TextCnn,
 };

@@ -48,6 +48,8 @@ pub trait Real:
     fn tanh(self) -> Self;
     /// The larger of two values.
     fn max(self, other: Self) -> Self;
+    /// The error function.
+    fn erf(self) -> Self;
 
     /// `C = alpha * A * B + beta * C` with explicit (non-negative) row/column strides:
     /// `A[i, l] = a[i * rsa + l * csa]`, `B[l, j] = b[l * rsb + j * csb]`,
@@ -174,6 +176,10 @@ impl Real for f32 {
     fn max(self, other: Self) -> Self {
         f32::max(self, other)
     }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
     strided_gemm!(sgemm);
 }
 
@@ -215,6 +221,10 @@ impl Real for f64 {
     #[inline(always)]
     fn max(self, other: Self) -> Self {
         f64::max(self, other)
+    }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
     strided_gemm!(dgemm);
 }
