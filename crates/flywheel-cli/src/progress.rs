@@ -69,6 +69,18 @@ impl TrainReporter {
                     None => eprintln!("{line}"),
                 }
             }
+            TrainEvent::FineTune {
+                step,
+                steps,
+                loss,
+                seconds,
+            } => {
+                if step == steps || step % steps.div_ceil(10).max(1) == 0 {
+                    eprintln!(
+                        "Fine-tuning the encoder: step {step}/{steps} - loss: {loss:.4} - {seconds:.1}s"
+                    );
+                }
+            }
             TrainEvent::EarlyStop { epoch, best_epoch } => {
                 let line = format!(
                     "Early stopping after epoch {epoch}; keeping the weights of epoch {best_epoch}"

@@ -36,7 +36,10 @@ pub struct TrainArgs {
     /// linear classifier, SGD; fastText's defaults: dim 100, 5 epochs, lr 0.1, no validation
     /// split), linear (TF-IDF of words and bigrams + logistic regression by L-BFGS, C = 1, no
     /// validation split) or encoder (a pretrained sentence encoder, --encoder, and logistic
-    /// regression on its vectors; no validation split).
+    /// regression on its vectors; no validation split) or setfit (the encoder fine-tuned on
+    /// pairs of the training texts, SetFit's defaults, then the same head; for few labels) or
+    /// zeroshot (each label's similarity to the text; the data only calibrates the softmax;
+    /// `flywheel models create` makes one with no data).
     #[arg(long = "model", value_name = "FAMILY")]
     family: Option<Family>,
     #[command(flatten)]
@@ -45,6 +48,32 @@ pub struct TrainArgs {
     /// vector in the regression.
     #[arg(long)]
     with_ngrams: bool,
+    /// zeroshot: one-line label descriptions, a `LABEL: DESCRIPTION` per line; a label's
+    /// prototype is the mean of its templated name's vector and its description's.
+    #[arg(long, value_name = "FILE")]
+    descriptions: Option<PathBuf>,
+    /// zeroshot: a sentence with {} where the label name goes (repeatable) [default: "This
+    /// sentence is {}"].
+    #[arg(long = "template", value_name = "TEXT")]
+    templates: Vec<String>,
+    /// setfit: pairs per training text and kind (SetFit's num_iterations) [default: every
+    /// pair of texts once, the rarer kind repeated to match (SetFit's oversampling)].
+    #[arg(long)]
+    pair_iterations: Option<usize>,
+    /// setfit: passes over the pairs [default: 1].
+    #[arg(long)]
+    body_epochs: Option<usize>,
+    /// setfit: the encoder's peak learning rate (linear warm-up over the first 10 % of steps,
+    /// then linear decay) [default: 2e-5].
+    #[arg(long)]
+    body_lr: Option<f64>,
+    /// setfit: pairs per fine-tuning step [default: 16].
+    #[arg(long)]
+    body_batch: Option<usize>,
+    /// setfit: most word pieces of a text while fine-tuning (long texts train faster; the
+    /// head and predictions read the encoder's full length) [default: the encoder's maximum].
+    #[arg(long)]
+    max_pieces: Option<usize>,
     /// Tokenizer: keras (the reference's rules), word (Unicode word boundaries), char, cjk
     /// (every CJK character a token), jieba (Chinese word segmentation). All but keras apply
     /// NFKC and lower-casing. Default: keras for lstm, word for fasttext; cjk for either when
@@ -238,6 +267,29 @@ pub fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
             Setting::Encoder,
         ),
         ("--with-ngrams", args.with_ngrams, Setting::Encoder),
+        (
+            "--pair-iterations",
+            args.pair_iterations.is_some(),
+            Setting::FineTune,
+        ),
+        (
+            "--body-epochs",
+            args.body_epochs.is_some(),
+            Setting::FineTune,
+        ),
+        ("--body-lr", args.body_lr.is_some(), Setting::FineTune),
+        ("--body-batch", args.body_batch.is_some(), Setting::FineTune),
+        ("--max-pieces", args.max_pieces.is_some(), Setting::FineTune),
+        (
+            "--descriptions",
+            args.descriptions.is_some(),
+            Setting::Prototypes,
+        ),
+        (
+            "--template",
+            !args.templates.is_empty(),
+            Setting::Prototypes,
+        ),
     ];
     for (flag, given, setting) in only {
         if given && !fam.accepts(setting) {
@@ -254,6 +306,21 @@ pub fn settings(args: &TrainArgs) -> Result<(ModelSpec, TrainConfig)> {
         let mut e = flywheel_model::EncoderSpec::new(encoder_dir(dir)?);
         e.ngrams = args.with_ngrams;
         spec.encoder = Some(e);
+    }
+    if let Some(z) = spec.zero_shot.as_mut() {
+        if let Some(path) = &args.descriptions {
+            z.descriptions = flywheel_model::families::zeroshot::read_descriptions(path)?;
+        }
+        if !args.templates.is_empty() {
+            z.templates = args.templates.clone();
+        }
+    }
+    if let Some(ft) = spec.fine_tune.as_mut() {
+        ft.pair_iterations = args.pair_iterations.or(ft.pair_iterations);
+        ft.epochs = args.body_epochs.unwrap_or(ft.epochs);
+        ft.lr = args.body_lr.unwrap_or(ft.lr);
+        ft.batch = args.body_batch.unwrap_or(ft.batch);
+        ft.max_pieces = args.max_pieces.or(ft.max_pieces);
     }
     if !fam.uses_ngrams(&spec) {
         if let Some((flag, _, _)) = only

@@ -71,9 +71,48 @@ pub enum Pooling {
     Cls,
 }
 
+/// The shape of a BERT encoder, for code that trains it (see [`Encoder::shape`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Word pieces.
+    pub vocab: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate: usize,
+    /// Position embeddings.
+    pub max_positions: usize,
+    /// Token types.
+    pub type_vocab: usize,
+    /// LayerNorm's ε.
+    pub eps: f64,
+    /// Dropout on hidden states while training.
+    pub hidden_dropout: f64,
+    /// Dropout on attention probabilities while training.
+    pub attention_dropout: f64,
+}
+
+/// One weight tensor of an encoder, as `f32` values in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// Its name without a model prefix (`encoder.layer.0.attention.self.query.weight`).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub values: Vec<f32>,
+}
+
 /// A loaded encoder: the BERT model, its tokenizer and how to pool.
 pub struct Encoder {
     model: BertModel,
+    config: Config,
+    attention_dropout: f64,
+    tuned: bool,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -204,15 +243,132 @@ impl Encoder {
         let model = BertModel::load(vb, &config)?;
         Ok(Encoder {
             model,
+            attention_dropout: raw["attention_probs_dropout_prob"].as_f64().unwrap_or(0.1),
+            dim: config.hidden_size,
+            config,
+            tuned: false,
             tokenizer,
             device,
-            dim: config.hidden_size,
             max_len,
             pooling,
             normalize,
             sha256: fingerprint(dir)?,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// The BERT shape, for training it; refused for an activation other than exact GELU.
+    pub fn shape(&self) -> Result<Shape> {
+        let c = &self.config;
+        if c.hidden_act != candle_transformers::models::bert::HiddenAct::Gelu {
+            return Err(EncoderError::Config {
+                path: self.dir.join("config.json"),
+                why: format!(
+                    "fine-tuning supports the exact GELU activation, not {:?}",
+                    c.hidden_act
+                ),
+            });
+        }
+        Ok(Shape {
+            vocab: c.vocab_size,
+            hidden: c.hidden_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            intermediate: c.intermediate_size,
+            max_positions: c.max_position_embeddings,
+            type_vocab: c.type_vocab_size,
+            eps: c.layer_norm_eps,
+            hidden_dropout: c.hidden_dropout_prob,
+            attention_dropout: self.attention_dropout,
+        })
+    }
+
+    /// The weights of the embeddings and transformer layers as `f32`, read from the model
+    /// directory (names without a `bert.` prefix). A fine-tuned encoder reads its base's.
+    pub fn weights(&self) -> Result<Vec<NamedTensor>> {
+        let path = self.dir.join("model.safetensors");
+        let bytes = read(&path)?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        let prefix = self
+            .config
+            .model_type
+            .as_ref()
+            .map(|m| format!("{m}."))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, t) in tensors {
+            let name = name
+                .strip_prefix("bert.")
+                .or_else(|| {
+                    name.strip_prefix(prefix.as_str())
+                        .filter(|_| !prefix.is_empty())
+                })
+                .unwrap_or(&name)
+                .to_string();
+            let trained = name.starts_with("embeddings.") || name.starts_with("encoder.");
+            if !trained || !t.dtype().is_float() {
+                continue;
+            }
+            let shape = t.dims().to_vec();
+            let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            out.push(NamedTensor {
+                name,
+                shape,
+                values,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// This encoder with other weights (a fine-tuned copy): the same tokenizer, pooling and
+    /// shape. Its fingerprint is SHA-256 of this one's and of the weights.
+    pub fn with_weights(&self, weights: &[NamedTensor]) -> Result<Encoder> {
+        let mut map = std::collections::HashMap::new();
+        let mut hasher = Sha256::new();
+        hasher.update(self.sha256.as_bytes());
+        for w in weights {
+            hasher.update(w.name.as_bytes());
+            for d in &w.shape {
+                hasher.update((*d as u64).to_le_bytes());
+            }
+            for v in &w.values {
+                hasher.update(v.to_le_bytes());
+            }
+            let t = Tensor::from_slice(&w.values, w.shape.as_slice(), &self.device)?;
+            map.insert(w.name.clone(), t);
+        }
+        let vb = VarBuilder::from_tensors(map, DType::F32, &self.device);
+        let model = BertModel::load(vb, &self.config)?;
+        Ok(Encoder {
+            model,
+            config: self.config.clone(),
+            attention_dropout: self.attention_dropout,
+            tuned: true,
+            tokenizer: self.tokenizer.clone(),
+            device: self.device.clone(),
+            dim: self.dim,
+            max_len: self.max_len,
+            pooling: self.pooling,
+            normalize: self.normalize,
+            dir: self.dir.clone(),
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Whether its weights are not its directory's ([`Encoder::with_weights`]).
+    pub fn is_tuned(&self) -> bool {
+        self.tuned
+    }
+
+    /// Whether the text vectors are L2-normalised.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
+    }
+
+    /// Whether a text's vector is the mean of its word pieces' (else the `[CLS]` piece's).
+    pub fn mean_pooling(&self) -> bool {
+        self.pooling == Pooling::Mean
     }
 
     /// Length of an embedding.

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, Weak};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use flywheel_nn::Bert;
+
 use crate::spec::EncoderSpec;
 use crate::ModelError;
 
@@ -38,6 +40,21 @@ pub trait TextEncoder: Send + Sync + std::fmt::Debug {
     fn embed_ids(&self, seqs: &[&[u32]]) -> Result<Vec<f32>, ModelError>;
     /// Where vectors computed for training are kept (`None`: not kept).
     fn cache_dir(&self) -> Option<PathBuf>;
+    /// The encoder as a BERT our engine trains (mean pooling, exact GELU), with its weights.
+    fn trainable(&self) -> Result<Bert<f32>, ModelError> {
+        Err(ModelError::Encoder(format!(
+            "the encoder in {} cannot be fine-tuned",
+            self.dir().display()
+        )))
+    }
+    /// This encoder with the weights of `bert` (from [`TextEncoder::trainable`], trained).
+    fn tuned(&self, bert: &Bert<f32>) -> Result<Arc<dyn TextEncoder>, ModelError> {
+        let _ = bert;
+        Err(ModelError::Encoder(format!(
+            "the encoder in {} cannot be fine-tuned",
+            self.dir().display()
+        )))
+    }
 }
 
 /// Vectors of `texts` in order, `[texts.len() · dim]`, on the current rayon pool: each
@@ -315,12 +332,90 @@ impl TextEncoder for Candle {
     }
 
     fn cache_dir(&self) -> Option<PathBuf> {
+        if self.0.is_tuned() {
+            return None;
+        }
         match std::env::var("FLYWHEEL_EMBEDDING_CACHE") {
             Ok(v) if v == "off" => None,
             Ok(v) if !v.is_empty() => Some(PathBuf::from(v)),
             _ => Some(flywheel_encoder::fetch::home().join("embeddings")),
         }
         .map(|d| d.join(&self.fingerprint()[..16]))
+    }
+
+    fn trainable(&self) -> Result<Bert<f32>, ModelError> {
+        let err = |e: flywheel_encoder::EncoderError| ModelError::Encoder(e.to_string());
+        if !self.0.mean_pooling() {
+            return Err(ModelError::Encoder(format!(
+                "{}: fine-tuning supports mean pooling, this encoder pools the [CLS] piece",
+                self.dir().display()
+            )));
+        }
+        let s = self.0.shape().map_err(err)?;
+        let mut bert = Bert::zeros(flywheel_nn::BertConfig {
+            vocab: s.vocab,
+            hidden: s.hidden,
+            layers: s.layers,
+            heads: s.heads,
+            intermediate: s.intermediate,
+            max_positions: s.max_positions,
+            type_vocab: s.type_vocab,
+            eps: s.eps,
+            hidden_dropout: s.hidden_dropout,
+            attention_dropout: s.attention_dropout,
+        })
+        .map_err(|e| ModelError::Encoder(e.to_string()))?;
+        let weights = self.0.weights().map_err(err)?;
+        let mut seen = HashSet::new();
+        for w in weights {
+            match bert.param(&w.name) {
+                Some(p) if p.shape == w.shape => {}
+                Some(p) => {
+                    return Err(ModelError::Encoder(format!(
+                        "{}: {} has shape {:?}, the configuration says {:?}",
+                        self.dir().display(),
+                        w.name,
+                        w.shape,
+                        p.shape
+                    )))
+                }
+                None => {
+                    return Err(ModelError::Encoder(format!(
+                        "{}: fine-tuning does not know the tensor {}",
+                        self.dir().display(),
+                        w.name
+                    )))
+                }
+            }
+            bert.set(&w.name, w.values.into_iter())
+                .map_err(|e| ModelError::Encoder(e.to_string()))?;
+            seen.insert(w.name);
+        }
+        if let Some(p) = bert.params().iter().find(|p| !seen.contains(&p.name)) {
+            return Err(ModelError::Encoder(format!(
+                "{}: the weights lack {}",
+                self.dir().display(),
+                p.name
+            )));
+        }
+        Ok(bert)
+    }
+
+    fn tuned(&self, bert: &Bert<f32>) -> Result<Arc<dyn TextEncoder>, ModelError> {
+        let weights: Vec<flywheel_encoder::NamedTensor> = bert
+            .params()
+            .iter()
+            .map(|p| flywheel_encoder::NamedTensor {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                values: bert.weights[p.range()].to_vec(),
+            })
+            .collect();
+        let tuned = self
+            .0
+            .with_weights(&weights)
+            .map_err(|e| ModelError::Encoder(e.to_string()))?;
+        Ok(Arc::new(Candle(tuned)))
     }
 }
 

@@ -22,11 +22,16 @@ pub enum Family {
     Linear,
     /// A frozen pretrained sentence encoder and a linear head.
     Encoder,
+    /// A sentence encoder fine-tuned contrastively on pairs of examples, then a linear head
+    /// (SetFit).
+    SetFit,
+    /// No training rows: a text's similarity to each label's name and description.
+    ZeroShot,
 }
 
 impl Family {
     /// Every family, in the order help texts list them.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 9] = [
         Family::Lstm,
         Family::Gru,
         Family::BiLstm,
@@ -34,6 +39,8 @@ impl Family {
         Family::FastText,
         Family::Linear,
         Family::Encoder,
+        Family::SetFit,
+        Family::ZeroShot,
     ];
 
     /// The name `--model` takes and the model file records.
@@ -46,6 +53,8 @@ impl Family {
             Family::FastText => "fasttext",
             Family::Linear => "linear",
             Family::Encoder => "encoder",
+            Family::SetFit => "setfit",
+            Family::ZeroShot => "zeroshot",
         }
     }
 

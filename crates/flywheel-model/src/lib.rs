@@ -45,8 +45,8 @@ pub use pipeline::{Pipeline, Prediction};
 pub use promotion::{judge, PromotionPolicy, Scores, Verdict};
 pub use report::Report;
 pub use spec::{
-    BagLossChoice, BagSpec, CnnSpec, EncoderSpec, LinearLossChoice, LinearSpec, ModelSpec,
-    OptimizerChoice, TrainConfig,
+    BagLossChoice, BagSpec, CnnSpec, EncoderSpec, FineTuneSpec, LinearLossChoice, LinearSpec,
+    ModelSpec, OptimizerChoice, TrainConfig, ZeroShotSpec,
 };
 pub use task::{LabelSet, Task};
 pub use train::train;

@@ -71,6 +71,17 @@ pub enum TrainEvent<'a> {
         /// The epoch whose weights are kept.
         best_epoch: usize,
     },
+    /// A step of the encoder's contrastive fine-tuning finished (`setfit`, before its head).
+    FineTune {
+        /// Steps done.
+        step: usize,
+        /// Steps planned.
+        steps: usize,
+        /// Mean loss of the steps so far.
+        loss: f64,
+        /// Seconds since fine-tuning started.
+        seconds: f64,
+    },
 }
 
 /// A trained model with its history.

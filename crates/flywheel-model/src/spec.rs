@@ -51,6 +51,135 @@ pub struct ModelSpec {
     /// The pretrained encoder of the `encoder` family.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSpec>,
+    /// Contrastive fine-tuning of the encoder before its head (the `setfit` family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneSpec>,
+    /// Label prototypes of the `zeroshot` family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_shot: Option<ZeroShotSpec>,
+}
+
+/// How a zero-shot model turns labels into prototype vectors, and its softmax's scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZeroShotSpec {
+    /// Sentences with `{}` where the label name goes; a label's prototype is the mean of their
+    /// vectors (and its description's).
+    pub templates: Vec<String>,
+    /// One-line descriptions by label name.
+    #[serde(default)]
+    pub descriptions: std::collections::BTreeMap<String, String>,
+    /// Factor on the cosine similarities before the softmax (fitted on labelled rows when
+    /// trained on some).
+    pub scale: f32,
+}
+
+impl Default for ZeroShotSpec {
+    fn default() -> Self {
+        ZeroShotSpec {
+            templates: vec!["This sentence is {}".to_string()],
+            descriptions: Default::default(),
+            scale: 20.0,
+        }
+    }
+}
+
+impl ZeroShotSpec {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.templates.is_empty() || self.templates.iter().any(|t| !t.contains("{}")) {
+            return Err(ModelError::Setting(
+                "every zero-shot template needs {} where the label goes".into(),
+            ));
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(ModelError::Setting(format!(
+                "the zero-shot scale must be positive, got {}",
+                self.scale
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// SetFit's contrastive fine-tuning of a sentence encoder: pairs of training texts labelled 1
+/// (same class) or 0, cosine-similarity loss, AdamW with a linear warm-up and decay. The
+/// defaults are SetFit's (`TrainingArguments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSpec {
+    /// Pairs per text and kind (SetFit's `num_iterations`: `2·n·N` pairs for `n` texts);
+    /// `None`: every pair of texts once, the rarer kind repeated to match the other
+    /// (SetFit's default `oversampling`).
+    #[serde(default)]
+    pub pair_iterations: Option<usize>,
+    /// Passes over the pairs (1).
+    pub epochs: usize,
+    /// Peak learning rate of the encoder (2e-5).
+    pub lr: f64,
+    /// Pairs per step (16).
+    pub batch: usize,
+    /// Most word pieces of a text while fine-tuning (the rest is cut; the head and predictions
+    /// read the encoder's own maximum); `None`: the encoder's maximum.
+    #[serde(default)]
+    pub max_pieces: Option<usize>,
+    /// Share of the steps with a linearly rising learning rate (0.1).
+    pub warmup: f64,
+    /// AdamW's decoupled weight decay, not on biases and LayerNorm (0.01).
+    pub weight_decay: f64,
+    /// Gradients are scaled to at most this global L2 norm (1.0).
+    pub max_grad_norm: f64,
+    /// SHA-256 of the base encoder and the fine-tuned weights (empty before training).
+    #[serde(default)]
+    pub tuned_sha256: String,
+}
+
+impl Default for FineTuneSpec {
+    fn default() -> Self {
+        FineTuneSpec {
+            pair_iterations: None,
+            epochs: 1,
+            lr: 2e-5,
+            batch: 16,
+            max_pieces: None,
+            warmup: 0.1,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            tuned_sha256: String::new(),
+        }
+    }
+}
+
+impl FineTuneSpec {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.epochs == 0 || self.batch == 0 || self.pair_iterations == Some(0) {
+            return Err(ModelError::Setting(
+                "fine-tuning needs at least 1 epoch, 1 pair per step and 1 pair iteration".into(),
+            ));
+        }
+        if self.max_pieces.is_some_and(|m| m < 2) {
+            return Err(ModelError::Setting(
+                "--max-pieces must be at least 2 ([CLS] and [SEP])".into(),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(ModelError::Setting(format!(
+                "the fine-tuning learning rate must be positive, got {}",
+                self.lr
+            )));
+        }
+        let ok = (0.0..1.0).contains(&self.warmup)
+            && (0.0..1.0).contains(&self.weight_decay)
+            && self.max_grad_norm.is_finite()
+            && self.max_grad_norm > 0.0;
+        if !ok {
+            return Err(ModelError::Setting(format!(
+                "warm-up must be in [0, 1), weight decay in [0, 1), the gradient norm cap \
+                 positive; got {}, {}, {}",
+                self.warmup, self.weight_decay, self.max_grad_norm
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The pretrained encoder of an `encoder` model and what the head reads besides its vectors.
@@ -314,6 +443,8 @@ impl Default for ModelSpec {
             linear: LinearSpec::default(),
             detect_cjk: true,
             encoder: None,
+            fine_tune: None,
+            zero_shot: None,
         }
     }
 }

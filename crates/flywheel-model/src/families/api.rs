@@ -44,6 +44,11 @@ pub enum Setting {
     Regression,
     /// A pretrained encoder (`--encoder`, `--with-ngrams`).
     Encoder,
+    /// Contrastive fine-tuning of the encoder (`--pair-iterations`, `--body-epochs`,
+    /// `--body-lr`, `--body-batch`, `--max-pieces`).
+    FineTune,
+    /// Zero-shot label prototypes (`--descriptions`, `--template`).
+    Prototypes,
 }
 
 /// What a family trains on: the records, their labels and encoded targets, and the settings

@@ -401,18 +401,25 @@ fn train_encoder(
     input: TrainInput<'_>,
     on_event: &mut dyn FnMut(TrainEvent<'_>),
 ) -> Result<TrainOutcome, ModelError> {
-    let TrainInput {
-        records,
-        source,
-        labels,
-        targets,
-        spec,
-        cfg,
-    } = input;
     let started = Instant::now();
-    head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
+    let (encoder, spec) = base_encoder(input.spec)?;
+    let input = TrainInput {
+        spec: &spec,
+        ..input
+    };
+    train_head(input, encoder, started, |net| net, on_event)
+}
+
+/// The encoder `spec` names, loaded and checked against a fingerprint it records, and the spec
+/// with the encoder's canonical directory, fingerprint and width filled in.
+pub(super) fn base_encoder(
+    spec: &ModelSpec,
+) -> Result<(Arc<dyn TextEncoder>, ModelSpec), ModelError> {
     let wanted = spec.encoder.as_ref().ok_or_else(|| {
-        ModelError::Setting("--model encoder needs --encoder DIR (a model directory)".into())
+        ModelError::Setting(format!(
+            "--model {} needs --encoder DIR (a model directory)",
+            spec.family
+        ))
     })?;
     let encoder = load_encoder(Path::new(&wanted.dir))?;
     if !wanted.sha256.is_empty() && wanted.sha256 != encoder.fingerprint() {
@@ -430,6 +437,31 @@ fn train_encoder(
         dim: encoder.dim(),
         ..wanted.clone()
     });
+    Ok((encoder, spec))
+}
+
+/// Fits the head on `encoder`'s vectors of the training rows (and the n-grams) and wraps the
+/// network with `wrap` (the `setfit` family keeps its fine-tuned weights beside it).
+pub(super) fn train_head<N: Net + Clone + PartialEq>(
+    input: TrainInput<'_>,
+    encoder: Arc<dyn TextEncoder>,
+    started: Instant,
+    wrap: impl FnOnce(EncoderNet) -> N,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let TrainInput {
+        records,
+        source,
+        labels,
+        targets,
+        spec,
+        cfg,
+    } = input;
+    head_shape(labels.task, labels.outputs(), spec.linear.loss)?;
+    let wanted = spec.encoder.clone().ok_or_else(|| {
+        ModelError::Setting("--model encoder needs --encoder DIR (a model directory)".into())
+    })?;
+    let spec = spec.clone();
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let n = records.len();
     let n_train = training_rows(n, cfg, source)?;
@@ -494,12 +526,12 @@ fn train_encoder(
         0 => None,
         _ => Some(head_outputs(n_train..n)?),
     };
-    let net = EncoderNet {
+    let net = wrap(EncoderNet {
         encoder,
         ngrams,
         scale: wanted.scale,
         head,
-    };
+    });
     let pipeline = Pipeline::new(spec, labels, tokenizer, net)?;
     one_pass_outcome(
         pipeline,

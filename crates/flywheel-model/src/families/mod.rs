@@ -10,6 +10,8 @@ pub mod linear;
 pub mod sequence;
 mod sequence_fit;
 pub mod sequence_net;
+pub mod setfit;
+pub mod zeroshot;
 
 pub use api::{cost, ModelFamily, ReadContext, Setting, TensorFile, TrainInput, Workload};
 
@@ -27,6 +29,8 @@ pub fn of(family: Family) -> &'static dyn ModelFamily {
         Family::FastText => &fasttext::FastText,
         Family::Linear => &linear::Linear,
         Family::Encoder => &encoder::Encoder,
+        Family::SetFit => &setfit::SetFit,
+        Family::ZeroShot => &zeroshot::ZeroShot,
     }
 }
 
@@ -70,6 +74,20 @@ pub fn validate(spec: &ModelSpec) -> Result<(), ModelError> {
             spec.family
         )));
     }
+    if spec.fine_tune.is_some() && !family.accepts(Setting::FineTune) {
+        return Err(ModelError::Setting(format!(
+            "fine-tuning applies to --model {}, not {}",
+            accepting(Setting::FineTune),
+            spec.family
+        )));
+    }
+    if spec.zero_shot.is_some() && !family.accepts(Setting::Prototypes) {
+        return Err(ModelError::Setting(format!(
+            "label prototypes apply to --model {}, not {}",
+            accepting(Setting::Prototypes),
+            spec.family
+        )));
+    }
     family.validate(spec)
 }
 
@@ -87,7 +105,7 @@ mod tests {
             imp.default_config().validate().unwrap();
         }
         assert_eq!(accepting(Setting::Mask), "lstm, gru or bilstm");
-        assert_eq!(accepting(Setting::Regression), "linear or encoder");
+        assert_eq!(accepting(Setting::Regression), "linear, encoder or setfit");
         assert_eq!(accepting(Setting::Convolution), "cnn");
     }
 }

@@ -89,7 +89,9 @@ impl ModelFamily for Sequence {
             | Setting::BagDim
             | Setting::BagLoss
             | Setting::Regression
-            | Setting::Encoder => false,
+            | Setting::Encoder
+            | Setting::FineTune
+            | Setting::Prototypes => false,
         }
     }
 
