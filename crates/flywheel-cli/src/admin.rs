@@ -12,7 +12,7 @@ use flywheel_store::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::args::{RedactArg, ThreadsArg};
+use crate::args::{EncoderArg, RedactArg, ThreadsArg};
 
 /// Where the store lives.
 #[derive(Args, Debug)]
@@ -38,6 +38,32 @@ pub struct ModelsArgs {
 
 #[derive(Subcommand, Debug)]
 enum ModelsCommand {
+    /// Create NAME from label names alone (no labelled data) and make it the champion: a
+    /// zero-shot model that serves at once and keeps every prediction for review; retraining
+    /// on the corrections fine-tunes the encoder (SetFit) and the challenger is promoted by
+    /// the usual rule.
+    Create {
+        /// Registry name of the model.
+        name: String,
+        /// The labels, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        labels: Vec<String>,
+        #[command(flatten)]
+        encoder: EncoderArg,
+        /// One-line label descriptions, a `LABEL: DESCRIPTION` per line.
+        #[arg(long, value_name = "FILE")]
+        descriptions: Option<PathBuf>,
+        /// A sentence with {} where the label name goes (repeatable) [default: "This sentence
+        /// is {}"].
+        #[arg(long = "template", value_name = "TEXT")]
+        templates: Vec<String>,
+        /// Labelled data never trained on, frozen now [default: the first held-back
+        /// corrections, frozen at the first retrain that has some].
+        #[arg(long, value_name = "FILE")]
+        holdout: Option<PathBuf>,
+        #[command(flatten)]
+        threads: ThreadsArg,
+    },
     /// Store a model file as the next version of NAME (the file is kept in the database).
     Push {
         /// The model file (made by `flywheel train`).
@@ -421,6 +447,24 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             println!("Tenant {tenant} may now use model {name}");
             Ok(())
         }),
+        ModelsCommand::Create {
+            name,
+            labels,
+            encoder,
+            descriptions,
+            templates,
+            holdout,
+            threads,
+        } => create(
+            &args.db,
+            &name,
+            &labels,
+            &encoder,
+            descriptions.as_deref(),
+            &templates,
+            holdout.as_deref(),
+            threads.count(),
+        ),
         ModelsCommand::Public { name, private } => with_store(&args.db, |store| async move {
             store.set_model_public(&name, !private).await?;
             if private {
@@ -431,6 +475,83 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             Ok(())
         }),
     }
+}
+
+/// `flywheel models create`: a zero-shot model pushed with empty base data and made the
+/// champion.
+#[allow(clippy::too_many_arguments)]
+fn create(
+    db: &Database,
+    name: &str,
+    labels: &[String],
+    encoder: &EncoderArg,
+    descriptions: Option<&Path>,
+    templates: &[String],
+    holdout: Option<&Path>,
+    threads: usize,
+) -> Result<()> {
+    use flywheel_model::families::zeroshot;
+    let Some(dir) = &encoder.encoder else {
+        bail!("models create needs --encoder DIR|NAME (a sentence encoder)");
+    };
+    let mut spec = flywheel_model::ModelSpec::zeroshot(crate::encoder_dir(dir)?);
+    if let Some(z) = spec.zero_shot.as_mut() {
+        if let Some(path) = descriptions {
+            z.descriptions = zeroshot::read_descriptions(path)?;
+        }
+        if !templates.is_empty() {
+            z.templates = templates.to_vec();
+        }
+    }
+    let labels = zeroshot::zero_shot_labels(labels)?;
+    let pipeline = zeroshot::zero_shot_pipeline(&spec, labels, threads)?;
+    let outcome = flywheel_model::TrainOutcome {
+        pipeline,
+        history: Vec::new(),
+        best_epoch: None,
+        stopped_early: false,
+        train_rows: 0,
+        val_rows: 0,
+        validation: None,
+        class_counts: Vec::new(),
+        solver_evaluations: None,
+    };
+    let config = flywheel_model::TrainConfig {
+        epochs: 1,
+        validation_split: 0.0,
+        threads,
+        ..Default::default()
+    };
+    let artifact = Artifact::from_training(outcome, config, "", "");
+    let frozen = match holdout {
+        Some(path) => Some(data_rows(path, true)?.1),
+        None => None,
+    };
+    let bytes = artifact.to_bytes()?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let label_list = artifact.pipeline.labels.labels.join(", ");
+    let name = name.to_string();
+    with_store(db, |store| async move {
+        let version = store
+            .push_model_with_data(
+                &name,
+                &bytes,
+                &sha256,
+                now_unix(),
+                Some(&[]),
+                frozen.as_deref(),
+            )
+            .await?;
+        store.set_alias(&name, Alias::Champion, version).await?;
+        println!(
+            "Created {name} version {version}: zero-shot over {label_list}; it is the champion"
+        );
+        eprintln!(
+            "Every prediction it serves is kept for review; label them (dashboard or \
+             POST /v1/feedback), then `flywheel retrain {name}` fine-tunes the encoder on them"
+        );
+        Ok(())
+    })
 }
 
 /// Reads a labelled file into storable rows (redacted when asked).

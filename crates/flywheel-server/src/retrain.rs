@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use flywheel_data::Record;
 use flywheel_model::{
-    evaluate, judge, train, Artifact, Lineage, ModelError, PromotionPolicy, Scores, Task,
+    evaluate, judge, train, Artifact, Family, Lineage, ModelError, ModelSpec, PromotionPolicy,
+    Scores, Task,
 };
 use flywheel_store::{dataset_sha256, Alias, DataRow, Feedback, RetrainDecision, Store};
 use rand::seq::SliceRandom;
@@ -128,14 +129,8 @@ pub async fn retrain(
              `flywheel models push MODEL --name {name} --data TRAIN --holdout HOLDOUT`"
             ))
         })?;
-    let holdout = store.holdout_dataset(name).await?.ok_or_else(|| {
-        RetrainError::Missing(format!(
-            "model {name:?} has no frozen holdout: give one at push with --holdout FILE"
-        ))
-    })?;
     let stored = store.get_version(name, champion_version).await?;
     let base_rows = store.dataset_rows(base.id).await?;
-    let holdout_rows = store.dataset_rows(holdout.id).await?;
     let (_, upto) = store.count_feedback_since(name, 0).await?;
     let feedback: Vec<Feedback> = store
         .feedback_since(name, 0)
@@ -146,6 +141,25 @@ pub async fn retrain(
     let feedback = latest_feedback(feedback);
     let (heldback, used): (Vec<&Feedback>, Vec<&Feedback>) =
         feedback.iter().partition(|f| held_back(f.id));
+    // A model created without labelled data (zero-shot) freezes its first held-back
+    // corrections as its holdout.
+    if store.holdout_dataset(name).await?.is_none() && !heldback.is_empty() && base_rows.is_empty()
+    {
+        let rows: Vec<DataRow> = heldback.iter().map(|f| to_row(f)).collect();
+        store.freeze_holdout(name, &rows, now_unix()).await?;
+    }
+    let holdout = store.holdout_dataset(name).await?.ok_or_else(|| {
+        RetrainError::Missing(format!(
+            "model {name:?} has no frozen holdout: give one at push with --holdout FILE{}",
+            if base_rows.is_empty() {
+                " (or label more: a model without base data freezes its first held-back \
+                 corrections, one in five)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    let holdout_rows = store.dataset_rows(holdout.id).await?;
 
     let now = now_unix();
     let mut decision = RetrainDecision {
@@ -239,6 +253,22 @@ struct Challenged {
     report: String,
 }
 
+/// The settings a challenger trains with: the champion's, except that a zero-shot champion's
+/// challenger learns from the labels it now has — SetFit on the same encoder, fine-tuned
+/// again from the base weights.
+fn challenger_spec(champion: &ModelSpec) -> ModelSpec {
+    match (champion.family, &champion.encoder) {
+        (Family::ZeroShot, Some(e)) => {
+            let mut spec = ModelSpec::setfit(e.dir.clone());
+            if let Some(s) = spec.encoder.as_mut() {
+                s.sha256 = e.sha256.clone();
+            }
+            spec
+        }
+        _ => champion.clone(),
+    }
+}
+
 /// Trains and judges a challenger (blocking; CPU-bound on `opts.threads` threads).
 fn train_challenger(c: Challenge<'_>) -> Result<Challenged, ModelError> {
     let source = format!("registry:{}", c.name);
@@ -269,7 +299,7 @@ fn train_challenger(c: Challenge<'_>) -> Result<Challenged, ModelError> {
         &source,
         Some(task),
         &champion.meta.label_sep,
-        &champion.pipeline.spec,
+        &challenger_spec(&champion.pipeline.spec),
         &cfg,
         &mut |_| {},
     )?;

@@ -150,7 +150,11 @@ pub(crate) async fn classify(
     } = req;
     let texts = inputs.len();
     let characters = inputs.iter().map(|t| t.chars().count()).sum::<usize>();
-    let log = log && state.store.is_some();
+    // A zero-shot model has no labels yet: every prediction goes to the review queue.
+    let cold = state.model_slot(&model).is_ok_and(|slot| {
+        slot.current.load().artifact.pipeline.spec.family == flywheel_model::Family::ZeroShot
+    });
+    let log = (log || cold) && state.store.is_some();
     let kept = if log { inputs.clone() } else { Vec::new() };
     let answer = call
         .deadline

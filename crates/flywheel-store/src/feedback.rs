@@ -254,6 +254,29 @@ macro_rules! feedback_ops {
                 Ok(version)
             }
 
+            /// Freezes `rows` as `name`'s holdout unless it has one; returns whether it did.
+            pub async fn freeze_holdout(&self, name: &str, rows: &[DataRow], now: i64) -> Result<bool> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let frozen: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT holdout_dataset FROM models WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match frozen {
+                    None => return Err(Error::NotFound(format!("model {name:?}"))),
+                    Some(Some(_)) => return Ok(false),
+                    Some(None) => {}
+                }
+                let id = insert_dataset(&mut tx, name, DataRole::Holdout, rows, now).await?;
+                sqlx::query("UPDATE models SET holdout_dataset = $2 WHERE name = $1")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             /// The base data recorded with a version, if any.
             pub async fn base_dataset(&self, name: &str, version: i64) -> Result<Option<DatasetInfo>> {
                 Ok(sqlx::query_as(

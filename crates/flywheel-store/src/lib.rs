@@ -481,6 +481,11 @@ impl Store {
     pub async fn base_dataset(&self, name: &str, version: i64) -> Result<Option<DatasetInfo>> {
         dispatch!(self, s => s.base_dataset(name, version).await)
     }
+    /// Freezes `rows` as `name`'s holdout unless it has one (a model created without labelled
+    /// data freezes its first held-back corrections); returns whether it did.
+    pub async fn freeze_holdout(&self, name: &str, rows: &[DataRow], now: i64) -> Result<bool> {
+        dispatch!(self, s => s.freeze_holdout(name, rows, now).await)
+    }
     /// Model `name`'s frozen holdout; `None` if none was given.
     pub async fn holdout_dataset(&self, name: &str) -> Result<Option<DatasetInfo>> {
         dispatch!(self, s => s.holdout_dataset(name).await)
