@@ -12,7 +12,8 @@ use flywheel_store::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::args::{EncoderArg, RedactArg, ThreadsArg};
+use crate::args::{RedactArg, ThreadsArg};
+use crate::training::{zero_shot_artifact, ZeroShotArgs};
 
 /// Where the store lives.
 #[derive(Args, Debug)]
@@ -45,24 +46,12 @@ enum ModelsCommand {
     Create {
         /// Registry name of the model.
         name: String,
-        /// The labels, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        labels: Vec<String>,
         #[command(flatten)]
-        encoder: EncoderArg,
-        /// One-line label descriptions, a `LABEL: DESCRIPTION` per line.
-        #[arg(long, value_name = "FILE")]
-        descriptions: Option<PathBuf>,
-        /// A sentence with {} where the label name goes (repeatable) [default: "This sentence
-        /// is {}"].
-        #[arg(long = "template", value_name = "TEXT")]
-        templates: Vec<String>,
+        model: ZeroShotArgs,
         /// Labelled data never trained on, frozen now [default: the first held-back
         /// corrections, frozen at the first retrain that has some].
         #[arg(long, value_name = "FILE")]
         holdout: Option<PathBuf>,
-        #[command(flatten)]
-        threads: ThreadsArg,
     },
     /// Store a model file as the next version of NAME (the file is kept in the database).
     Push {
@@ -449,22 +438,9 @@ pub fn models(args: ModelsArgs) -> Result<()> {
         }),
         ModelsCommand::Create {
             name,
-            labels,
-            encoder,
-            descriptions,
-            templates,
+            model,
             holdout,
-            threads,
-        } => create(
-            &args.db,
-            &name,
-            &labels,
-            &encoder,
-            descriptions.as_deref(),
-            &templates,
-            holdout.as_deref(),
-            threads.count(),
-        ),
+        } => create(&args.db, &name, &model, holdout.as_deref()),
         ModelsCommand::Public { name, private } => with_store(&args.db, |store| async move {
             store.set_model_public(&name, !private).await?;
             if private {
@@ -479,50 +455,8 @@ pub fn models(args: ModelsArgs) -> Result<()> {
 
 /// `flywheel models create`: a zero-shot model pushed with empty base data and made the
 /// champion.
-#[allow(clippy::too_many_arguments)]
-fn create(
-    db: &Database,
-    name: &str,
-    labels: &[String],
-    encoder: &EncoderArg,
-    descriptions: Option<&Path>,
-    templates: &[String],
-    holdout: Option<&Path>,
-    threads: usize,
-) -> Result<()> {
-    use flywheel_model::families::zeroshot;
-    let Some(dir) = &encoder.encoder else {
-        bail!("models create needs --encoder DIR|NAME (a sentence encoder)");
-    };
-    let mut spec = flywheel_model::ModelSpec::zeroshot(crate::encoder_dir(dir)?);
-    if let Some(z) = spec.zero_shot.as_mut() {
-        if let Some(path) = descriptions {
-            z.descriptions = zeroshot::read_descriptions(path)?;
-        }
-        if !templates.is_empty() {
-            z.templates = templates.to_vec();
-        }
-    }
-    let labels = zeroshot::zero_shot_labels(labels)?;
-    let pipeline = zeroshot::zero_shot_pipeline(&spec, labels, threads)?;
-    let outcome = flywheel_model::TrainOutcome {
-        pipeline,
-        history: Vec::new(),
-        best_epoch: None,
-        stopped_early: false,
-        train_rows: 0,
-        val_rows: 0,
-        validation: None,
-        class_counts: Vec::new(),
-        solver_evaluations: None,
-    };
-    let config = flywheel_model::TrainConfig {
-        epochs: 1,
-        validation_split: 0.0,
-        threads,
-        ..Default::default()
-    };
-    let artifact = Artifact::from_training(outcome, config, "", "");
+fn create(db: &Database, name: &str, model: &ZeroShotArgs, holdout: Option<&Path>) -> Result<()> {
+    let artifact = zero_shot_artifact(model)?;
     let frozen = match holdout {
         Some(path) => Some(data_rows(path, true)?.1),
         None => None,

@@ -73,6 +73,15 @@ enum Command {
         /// The model file.
         model: PathBuf,
     },
+    /// Make a zero-shot model from label names alone (no labelled data): a text's similarity
+    /// to each label through a sentence encoder.
+    Zeroshot {
+        #[command(flatten)]
+        model: training::ZeroShotArgs,
+        /// Where to write the model.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Public datasets.
     Datasets {
         #[command(subcommand)]
@@ -203,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+        Command::Zeroshot { model, output } => training::cmd_zeroshot(&model, &output),
         Command::Serve(args) => serve::cmd_serve(args),
         Command::Quickstart { dir, threads } => cmd_quickstart(&dir, threads),
         Command::Models(args) => admin::models(args),

@@ -1,7 +1,7 @@
 //! `flywheel train`: the flags, the spec and training config they ask for, and the training
 //! run with its progress output and TensorBoard logs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -489,4 +489,71 @@ pub fn cmd_train(args: &TrainArgs) -> Result<Artifact> {
         args.output.display()
     );
     Ok(artifact)
+}
+
+/// A zero-shot model's flags (`flywheel zeroshot`, `flywheel models create`).
+#[derive(Args, Debug)]
+pub struct ZeroShotArgs {
+    /// The labels, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub encoder: EncoderArg,
+    /// One-line label descriptions, a `LABEL: DESCRIPTION` per line.
+    #[arg(long, value_name = "FILE")]
+    pub descriptions: Option<PathBuf>,
+    /// A sentence with {} where the label name goes (repeatable) [default: "This sentence is
+    /// {}"].
+    #[arg(long = "template", value_name = "TEXT")]
+    pub templates: Vec<String>,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+}
+
+/// A zero-shot model of the flags' labels, with no training rows.
+pub fn zero_shot_artifact(args: &ZeroShotArgs) -> Result<Artifact> {
+    use flywheel_model::families::zeroshot;
+    let Some(dir) = &args.encoder.encoder else {
+        bail!("a zero-shot model needs --encoder DIR|NAME (a sentence encoder)");
+    };
+    let mut spec = ModelSpec::zeroshot(encoder_dir(dir)?);
+    if let Some(z) = spec.zero_shot.as_mut() {
+        if let Some(path) = &args.descriptions {
+            z.descriptions = zeroshot::read_descriptions(path)?;
+        }
+        if !args.templates.is_empty() {
+            z.templates = args.templates.clone();
+        }
+    }
+    let threads = args.threads.count();
+    let labels = zeroshot::zero_shot_labels(&args.labels)?;
+    let pipeline = zeroshot::zero_shot_pipeline(&spec, labels, threads)?;
+    let outcome = flywheel_model::TrainOutcome {
+        pipeline,
+        history: Vec::new(),
+        best_epoch: None,
+        stopped_early: false,
+        train_rows: 0,
+        val_rows: 0,
+        validation: None,
+        class_counts: Vec::new(),
+        solver_evaluations: None,
+    };
+    let config = TrainConfig {
+        threads,
+        ..families::of(Family::ZeroShot).default_config()
+    };
+    Ok(Artifact::from_training(outcome, config, "", ""))
+}
+
+/// `flywheel zeroshot`: writes a zero-shot model file.
+pub fn cmd_zeroshot(args: &ZeroShotArgs, output: &Path) -> Result<()> {
+    let artifact = zero_shot_artifact(args)?;
+    artifact.save(output)?;
+    eprintln!(
+        "Zero-shot model over {} written to {}",
+        artifact.pipeline.labels.labels.join(", "),
+        output.display()
+    );
+    Ok(())
 }

