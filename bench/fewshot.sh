@@ -48,6 +48,7 @@ for seed in "$@"; do
   if [ "${SETFIT:-1}" != 0 ]; then
     extra=()
     [ -n "${MAX_PIECES:-}" ] && extra+=(--max-length "$MAX_PIECES")
+    rm -f "$work/setfit.jsonl"
     "$py" "$root/bench/setfit_compare.py" --dataset "$data" --n "$n" --seeds "$seed" \
       --outdir "$samples" --out "$work/setfit.jsonl" --threads "$threads" --encoder "$enc" \
       "${extra[@]}" >"$work/setfit.log" 2>&1 || { cat "$work/setfit.log"; exit 1; }

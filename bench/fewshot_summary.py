@@ -10,7 +10,13 @@ import json
 import statistics
 import sys
 
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# The last line of a (tool, family, dataset, n, seed, cap) wins: a rerun replaces a run.
+latest = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        r = json.loads(line)
+        latest[(r["tool"], r["family"], r["dataset"], r["n"], r["seed"], r.get("max_pieces"))] = r
+rows = list(latest.values())
 groups = collections.defaultdict(lambda: collections.defaultdict(list))
 for r in rows:
     key = (r["dataset"], r["n"], r.get("max_pieces"))
