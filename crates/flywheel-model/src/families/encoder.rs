@@ -63,30 +63,7 @@ impl ModelFamily for Encoder {
     }
 
     fn validate(&self, spec: &ModelSpec) -> Result<(), ModelError> {
-        match &spec.encoder {
-            Some(e) if e.dir.is_empty() => {
-                return Err(ModelError::Setting(
-                    "--model encoder needs --encoder DIR (a model directory)".into(),
-                ))
-            }
-            None => {
-                return Err(ModelError::Setting(
-                    "--model encoder needs --encoder DIR (a model directory)".into(),
-                ))
-            }
-            Some(e) if !(e.scale.is_finite() && e.scale > 0.0) => {
-                return Err(ModelError::Setting(format!(
-                    "the encoder's scale must be a positive number, got {}",
-                    e.scale
-                )))
-            }
-            Some(_) => {}
-        }
-        spec.linear.validate()?;
-        match self.uses_ngrams(spec) {
-            true => spec.bag.validate(),
-            false => Ok(()),
-        }
+        validate_head(spec, self.uses_ngrams(spec))
     }
 
     fn train(
@@ -176,6 +153,32 @@ impl ModelFamily for Encoder {
         };
         ngrams + work.rows * work.vector_dim * passes / cost::UPDATES_PER_SEC
     }
+}
+
+/// Checks the settings of a head on an encoder (`encoder`, `setfit`): a directory, a positive
+/// scale, the regression's settings and, with n-grams, theirs.
+pub(super) fn validate_head(spec: &ModelSpec, ngrams: bool) -> Result<(), ModelError> {
+    match &spec.encoder {
+        Some(e) if e.dir.is_empty() => {}
+        None => {}
+        Some(e) if !(e.scale.is_finite() && e.scale > 0.0) => {
+            return Err(ModelError::Setting(format!(
+                "the encoder's scale must be a positive number, got {}",
+                e.scale
+            )))
+        }
+        Some(_) => {
+            spec.linear.validate()?;
+            return match ngrams {
+                true => spec.bag.validate(),
+                false => Ok(()),
+            };
+        }
+    }
+    Err(ModelError::Setting(format!(
+        "--model {} needs --encoder DIR (a model directory)",
+        spec.family
+    )))
 }
 
 /// Swaps the encoder of an `encoder` model for another with the same fingerprint (a

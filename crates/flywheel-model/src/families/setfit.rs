@@ -19,7 +19,7 @@ use flywheel_text::{KerasTokenizer, PadSpec};
 use rayon::prelude::*;
 
 use super::api::{cost, ModelFamily, ReadContext, Setting, TensorFile, TrainInput, Workload};
-use super::encoder::{base_encoder, train_head, EncoderNet};
+use super::encoder::{base_encoder, train_head, validate_head, EncoderNet};
 use super::linear::{one_pass_config, thread_pool};
 use crate::embed::resolve_encoder;
 use crate::family::Family;
@@ -77,26 +77,8 @@ impl ModelFamily for SetFit {
     }
 
     fn validate(&self, spec: &ModelSpec) -> Result<(), ModelError> {
-        match &spec.encoder {
-            Some(e) if !e.dir.is_empty() && e.scale.is_finite() && e.scale > 0.0 => {}
-            Some(e) if !e.dir.is_empty() => {
-                return Err(ModelError::Setting(format!(
-                    "the encoder's scale must be a positive number, got {}",
-                    e.scale
-                )))
-            }
-            _ => {
-                return Err(ModelError::Setting(
-                    "--model setfit needs --encoder DIR (a model directory)".into(),
-                ))
-            }
-        }
         spec.fine_tune.clone().unwrap_or_default().validate()?;
-        spec.linear.validate()?;
-        match self.uses_ngrams(spec) {
-            true => spec.bag.validate(),
-            false => Ok(()),
-        }
+        validate_head(spec, self.uses_ngrams(spec))
     }
 
     fn train(

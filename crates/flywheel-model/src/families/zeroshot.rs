@@ -86,7 +86,7 @@ impl ModelFamily for ZeroShot {
         let texts = input.texts();
         let sims = pool.install(|| net.similarities(&texts))?;
         let k = net.labels();
-        net.scale = calibrate(&sims[..n_train * k], k, &input.targets, &input.labels);
+        net.scale = calibrate(&sims[..n_train * k], k, &input.targets);
         let mut spec = spec;
         if let Some(z) = spec.zero_shot.as_mut() {
             z.scale = net.scale;
@@ -108,13 +108,7 @@ impl ModelFamily for ZeroShot {
         };
         let record = EpochRecord {
             epoch: 1,
-            loss: log_loss(
-                &sims[..n_train * k],
-                k,
-                net.scale,
-                &input.targets,
-                &input.labels,
-            ),
+            loss: log_loss(&sims[..n_train * k], k, net.scale, &input.targets),
             accuracy: train_report.accuracy(),
             val_loss: None,
             val_accuracy: validation.as_ref().and_then(|r| r.accuracy()),
@@ -398,7 +392,7 @@ fn classes(targets: &Targets, rows: usize) -> Vec<usize> {
 }
 
 /// Mean log-loss of the softmax at `scale` over the rows of `sims`.
-fn log_loss(sims: &[f32], k: usize, scale: f32, targets: &Targets, _labels: &LabelSet) -> f64 {
+fn log_loss(sims: &[f32], k: usize, scale: f32, targets: &Targets) -> f64 {
     let rows = sims.len() / k.max(1);
     if rows == 0 {
         return 0.0;
@@ -415,11 +409,11 @@ fn log_loss(sims: &[f32], k: usize, scale: f32, targets: &Targets, _labels: &Lab
 
 /// The scale in [1, 200] of least log-loss on the rows (golden-section search on its
 /// logarithm); the default with no rows.
-fn calibrate(sims: &[f32], k: usize, targets: &Targets, labels: &LabelSet) -> f32 {
+fn calibrate(sims: &[f32], k: usize, targets: &Targets) -> f32 {
     if sims.is_empty() {
         return DEFAULT_SCALE;
     }
-    let f = |x: f64| log_loss(sims, k, x.exp() as f32, targets, labels);
+    let f = |x: f64| log_loss(sims, k, x.exp() as f32, targets);
     let (mut a, mut b) = (0.0f64, 200f64.ln());
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
@@ -559,10 +553,9 @@ mod tests {
             sims.extend_from_slice(if right { &[0.3f32, 0.2] } else { &[0.2, 0.3] });
             cls.push(0);
         }
-        let labels = zero_shot_labels(&["a".into(), "b".into()]).unwrap();
         let t = Targets::Classes(cls);
-        let s = calibrate(&sims, 2, &t, &labels);
-        let at = |x: f32| log_loss(&sims, 2, x, &t, &labels);
+        let s = calibrate(&sims, 2, &t);
+        let at = |x: f32| log_loss(&sims, 2, x, &t);
         // The optimum of 0.8·log σ(0.1 s) + 0.2·log σ(-0.1 s) is s = 10·ln 4.
         assert!((s - 10.0 * 4f32.ln()).abs() < 0.05, "{s}");
         assert!(at(s) < at(1.0) && at(s) < at(200.0) && at(s) <= at(DEFAULT_SCALE));
