@@ -265,7 +265,7 @@ enum ReportFormat {
 }
 
 /// Opens the store and runs `f` on a current-thread runtime.
-fn with_store<T, F, Fut>(db: &Database, f: F) -> Result<T>
+pub(crate) fn with_store<T, F, Fut>(db: &Database, f: F) -> Result<T>
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = Result<T>>,

@@ -5,6 +5,7 @@
 mod admin;
 mod analysis;
 mod args;
+mod audit;
 mod autotune;
 mod charts;
 #[cfg(feature = "encoder")]
@@ -40,6 +41,11 @@ enum Command {
     /// Search model settings within a time budget (successive halving on a stratified
     /// validation split), retrain the best on all rows and write it.
     Autotune(Box<autotune::AutotuneArgs>),
+    /// Audit labelled data: out-of-fold probabilities and confident learning find rows whose
+    /// label is probably wrong (with the label the models suggest), per-class noise rates and
+    /// duplicate texts with conflicting labels; --push-review sends the suspects to a model's
+    /// review queue.
+    Audit(Box<audit::AuditArgs>),
     /// Evaluate a model on labelled data: accuracy, per-class P/R/F1, macro-F1, confusion
     /// matrix, ROC-AUC (binary); MSE/MAE/R² (regression).
     Eval(EvalArgs),
@@ -182,6 +188,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => training::cmd_train(&args).map(|_| ()),
         Command::Autotune(args) => autotune::run(&args),
+        Command::Audit(args) => audit::run(&args),
         Command::Eval(args) => cmd_eval(&args),
         Command::Predict(args) => cmd_predict(&args),
         Command::Info { model } => cmd_info(&model),
@@ -229,7 +236,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn init_pool(n: usize) {
+pub(crate) fn init_pool(n: usize) {
     // The global pool can only be set once; a second call (quickstart) keeps the first.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)

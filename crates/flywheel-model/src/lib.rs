@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod audit;
 pub mod autotune;
 pub mod curves;
 pub mod embed;
@@ -31,6 +32,7 @@ pub mod task;
 pub mod train;
 
 pub use artifact::{Artifact, ArtifactMeta, Lineage, TrainingInfo};
+pub use audit::{audit, Audit, AuditEvent, AuditOptions};
 pub use autotune::{
     autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric, TRIALS_UNTIL,
 };

@@ -482,7 +482,7 @@ fn render_mistakes(
     Ok(())
 }
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;\
+pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;\
 margin:24px auto;max-width:1120px;padding:0 16px;color:#1d1d1f;background:#fff}\
 h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}\
 .meta,.note{color:#555;font-size:.9em}nav a{margin-right:14px;font-size:.9em}\

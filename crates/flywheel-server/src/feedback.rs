@@ -69,6 +69,7 @@ pub(crate) fn predictions(
             score: f64::from(l.score),
             uncertainty: l.uncertainty.map(f64::from),
             created_at: now,
+            given_label: None,
         })
         .collect()
 }

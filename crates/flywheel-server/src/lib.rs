@@ -20,6 +20,7 @@
 mod access;
 mod accounts;
 mod api;
+pub mod audit;
 mod autoretrain;
 mod conn;
 mod dashboard;

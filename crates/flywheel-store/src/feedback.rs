@@ -119,8 +119,8 @@ macro_rules! feedback_ops {
             for p in predictions {
                 let done = sqlx::query(
                     "INSERT INTO predictions (tenant, model, version, request_id, idx, text, label, \
-                     score, uncertainty, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (tenant, request_id, idx) DO NOTHING",
+                     score, uncertainty, created_at, given_label) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant, request_id, idx) DO NOTHING",
                 )
                 .bind(&p.tenant)
                 .bind(&p.model)
@@ -132,6 +132,7 @@ macro_rules! feedback_ops {
                 .bind(p.score)
                 .bind(p.uncertainty)
                 .bind(p.created_at)
+                .bind(&p.given_label)
                 .execute(&mut **tx)
                 .await?;
                 added += done.rows_affected();
@@ -179,7 +180,7 @@ macro_rules! feedback_ops {
         }
 
         const PREDICTION_COLUMNS: &str = "p.id, p.tenant, p.model, p.version, p.request_id, p.idx, \
-             p.text, p.label, p.score, p.uncertainty, p.created_at, \
+             p.text, p.label, p.score, p.uncertainty, p.created_at, p.given_label, \
              EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.id) AS labelled";
 
         const FEEDBACK_COLUMNS: &str = "id, tenant, model, prediction_id, text, labels, \

@@ -410,6 +410,9 @@ pub struct NewPrediction {
     pub uncertainty: Option<f64>,
     /// When it was served (Unix seconds UTC).
     pub created_at: i64,
+    /// An audit item ("is this label right?"): the label the data gave the text, while
+    /// `label` is the one the audit suggests; `None` for served predictions.
+    pub given_label: Option<String>,
 }
 
 /// A logged prediction.

@@ -128,6 +128,7 @@ fn prediction(
         score: 0.9,
         uncertainty: u,
         created_at: T0,
+        given_label: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn prediction(e: &UsageEvent) -> NewPrediction {
         score: 0.75,
         uncertainty: Some(0.5),
         created_at: e.at,
+        given_label: None,
     }
 }
 

@@ -122,7 +122,13 @@ pub(crate) async fn review(
                 li.item tabindex="-1" data-id=(item.id) aria-selected="false" {
                     p.text { (p.text) }
                     p.meta.muted {
-                        "predicted " strong { (p.label) } " (" (format!("{:.3}", p.score)) ")"
+                        @if let Some(given) = &p.given_label {
+                            span.badge { "Is this label right?" } " given " strong.given { (given) }
+                            " · the audit suggests " strong.suggested { (p.label) }
+                        } @else {
+                            "predicted " strong { (p.label) }
+                        }
+                        " (" (format!("{:.3}", p.score)) ")"
                         @if let Some(u) = p.uncertainty { " · uncertainty " (format!("{u:.3}")) }
                         " · v" (p.version) " · " (view::time(p.created_at))
                     }
