@@ -146,21 +146,22 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     if let Some(model) = &args.push_review {
         let redact = args.redact == RedactArg::Pii;
         let result = &result;
-        let added = with_store(&args.db, |store| async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            Ok(flywheel_server::audit::push_audit(
-                &store,
-                model,
-                &args.tenant,
-                &result,
-                redact,
-                now,
-            )
-            .await?)
-        })?;
+        let added =
+            with_store(&args.db, |store| async move {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                Ok(flywheel_server::audit::push_audit(
+                    &store,
+                    model,
+                    &args.tenant,
+                    result,
+                    redact,
+                    now,
+                )
+                .await?)
+            })?;
         eprintln!(
             "{added} new item(s) in {model}'s review queue ({} suspect(s); the rest were there already)",
             result.suspects.len()

@@ -112,6 +112,24 @@ pub struct ServeArgs {
     /// Close a connection that neither reads nor writes for this many seconds.
     #[arg(long, default_value_t = defaults().idle_timeout.as_secs())]
     idle_timeout_s: u64,
+    /// Do not monitor drift (by default every model whose file holds a drift profile is).
+    #[arg(long)]
+    no_drift: bool,
+    /// Recent texts the drift tests compare with the training data.
+    #[arg(long, default_value_t = defaults().drift.window)]
+    drift_window: usize,
+    /// Texts between two drift checks.
+    #[arg(long, default_value_t = defaults().drift.check_every)]
+    drift_check_every: usize,
+    /// Share of an alarmed model's requests whose predictions are logged for review.
+    #[arg(long, default_value_t = defaults().drift.alarm_log_rate, value_name = "RATE")]
+    drift_log_rate: f64,
+    /// Texts per second the drift monitor observes at most per model (it samples above).
+    #[arg(long, default_value_t = defaults().drift.max_rate, value_name = "TEXTS")]
+    drift_max_rate: f64,
+    /// POST a JSON message to this http:// URL whenever a model's drift alarm starts or ends.
+    #[arg(long, value_name = "URL")]
+    drift_webhook: Option<String>,
 }
 
 pub fn cmd_serve(args: ServeArgs) -> Result<()> {
@@ -155,7 +173,27 @@ pub fn cmd_serve(args: ServeArgs) -> Result<()> {
                 max_class_drop: args.max_class_drop,
             },
         },
+        drift: flywheel_server::drift::DriftConfig {
+            enabled: !args.no_drift,
+            window: args.drift_window,
+            check_every: args.drift_check_every.max(1),
+            min_window: defaults().drift.min_window.min(args.drift_window),
+            alarm_log_rate: args.drift_log_rate,
+            webhook: args.drift_webhook,
+            max_rate: args.drift_max_rate,
+        },
     };
+    if !(0.0..=1.0).contains(&config.drift.alarm_log_rate) {
+        anyhow::bail!("--drift-log-rate must be between 0 and 1");
+    }
+    if config.drift.window < 20 {
+        anyhow::bail!("--drift-window must be at least 20");
+    }
+    if let Some(url) = &config.drift.webhook {
+        if !url.starts_with("http://") {
+            anyhow::bail!("--drift-webhook: only http:// URLs are supported, got {url}");
+        }
+    }
     let what = match &config.database_url {
         Some(url) => format!("the registry's champions ({})", crate::admin::redact(url)),
         None => config

@@ -538,6 +538,7 @@ pub fn zero_shot_artifact(args: &ZeroShotArgs) -> Result<Artifact> {
         validation: None,
         class_counts: Vec::new(),
         solver_evaluations: None,
+        drift: None,
     };
     let config = TrainConfig {
         threads,

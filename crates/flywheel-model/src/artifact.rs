@@ -105,6 +105,10 @@ pub struct ArtifactMeta {
     /// Where a retrained model came from (absent for a model trained from a file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
+    /// The sketch of the training data that the server's drift monitor compares traffic with
+    /// (absent in files written before it existed, or made without data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::DriftProfile>,
     /// SHA-256 over this metadata (canonical JSON, with this field empty) and the tensors'
     /// names, shapes and bytes: any edit of the file is detected.
     pub sha256: String,
@@ -152,6 +156,7 @@ impl Artifact {
             parent: None,
             class_counts: outcome.class_counts.clone(),
             lineage: None,
+            drift: outcome.drift,
             threshold: (p.labels.task == Task::Multilabel && p.labels.threshold != 0.5)
                 .then_some(p.labels.threshold),
             sha256: String::new(),

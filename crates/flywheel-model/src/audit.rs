@@ -13,8 +13,9 @@ use serde::Serialize;
 use crate::autotune::stratified_folds;
 use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Targets, Task};
-use crate::train::train;
+use crate::train::fit;
 use crate::ModelError;
+use rayon::prelude::*;
 
 /// How an audit gets its out-of-fold probabilities.
 #[derive(Debug, Clone)]
@@ -34,7 +35,8 @@ pub struct AuditOptions {
 /// Progress of an audit.
 #[derive(Debug, Clone, Copy)]
 pub enum AuditEvent {
-    /// Fold `fold` (1-based) of `folds` is trained and its held-out rows scored.
+    /// Fold `fold`'s (1-based) held-out rows are scored (the folds train at once; their
+    /// events come in order when all are done).
     Fold {
         /// This fold, from 1.
         fold: usize,
@@ -311,7 +313,7 @@ pub fn conflicting_duplicates(records: &[Record]) -> Vec<Conflict> {
                 .collect(),
         })
         .collect();
-    out.sort_by(|a, b| b.rows.len().cmp(&a.rows.len()));
+    out.sort_by_key(|c| std::cmp::Reverse(c.rows.len()));
     out
 }
 
@@ -384,37 +386,49 @@ pub fn audit(
             in_fold[r] = f;
         }
     }
-    for (f, held) in folds.iter().enumerate() {
-        let train_rows: Vec<Record> = (0..n)
-            .filter(|&r| in_fold[r] != f)
-            .map(|r| records[r].clone())
-            .collect();
-        let fold_source = format!("{source} (fold {} of {})", f + 1, folds.len());
-        let outcome = train(
-            &train_rows,
-            &fold_source,
-            Some(labels.task),
-            label_sep,
-            &opts.spec,
-            &cfg,
-            &mut |_| {},
-        )?;
-        let pipeline = outcome.pipeline;
-        // A fold's model may lack a class that only held-out rows carry: its columns map
-        // by name, a missing class gets probability 0.
-        let columns: Vec<Option<usize>> = labels
-            .labels
-            .iter()
-            .map(|l| pipeline.labels.labels.iter().position(|m| m == l))
-            .collect();
-        let texts: Vec<&str> = held.iter().map(|&r| records[r].text.as_str()).collect();
-        let predictions = pipeline.predict(&texts)?;
-        for (&r, prediction) in held.iter().zip(&predictions) {
-            if let crate::Prediction::Class { scores, .. } = prediction {
-                for (c, col) in columns.iter().enumerate() {
-                    probs[r * k + c] = col.map_or(0.0, |m| f64::from(scores[m].1));
+    // The folds train at once on the current rayon pool (each also parallel inside).
+    let fold_probs: Vec<Result<Vec<f64>, ModelError>> = folds
+        .par_iter()
+        .enumerate()
+        .map(|(f, held)| {
+            let train_rows: Vec<Record> = (0..n)
+                .filter(|&r| in_fold[r] != f)
+                .map(|r| records[r].clone())
+                .collect();
+            let fold_source = format!("{source} (fold {} of {})", f + 1, folds.len());
+            let outcome = fit(
+                &train_rows,
+                &fold_source,
+                Some(labels.task),
+                label_sep,
+                &opts.spec,
+                &cfg,
+                &mut |_| {},
+            )?;
+            let pipeline = outcome.pipeline;
+            // A fold's model may lack a class that only held-out rows carry: its columns map
+            // by name, a missing class gets probability 0.
+            let columns: Vec<Option<usize>> = labels
+                .labels
+                .iter()
+                .map(|l| pipeline.labels.labels.iter().position(|m| m == l))
+                .collect();
+            let texts: Vec<&str> = held.iter().map(|&r| records[r].text.as_str()).collect();
+            let mut out = vec![0f64; held.len() * k];
+            for (i, prediction) in pipeline.predict(&texts)?.iter().enumerate() {
+                if let crate::Prediction::Class { scores, .. } = prediction {
+                    for (c, col) in columns.iter().enumerate() {
+                        out[i * k + c] = col.map_or(0.0, |m| f64::from(scores[m].1));
+                    }
                 }
             }
+            Ok(out)
+        })
+        .collect();
+    for (f, (held, fold)) in folds.iter().zip(fold_probs).enumerate() {
+        let fold = fold?;
+        for (i, &r) in held.iter().enumerate() {
+            probs[r * k..(r + 1) * k].copy_from_slice(&fold[i * k..(i + 1) * k]);
         }
         on_event(AuditEvent::Fold {
             fold: f + 1,

@@ -14,6 +14,7 @@ pub mod artifact;
 pub mod audit;
 pub mod autotune;
 pub mod curves;
+pub mod drift;
 pub mod embed;
 mod error;
 pub mod evaluate;
@@ -36,6 +37,7 @@ pub use audit::{audit, Audit, AuditEvent, AuditOptions};
 pub use autotune::{
     autotune, AutotuneEvent, AutotuneOptions, AutotuneOutcome, Metric, TRIALS_UNTIL,
 };
+pub use drift::{DriftProfile, DriftReport};
 pub use error::ModelError;
 pub use evaluate::evaluate;
 pub use explain::{explain, explain_label, Explanation, TokenAttribution};

@@ -105,6 +105,9 @@ pub struct TrainOutcome {
     pub class_counts: Vec<u64>,
     /// Objective evaluations of a model fitted by L-BFGS (its work), if it was.
     pub solver_evaluations: Option<usize>,
+    /// The sketch of the training data that drift is measured against ([`crate::train`] adds
+    /// it).
+    pub drift: Option<crate::drift::DriftProfile>,
 }
 
 /// Rows trained on out of `n`: Keras's `floor(n · (1 − validation_split))`, at least one.

@@ -5,6 +5,7 @@
 use flywheel_data::Record;
 use flywheel_text::segment::detect;
 
+use crate::drift::DriftProfile;
 use crate::families::{self, TrainInput};
 use crate::outcome::{TrainEvent, TrainOutcome};
 use crate::report::{report_from_outputs, Report};
@@ -12,10 +13,33 @@ use crate::spec::{ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
 use crate::ModelError;
 
-/// Trains a model on labelled records (`source` names the data in error messages). A
-/// multi-label model with validation rows gets the decision threshold (one for all labels,
-/// from 0.05 to 0.95) that maximises macro-F1 on them.
+/// Trains a model on labelled records (`source` names the data in error messages) and sketches
+/// the records for drift monitoring ([`DriftProfile`]). A multi-label model with validation rows
+/// gets the decision threshold (one for all labels, from 0.05 to 0.95) that maximises macro-F1
+/// on them.
 pub fn train(
+    records: &[Record],
+    source: &str,
+    task: Option<Task>,
+    label_sep: &str,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    on_event: &mut dyn FnMut(TrainEvent<'_>),
+) -> Result<TrainOutcome, ModelError> {
+    let mut out = fit(records, source, task, label_sep, spec, cfg, on_event)?;
+    let single = matches!(out.pipeline.labels.task, Task::Binary | Task::Multiclass);
+    out.drift = Some(DriftProfile::build(
+        records,
+        &out.pipeline.labels.labels,
+        single,
+        cfg.seed,
+    ));
+    Ok(out)
+}
+
+/// [`train`] without the drift sketch: the models that are only scored (autotune's trials,
+/// the audit's folds).
+pub(crate) fn fit(
     records: &[Record],
     source: &str,
     task: Option<Task>,

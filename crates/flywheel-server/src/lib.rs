@@ -24,6 +24,7 @@ pub mod audit;
 mod autoretrain;
 mod conn;
 mod dashboard;
+pub mod drift;
 mod error;
 mod feedback;
 mod metrics;
@@ -144,6 +145,8 @@ pub struct ServerConfig {
     pub redact: bool,
     /// Retraining in the background (with a store).
     pub retrain: AutoRetrain,
+    /// Drift monitoring of the served models.
+    pub drift: drift::DriftConfig,
     /// Connections open at once; more wait in the kernel's accept queue [default: 1024].
     pub max_connections: usize,
     /// A connection that neither reads nor writes for this long is closed (slow or idle
@@ -206,6 +209,7 @@ impl Default for ServerConfig {
             log_predictions: 0.05,
             redact: true,
             retrain: AutoRetrain::default(),
+            drift: drift::DriftConfig::default(),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
         }
@@ -334,6 +338,7 @@ impl Server {
             max_wait: config.max_wait,
             queue_capacity: config.queue_capacity,
             metrics: Arc::clone(&metrics),
+            drift: config.drift.clone(),
         };
         let mut models = BTreeMap::new();
         for source in &config.models {
@@ -384,6 +389,7 @@ impl Server {
                 .map(|t| access::sha256(t.trim())),
             draining: AtomicBool::new(false),
             log_rate: config.log_predictions,
+            drift_log_rate: config.drift.alarm_log_rate,
             redact: config.redact,
             retrain: config.retrain.clone(),
             max_connections: config.max_connections,

@@ -92,6 +92,8 @@ pub struct ModelGauge {
     pub created_at: String,
     /// Requests waiting in its queue.
     pub queue_depth: usize,
+    /// Its drift monitor's state, when monitored.
+    pub drift: Option<crate::drift::DriftStatus>,
 }
 
 impl Metrics {
@@ -249,6 +251,46 @@ impl Metrics {
                 escape(&g.name),
                 g.queue_depth
             );
+        }
+        out.push_str("# HELP flywheel_drift_alarm Whether the model's drift monitor alarms (1) or not (0).\n# TYPE flywheel_drift_alarm gauge\n");
+        for g in models {
+            if let Some(d) = &g.drift {
+                let _ = writeln!(
+                    out,
+                    "flywheel_drift_alarm{{model=\"{}\"}} {}",
+                    escape(&g.name),
+                    u8::from(d.alarm)
+                );
+            }
+        }
+        out.push_str("# HELP flywheel_drift_statistic Each drift test's value at the last check (label_psi, length_psi, oov_share, domain_auc).\n# TYPE flywheel_drift_statistic gauge\n");
+        out.push_str("# HELP flywheel_drift_threshold Each drift test's alarm line at the last check.\n# TYPE flywheel_drift_threshold gauge\n");
+        for g in models {
+            if let Some(last) = g.drift.as_ref().and_then(|d| d.last.as_ref()) {
+                for t in &last.report.tests {
+                    let _ = writeln!(
+                        out,
+                        "flywheel_drift_statistic{{model=\"{}\",test=\"{}\"}} {}\nflywheel_drift_threshold{{model=\"{}\",test=\"{}\"}} {}",
+                        escape(&g.name),
+                        t.name,
+                        t.value,
+                        escape(&g.name),
+                        t.name,
+                        t.threshold
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP flywheel_drift_observed_texts Texts the drift monitor has seen since the version loaded.\n# TYPE flywheel_drift_observed_texts gauge\n");
+        for g in models {
+            if let Some(d) = &g.drift {
+                let _ = writeln!(
+                    out,
+                    "flywheel_drift_observed_texts{{model=\"{}\"}} {}",
+                    escape(&g.name),
+                    d.observed
+                );
+            }
         }
         out.push_str("# HELP flywheel_model_info The version each model is serving (value 1).\n# TYPE flywheel_model_info gauge\n");
         for g in models {

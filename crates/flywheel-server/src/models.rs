@@ -1,6 +1,7 @@
 //! The served models: each has a hot-swappable current version and a micro-batching worker
 //! that feeds a dedicated rayon pool.
 
+use crate::drift::{DriftConfig, DriftMonitor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub struct LoadedModel {
     pub version: String,
     /// The registry's version number (models served from the store).
     pub registry_version: Option<i64>,
+    /// Its drift monitor (when monitoring is on and the file holds a drift profile).
+    pub(crate) drift: Option<Arc<DriftMonitor>>,
 }
 
 impl LoadedModel {
@@ -38,6 +41,7 @@ impl LoadedModel {
             artifact,
             version,
             registry_version: None,
+            drift: None,
         })
     }
 
@@ -57,7 +61,23 @@ impl LoadedModel {
             artifact,
             version: stored.info.version.to_string(),
             registry_version: Some(stored.info.version),
+            drift: None,
         })
+    }
+
+    /// Starts the drift monitor of this version of `name` (needs a tokio runtime for the
+    /// webhook); a model without a drift profile, or with monitoring off, has none.
+    pub(crate) fn monitored(mut self, name: &str, cfg: &DriftConfig) -> Self {
+        self.drift = match (&self.artifact.meta.drift, cfg.enabled) {
+            (Some(profile), true) => Some(Arc::new(DriftMonitor::start(
+                name,
+                &self.version,
+                profile,
+                cfg,
+            ))),
+            _ => None,
+        };
+        self
     }
 }
 
@@ -211,6 +231,7 @@ pub(crate) struct ModelSlot {
     pub current: Arc<ArcSwap<LoadedModel>>,
     pub queue: mpsc::Sender<Job>,
     reload_lock: tokio::sync::Mutex<()>,
+    drift: DriftConfig,
 }
 
 /// The result of a successful reload.
@@ -246,7 +267,7 @@ impl ModelSlot {
             .map_err(|e| ApiError::internal(format!("the reload task failed: {e}")))?;
         match loaded {
             Ok(new) => {
-                let new = Arc::new(new);
+                let new = Arc::new(new.monitored(&self.name, &self.drift));
                 let old = self.current.swap(Arc::clone(&new));
                 metrics.reload(&self.name, "ok");
                 tracing::info!(model = %self.name, version = %new.version,
@@ -278,7 +299,7 @@ impl ModelSlot {
     /// Swaps in a version fetched from the registry; requests already batched finish on the
     /// old version.
     pub fn install(&self, new: LoadedModel, metrics: &Metrics) {
-        let new = Arc::new(new);
+        let new = Arc::new(new.monitored(&self.name, &self.drift));
         let old = self.current.swap(Arc::clone(&new));
         metrics.reload(&self.name, "ok");
         tracing::info!(model = %self.name, version = %new.version,
@@ -323,12 +344,13 @@ pub(crate) struct Batching {
     pub max_wait: Duration,
     pub queue_capacity: usize,
     pub metrics: Arc<Metrics>,
+    pub drift: DriftConfig,
 }
 
 impl Batching {
     /// Starts the batching worker of a loaded model (needs a tokio runtime).
     pub fn start_loaded(&self, name: &str, source: SlotSource, loaded: LoadedModel) -> ModelSlot {
-        let current = Arc::new(ArcSwap::from_pointee(loaded));
+        let current = Arc::new(ArcSwap::from_pointee(loaded.monitored(name, &self.drift)));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         tokio::spawn(worker(
             name.to_string(),
@@ -342,6 +364,7 @@ impl Batching {
             current,
             queue: tx,
             reload_lock: tokio::sync::Mutex::new(()),
+            drift: self.drift.clone(),
         }
     }
 }
@@ -458,10 +481,25 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
     let outputs = pipeline.outputs_of_texts(&texts);
     metrics.batch(name, texts.len(), started.elapsed().as_secs_f64());
     let k = pipeline.outputs();
+    let task = pipeline.labels.task;
     match outputs {
         Ok(outputs) if k > 0 && outputs.len() == texts.len() * k => {
+            // The drift monitor takes the batch's first texts, as many as its budget allows.
+            let budget = model.drift.as_ref().map_or(0, |m| m.take(texts.len()));
+            drop(texts);
             let mut rows = outputs.chunks_exact(k);
+            let (mut seen, mut seen_labels): (Vec<String>, Vec<Option<usize>>) =
+                (Vec::new(), Vec::new());
             for job in jobs {
+                let wanted = budget
+                    .saturating_sub(seen_labels.len())
+                    .min(job.texts.len());
+                let at = seen_labels.len();
+                seen_labels.extend(
+                    outputs[at * k..(at + wanted) * k]
+                        .chunks_exact(k)
+                        .map(|row| label_index(task, row)),
+                );
                 let (top_k, log) = match job.work {
                     Work::Classify { top_k, log, .. } => (top_k, log),
                     Work::Explain { .. } => (None, false),
@@ -485,6 +523,10 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
                     registry_version: model.registry_version,
                     logged,
                 }));
+                seen.extend(job.texts.into_iter().take(wanted));
+            }
+            if let (Some(monitor), true) = (&model.drift, budget > 0) {
+                monitor.offer(seen, seen_labels);
             }
         }
         other => {
@@ -494,6 +536,15 @@ fn run_batch(name: &str, model: &LoadedModel, jobs: Vec<Job>, metrics: &Metrics)
                 let _ = job.reply.send(Err(ApiError::internal(message.clone())));
             }
         }
+    }
+}
+
+/// The predicted label's index of one output row (binary and multi-class; `None` otherwise).
+fn label_index(task: flywheel_model::Task, row: &[f32]) -> Option<usize> {
+    match task {
+        flywheel_model::Task::Binary => row.first().map(|&p| usize::from(p > 0.5)),
+        flywheel_model::Task::Multiclass => Some(flywheel_model::metrics::argmax(row)),
+        _ => None,
     }
 }
 

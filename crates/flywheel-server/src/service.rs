@@ -263,3 +263,49 @@ pub(crate) async fn explain(
         limit_headers,
     })
 }
+
+/// A served model's drift: what `GET /v1/models/{name}/drift` and the dashboard's model page
+/// show.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DriftAnswer {
+    /// The model.
+    pub model: String,
+    /// The version being monitored.
+    pub version: String,
+    /// Whether it is monitored (monitoring on and a drift profile in its file).
+    pub monitored: bool,
+    /// Share of each label in the training data, in the model's label order.
+    pub labels: Vec<String>,
+    /// The training data's label shares.
+    pub reference_label_shares: Vec<f64>,
+    /// The training data's out-of-vocabulary share on unseen text.
+    pub reference_oov_share: Option<f64>,
+    /// The monitor's state (observed texts, alarm, last check, recent checks).
+    #[serde(flatten)]
+    pub status: crate::drift::DriftStatus,
+}
+
+/// The drift state of `model` for a caller who may use it.
+pub(crate) fn drift(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+) -> Result<DriftAnswer, ApiError> {
+    let slot = state.model_slot(model)?;
+    state.check_access(caller, model)?;
+    let current = slot.current.load();
+    let profile = current.artifact.meta.drift.as_ref();
+    Ok(DriftAnswer {
+        model: model.to_string(),
+        version: current.version.clone(),
+        monitored: current.drift.is_some(),
+        labels: current.artifact.meta.labels.clone(),
+        reference_label_shares: profile.map(|p| p.label_shares.clone()).unwrap_or_default(),
+        reference_oov_share: profile.map(|p| p.oov_mean),
+        status: current
+            .drift
+            .as_ref()
+            .map(|m| m.status())
+            .unwrap_or_default(),
+    })
+}

@@ -62,6 +62,8 @@ pub(crate) struct AppState {
     pub draining: AtomicBool,
     /// Fraction of classify requests whose predictions are logged.
     pub log_rate: f64,
+    /// The logging rate of a model whose drift monitor alarms (if above `log_rate`).
+    pub drift_log_rate: f64,
     /// Redact personal data before storing texts.
     pub redact: bool,
     /// Background retraining settings.
@@ -87,9 +89,27 @@ impl AppState {
                     version: current.version.clone(),
                     created_at: current.artifact.meta.created_at.clone(),
                     queue_depth: slot.queue_depth(),
+                    drift: current.drift.as_ref().map(|m| m.status()),
                 }
             })
             .collect()
+    }
+
+    /// Share of `model`'s requests whose predictions are logged for review: the server's rate,
+    /// raised to the drift alarm's rate while the model's monitor alarms.
+    pub fn log_rate_of(&self, model: &str) -> f64 {
+        let alarmed = self.models.load().get(model).is_some_and(|slot| {
+            slot.current
+                .load()
+                .drift
+                .as_ref()
+                .is_some_and(|m| m.alarmed())
+        });
+        if alarmed {
+            self.log_rate.max(self.drift_log_rate)
+        } else {
+            self.log_rate
+        }
     }
 
     /// The served model `name`; 404 `model_not_found` when there is none.

@@ -39,7 +39,7 @@ use crate::outcome::TrainOutcome;
 use crate::report::Report;
 use crate::spec::{LinearLossChoice, ModelSpec, TrainConfig};
 use crate::task::{LabelSet, Task};
-use crate::train::train;
+use crate::train::{fit, train};
 use crate::ModelError;
 
 mod split;
@@ -722,7 +722,7 @@ fn run_trial(
     metric: &Metric,
 ) -> Result<(f64, f64, Option<usize>), ModelError> {
     let started = Instant::now();
-    let out = train(
+    let out = fit(
         rows,
         source,
         Some(task),

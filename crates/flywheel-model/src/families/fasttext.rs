@@ -544,6 +544,7 @@ fn train_bag(
             _ => Vec::new(),
         },
         solver_evaluations: None,
+        drift: None,
     })
 }
 

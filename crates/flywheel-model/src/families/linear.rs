@@ -513,6 +513,7 @@ pub fn one_pass_outcome(
         validation,
         class_counts: Vec::new(),
         solver_evaluations: Some(fit.evaluations),
+        drift: None,
     })
 }
 

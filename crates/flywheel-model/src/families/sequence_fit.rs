@@ -443,6 +443,7 @@ pub(crate) fn fit<N: SeqModel>(
         validation,
         class_counts: Vec::new(),
         solver_evaluations: None,
+        drift: None,
     })
 }
 

@@ -129,6 +129,7 @@ impl ModelFamily for ZeroShot {
             validation,
             class_counts: Vec::new(),
             solver_evaluations: None,
+            drift: None,
         })
     }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::access::{store_unavailable, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::json_response;
+use crate::wire::{json_response, typed_response};
 
 /// `GET /v1/models`: the served models the caller may use, with their metadata.
 pub(crate) async fn list_models(
@@ -148,4 +148,16 @@ pub(crate) async fn reload(
             "created_at": done.created_at,
         }),
     ))
+}
+
+/// `GET /v1/models/{name}/drift`: the model's drift monitor — observed texts, alarm, the last
+/// check's tests and the recent checks (a key sees only models its tenant may use).
+pub(crate) async fn drift(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = state.caller(&headers).await?;
+    let answer = crate::service::drift(&state, &caller, &name)?;
+    Ok(typed_response(StatusCode::OK, &answer))
 }

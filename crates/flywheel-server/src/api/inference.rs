@@ -33,7 +33,7 @@ pub(crate) async fn classify(
             Ok((bytes, req))
         })
         .await?;
-    req.log = req.log || crate::feedback::sampled(request_id, state.log_rate);
+    req.log = req.log || crate::feedback::sampled(request_id, state.log_rate_of(&req.model));
     let call = Call {
         caller: &caller,
         request_id,

@@ -40,6 +40,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/review-queue", get(review::review_queue))
         .route("/v1/review/{id}", post(review::review))
         .route("/v1/models", get(accounts::list_models))
+        .route("/v1/models/{name}/drift", get(accounts::drift))
         .route("/v1/usage", get(accounts::usage))
         .route("/v1/admin/models/{name}/reload", post(accounts::reload))
         .route("/healthz", get(healthz))
