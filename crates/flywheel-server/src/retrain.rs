@@ -181,7 +181,17 @@ pub async fn retrain(
         return Ok(store.record_decision(&decision).await?);
     }
 
-    let mut train_rows = base_rows;
+    // A correction of a base-data text (an audit item, or a served text that was also in the
+    // data) replaces that row: the old label is not trained on.
+    let corrected: std::collections::HashSet<&str> = used
+        .iter()
+        .chain(heldback.iter())
+        .map(|f| f.feedback.text.as_str())
+        .collect();
+    let mut train_rows: Vec<DataRow> = base_rows
+        .into_iter()
+        .filter(|r| !corrected.contains(r.text.as_str()))
+        .collect();
     train_rows.extend(used.iter().map(|f| to_row(f)));
     let heldback_rows: Vec<DataRow> = heldback.iter().map(|f| to_row(f)).collect();
     let name_owned = name.to_string();

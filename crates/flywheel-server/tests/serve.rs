@@ -485,6 +485,7 @@ async fn info_endpoints() {
         "/v1/classify",
         "/v1/explain",
         "/v1/models",
+        "/v1/models/{name}/drift",
         "/v1/usage",
         "/v1/feedback",
         "/v1/review-queue",

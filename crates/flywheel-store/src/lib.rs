@@ -167,6 +167,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "access epoch",
         include_str!("../migrations/sqlite/0005_access_epoch.sql"),
     ),
+    (
+        6,
+        "audit items",
+        include_str!("../migrations/sqlite/0006_audit_items.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -193,6 +198,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "access epoch",
         include_str!("../migrations/postgres/0005_access_epoch.sql"),
+    ),
+    (
+        6,
+        "audit items",
+        include_str!("../migrations/postgres/0006_audit_items.sql"),
     ),
 ];
 

@@ -37,6 +37,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/models/{name}", get(pages::model::model))
         .route("/models/{name}/promote", post(pages::model::promote))
         .route("/models/{name}/rollback", post(pages::model::rollback))
+        .route("/models/{name}/audit", post(pages::model::audit))
+        .route(
+            "/models/{name}/audit/review",
+            post(pages::model::audit_review),
+        )
         .route(
             "/try",
             get(pages::try_it::try_page).post(pages::try_it::try_post),

@@ -125,6 +125,15 @@ pub(crate) async fn model(
         }
     };
     let admin = viewer.is_admin();
+    let drift = crate::service::drift(&state, &viewer.caller(), &name).ok();
+    let has_base = match (&state.store, row.champion) {
+        (Some(store), Some(v)) => store
+            .base_dataset(&name, v)
+            .await
+            .map_err(|e| PageError::store(&e))?
+            .is_some(),
+        _ => false,
+    };
     let content = html! {
         (view::notice(notice.as_deref()))
         (view::alert(error))
@@ -192,6 +201,21 @@ pub(crate) async fn model(
         @if let Some((meta, _)) = &meta {
             (version_details(meta, chosen))
         }
+        @if let Some(d) = &drift {
+            (drift_section(d))
+        }
+        @if admin && has_base {
+            section aria-labelledby="audit" {
+                h2 #audit { "Label audit" }
+                p.muted {
+                    "Finds rows of the champion's base data whose label is probably wrong (out-of-fold "
+                    "TF-IDF + logistic regression, confident learning) and texts with conflicting labels."
+                }
+                form.inline method="post" action=(format!("{here}/audit")) {
+                    button type="submit" { "Audit the base data" }
+                }
+            }
+        }
         @if !decisions.is_empty() || !history.is_empty() {
             section aria-labelledby="history" {
                 h2 #history { "Promotion history" }
@@ -224,6 +248,135 @@ pub(crate) async fn model(
         Some(&viewer),
         content,
     ))
+}
+
+/// The drift monitor's state: alarm, the last check's tests and the recent checks as charts.
+fn drift_section(d: &crate::service::DriftAnswer) -> Markup {
+    let series = |name: &'static str, test: &'static str| Series {
+        name,
+        dashed: false,
+        points: d
+            .status
+            .history
+            .iter()
+            .filter_map(|p| {
+                p.report
+                    .tests
+                    .iter()
+                    .find(|t| t.name == test)
+                    .map(|t| (p.observed as f64, t.value))
+            })
+            .collect(),
+    };
+    let psi = [
+        series("label PSI", "label_psi"),
+        series("length PSI", "length_psi"),
+    ];
+    let domain = [
+        series("domain classifier AUC", "domain_auc"),
+        series("out-of-vocabulary share", "oov_share"),
+    ];
+    html! {
+        section aria-labelledby="drift" {
+            h2 #drift { "Drift" }
+            @if !d.monitored {
+                p.muted { "Not monitored: the served version's file holds no drift profile (train it again to add one), or the server runs with " code { "--no-drift" } "." }
+            } @else {
+                p #drift-state {
+                    @if d.status.alarm { span.badge.alarm { "drift alarm" } " " } @else { span.badge { "no drift" } " " }
+                    (view::count(d.status.observed as i64)) " texts observed since v" (d.version) " loaded"
+                    @if d.status.dropped > 0 { " (" (d.status.dropped) " batches skipped while the monitor was busy)" }
+                    @if let Some(since) = d.status.alarm_since { "; alarm since " (view::time(since)) }
+                    "."
+                }
+                @if let Some(last) = &d.status.last {
+                    div.scroll {
+                        table #drift-tests {
+                            thead { tr { th scope="col" { "Test" } th scope="col" class="num" { "Value" } th scope="col" class="num" { "Alarm above" } th scope="col" { "State" } } }
+                            tbody {
+                                @for t in &last.report.tests {
+                                    tr {
+                                        th scope="row" { (t.name) }
+                                        td.num { (format!("{:.3}", t.value)) }
+                                        td.num { (format!("{:.3}", t.threshold)) }
+                                        td { @if t.alarm { span.badge.alarm { "alarm" } } @else { "ok" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    div.charts {
+                        (charts::lines("Distribution shift (PSI)", "texts observed", &psi))
+                        (charts::lines("Domain classifier and vocabulary", "texts observed", &domain))
+                    }
+                } @else {
+                    p.muted { "The first check runs after 200 texts." }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /models/{name}/audit` (admin): audits the champion's base data and shows the
+/// findings, with a form that sends the suspects to the review queue.
+pub(crate) async fn audit(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> PageResult {
+    let here = format!("/models/{}", url_encode(&name));
+    let viewer = state.poster(&headers, &here).await?;
+    if !viewer.is_admin() {
+        return Err(PageError::forbidden("audit a model's base data"));
+    }
+    let store = store_of(&state)?;
+    let audit = crate::audit::audit_base_data(store, &name, state.retrain.threads)
+        .await
+        .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let content = html! {
+        p { a href=(here) { "← " (name) } }
+        (flywheel_report::audit::audit_section(&audit, 50))
+        @if !audit.suspects.is_empty() {
+            form method="post" action=(format!("{here}/audit/review")) {
+                button type="submit" { "Send the " (audit.suspects.len()) " suspects to the review queue" }
+            }
+        }
+    };
+    ok(layout(
+        &format!("Label audit of {name}"),
+        Tab::Models,
+        Some(&viewer),
+        content,
+    ))
+}
+
+/// `POST /models/{name}/audit/review` (admin): audits the base data again (the same folds and
+/// seed give the same suspects) and puts the suspects into the review queue.
+pub(crate) async fn audit_review(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> PageResult {
+    let here = format!("/models/{}", url_encode(&name));
+    let viewer = state.poster(&headers, &here).await?;
+    if !viewer.is_admin() {
+        return Err(PageError::forbidden("audit a model's base data"));
+    }
+    let store = store_of(&state)?;
+    let audit = crate::audit::audit_base_data(store, &name, state.retrain.threads)
+        .await
+        .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    crate::audit::push_audit(
+        store,
+        &name,
+        "",
+        &audit,
+        state.redact,
+        crate::access::now_unix(),
+    )
+    .await
+    .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(redirect(&format!("/review?model={}", url_encode(&name))))
 }
 
 /// Promotion history: alias changes and retrain decisions, newest first.
