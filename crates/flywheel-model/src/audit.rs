@@ -249,16 +249,18 @@ fn argmax_row(row: &[f64]) -> usize {
     best
 }
 
-/// Rounds to integers whose sum is the rounded sum of the input: the entries that rounding
-/// moved furthest down (or up) take the difference.
+/// Rounds to integers whose sum is the rounded sum of the input, as cleanlab's
+/// `round_preserving_sum` does: each value to the nearest integer (ties to even), then the
+/// difference goes one by one to the values that rounding moved furthest the other way (among
+/// equals, the last first when adding, the first when taking away).
 fn round_preserving_sum(values: &[f64]) -> Vec<u64> {
-    let target = values.iter().sum::<f64>().round() as i64;
-    let mut ints: Vec<i64> = values.iter().map(|v| v.round() as i64).collect();
+    let target = values.iter().sum::<f64>().round_ties_even() as i64;
+    let mut ints: Vec<i64> = values.iter().map(|v| v.round_ties_even() as i64).collect();
     let diff = target - ints.iter().sum::<i64>();
     let mut order: Vec<usize> = (0..values.len()).collect();
-    // Largest remainder `value − rounded` first.
-    order.sort_by(|&a, &b| (values[b] - ints[b] as f64).total_cmp(&(values[a] - ints[a] as f64)));
-    if diff < 0 {
+    // Stable, smallest remainder `value − rounded` first.
+    order.sort_by(|&a, &b| (values[a] - ints[a] as f64).total_cmp(&(values[b] - ints[b] as f64)));
+    if diff > 0 {
         order.reverse();
     }
     for &i in order.iter().cycle().take(diff.unsigned_abs() as usize) {
@@ -503,8 +505,10 @@ mod tests {
 
     #[test]
     fn rounding_keeps_the_sum() {
-        assert_eq!(round_preserving_sum(&[0.4, 0.4, 0.2]), vec![1, 0, 0]);
-        assert_eq!(round_preserving_sum(&[1.5, 1.5, 1.0]), vec![2, 1, 1]);
+        assert_eq!(round_preserving_sum(&[0.4, 0.4, 0.2]), vec![0, 1, 0]);
+        // Ties to even (2, 2, 1 = 5 > 4), then the first of the equal remainders gives one back.
+        assert_eq!(round_preserving_sum(&[1.5, 1.5, 1.0]), vec![1, 2, 1]);
+        assert_eq!(round_preserving_sum(&[6.0, 4.5, 9.0, 4.5, 81.0]), vec![6, 4, 9, 5, 81]);
         let v = round_preserving_sum(&[2.6, 2.6, 2.8]);
         assert_eq!(v.iter().sum::<u64>(), 8);
     }
