@@ -115,6 +115,14 @@ try {
   await checkPage("model");
   await shot("model");
 
+  step("model page: the drift monitor; the operator audits the base data");
+  assert.match(await text("#drift-state"), /texts observed/);
+  await page.getByRole("button", { name: "Audit the base data" }).click();
+  assert.equal(await text("h1"), `Label audit of ${MODEL}`);
+  assert.match(await text("main"), /Estimated label noise per class/);
+  await checkPage("audit");
+  await page.goto(`${BASE}/models/${MODEL}`);
+
   step("try it: label, scores and highlighted tokens (English, then Chinese)");
   await page.getByRole("link", { name: "Try it" }).click();
   const english = "what a wonderful happy day, I love it";

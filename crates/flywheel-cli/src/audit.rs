@@ -31,6 +31,10 @@ pub struct AuditArgs {
         default_value = "linear"
     )]
     model: String,
+    /// Audit with the settings of this model file instead (its family, spec and training
+    /// settings: the champion's own, for instance).
+    #[arg(long, value_name = "MODEL.fw", conflicts_with = "model")]
+    like: Option<PathBuf>,
     /// Time for the search of `--model autotune`: 300, 90s, 5m.
     #[arg(long, default_value = "2m")]
     budget: String,
@@ -82,7 +86,15 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     let source = args.data.display().to_string();
     let task = args.labels.task();
     let label_sep = &args.labels.label_sep;
-    let (spec, mut cfg) = if args.model == "autotune" {
+    let (spec, mut cfg) = if let Some(path) = &args.like {
+        let meta = flywheel_model::Artifact::load(path)?.meta;
+        let cfg = match meta.training {
+            Some(t) => t.config,
+            None => families::of(meta.spec.family).default_config(),
+        };
+        eprintln!("Auditing with the settings of {}", path.display());
+        (meta.spec, cfg)
+    } else if args.model == "autotune" {
         let opts = AutotuneOptions {
             budget_secs: parse_budget(&args.budget)?,
             metric: Metric::MacroF1,

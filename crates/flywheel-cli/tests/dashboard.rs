@@ -270,6 +270,27 @@ fn pages_over_http(url: &str, dir: &Path) {
     assert!(model.contains("<polyline"), "learning curves");
     assert!(model.contains("Confusion matrix"));
     assert!(model.contains("aria-label=\"Promote version 2\""));
+    // The served version's drift monitor (12 texts so far: no check yet), and the operator's
+    // audit of the champion's base data, whose suspects go to the review queue.
+    assert!(model.contains("id=\"drift-state\""), "the drift section");
+    assert!(model.contains("12 texts observed"), "{model}");
+    assert!(model.contains("Audit the base data"));
+    let audited = post(port, "/models/m/audit", &admin, "");
+    assert_eq!(audited.status, 200, "{}", audited.body);
+    assert!(audited.body.contains("Estimated label noise per class"));
+    assert!(
+        audited.body.contains("240 rows, 2 labels"),
+        "{}",
+        audited.body
+    );
+    let sent = post(port, "/models/m/audit/review", &admin, "");
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(sent.header("location"), Some("/review?model=m"));
+    let acme_session = sign_in(port, &acme);
+    assert_eq!(post(port, "/models/m/audit", &acme_session, "").status, 403);
+    assert!(!get(port, "/models/m", &acme_session)
+        .body
+        .contains("Audit the base data"));
 
     // Promote and roll back: the served version follows at once.
     let r = post(port, "/models/m/promote", &admin, "version=2");

@@ -508,7 +508,10 @@ mod tests {
         assert_eq!(round_preserving_sum(&[0.4, 0.4, 0.2]), vec![0, 1, 0]);
         // Ties to even (2, 2, 1 = 5 > 4), then the first of the equal remainders gives one back.
         assert_eq!(round_preserving_sum(&[1.5, 1.5, 1.0]), vec![1, 2, 1]);
-        assert_eq!(round_preserving_sum(&[6.0, 4.5, 9.0, 4.5, 81.0]), vec![6, 4, 9, 5, 81]);
+        assert_eq!(
+            round_preserving_sum(&[6.0, 4.5, 9.0, 4.5, 81.0]),
+            vec![6, 4, 9, 5, 81]
+        );
         let v = round_preserving_sum(&[2.6, 2.6, 2.8]);
         assert_eq!(v.iter().sum::<u64>(), 8);
     }
