@@ -135,6 +135,24 @@ fn audit_and_drift(url: &str, dir: &Path) {
         dir,
         &["train", "clean.csv", "-o", "m.fw", "--model", "linear"],
     );
+    // With a model's own settings (here the linear defaults again): the same suspects.
+    flywheel(
+        url,
+        dir,
+        &[
+            "audit",
+            "noisy.csv",
+            "--like",
+            "m.fw",
+            "--json",
+            "b.json",
+            "--threads",
+            "1",
+        ],
+    );
+    let like: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("b.json")).unwrap()).unwrap();
+    assert_eq!(like["suspects"], audit["suspects"]);
     flywheel(
         url,
         dir,
