@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Serving throughput with the drift monitor on and off, same machine, same run, alternating:
-#   bash bench/drift_overhead.sh [DATASETS_DIR] [SECONDS] [ROUNDS]
+#   [MODELS="tweets-sentiment bbc-news"] bash bench/drift_overhead.sh [DATASETS_DIR] [SECONDS] [ROUNDS]
 # For tweets-sentiment and bbc-news, trains the linear model, then ROUNDS times serves it with
 # --no-drift and with the monitor on (default settings), and drives it with oha (closed loop,
 # 16 connections, one test text per request, the texts in turn) for SECONDS; prints requests/s
-# of each run and the ratio of the means (on / off).
+# of each run, the CPU time of the monitor's thread beside the server's, and the ratio of the
+# means (on / off).
 set -euo pipefail
 DATA=${1:-../shared/datasets}
 SECS=${2:-10}
@@ -12,7 +13,7 @@ ROUNDS=${3:-3}
 FW=${FW:-target/release/flywheel}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-for name in tweets-sentiment bbc-news; do
+for name in ${MODELS:-tweets-sentiment bbc-news}; do
   "$FW" train "$DATA/$name/train.csv" --model linear -o "$TMP/$name.fw" >/dev/null 2>&1
   python3 - "$DATA/$name/test.csv" "$name" > "$TMP/$name.bodies" <<'PY'
 import csv, json, sys
@@ -32,8 +33,20 @@ PY
               -Z "$TMP/$name.bodies" "http://127.0.0.1:$port/v1/classify" \
             | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"]["requestsPerSec"]))')
       observed=$(curl -s "http://127.0.0.1:$port/v1/models/$name/drift" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["observed"], d["dropped"])')
+      # CPU seconds of the monitor's own thread (named drift-MODEL) and of the whole server.
+      cpu=$(python3 - "$pid" <<'PY'
+import os, sys
+pid, tick = sys.argv[1], os.sysconf("SC_CLK_TCK")
+def cpu(stat):
+    f = open(stat).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / tick
+monitor = sum(cpu(f"/proc/{pid}/task/{t}/stat") for t in os.listdir(f"/proc/{pid}/task")
+              if open(f"/proc/{pid}/task/{t}/comm").read().startswith("drift-"))
+print(f"monitor {monitor:.2f} s CPU of the server's {cpu(f'/proc/{pid}/stat'):.2f} s")
+PY
+)
       kill "$pid"; wait "$pid" 2>/dev/null || true
-      echo "$name round $round drift $mode: $rps req/s (monitor observed, dropped batches: $observed)"
+      echo "$name round $round drift $mode: $rps req/s (monitor observed, dropped batches: $observed; $cpu)"
       sum[$mode]=$(( ${sum[$mode]} + rps ))
     done
   done

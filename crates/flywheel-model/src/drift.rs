@@ -300,10 +300,12 @@ impl DriftProfile {
             let features: Vec<u32> = words32.by_ref().take(count as usize).collect();
             sample.push(features);
         }
+        let sample_counts = [0, 1].map(|half| counts(sample.iter().map(Vec::as_slice), half));
         ProfileReader {
             profile: self.clone(),
             bloom,
             sample,
+            sample_counts,
         }
     }
 }
@@ -313,6 +315,8 @@ pub struct ProfileReader {
     profile: DriftProfile,
     bloom: Bloom,
     sample: Vec<Vec<u32>>,
+    /// The sample's feature counts in each cross-fitting half.
+    sample_counts: [Counts; 2],
 }
 
 impl std::fmt::Debug for ProfileReader {
@@ -375,59 +379,78 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
     (rank_sum - p * (p + 1.0) / 2.0) / (p * q)
 }
 
-/// Cross-fitted naive Bayes (Bernoulli features, Laplace smoothing) telling `b` from `a`:
-/// each half of both is scored by a model of the other halves; the AUC over all.
-fn domain_auc(a: &[Vec<u32>], b: &[&[u32]]) -> f64 {
-    use std::collections::HashMap;
-    let fit = |xs: &[&[u32]]| {
-        let mut m: HashMap<u32, f64> = HashMap::new();
-        for x in xs {
-            for &f in x.iter() {
-                *m.entry(f).or_default() += 1.0;
+/// A hasher for keys that are hashes already (the features): one multiply spreads the bits.
+#[derive(Default)]
+struct FeatureHasher(u64);
+
+impl std::hash::Hasher for FeatureHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// How many texts of a set hold each feature, and how many texts there are.
+type Counts = (
+    std::collections::HashMap<u32, u32, std::hash::BuildHasherDefault<FeatureHasher>>,
+    f64,
+);
+
+/// Feature counts of the texts whose index is not `half` modulo 2 (a cross-fitting half).
+fn counts<'a>(texts: impl Iterator<Item = &'a [u32]>, half: usize) -> Counts {
+    let mut m = std::collections::HashMap::default();
+    let mut n = 0.0;
+    for (i, x) in texts.enumerate() {
+        if i % 2 != half {
+            n += 1.0;
+            for &f in x {
+                *m.entry(f).or_insert(0u32) += 1;
             }
         }
-        (m, xs.len() as f64)
-    };
-    let a: Vec<&[u32]> = a.iter().map(Vec::as_slice).collect();
+    }
+    (m, n)
+}
+
+/// Cross-fitted naive Bayes (Bernoulli features, Laplace smoothing) telling the window's texts
+/// `b` from the sample `a`: each half of both is scored by a model of the other halves (the
+/// sample's half counts, `a_counts`, are computed once per profile); the AUC over all.
+fn domain_auc(a: &[Vec<u32>], a_counts: &[Counts; 2], b: &[&[u32]]) -> f64 {
     let (mut scores, mut positive) = (Vec::new(), Vec::new());
-    for half in 0..2 {
-        let train_a: Vec<&[u32]> = a
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 != half)
-            .map(|(_, x)| *x)
-            .collect();
-        let train_b: Vec<&[u32]> = b
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 != half)
-            .map(|(_, x)| *x)
-            .collect();
-        let (ma, na) = fit(&train_a);
-        let (mb, nb) = fit(&train_b);
+    for (half, (ma, na)) in a_counts.iter().enumerate() {
+        let (mb, nb) = counts(b.iter().copied(), half);
         let score = |x: &[u32]| -> f64 {
             x.iter()
                 .map(|f| {
-                    let pa = (ma.get(f).copied().unwrap_or(0.0) + 1.0) / (na + 2.0);
-                    let pb = (mb.get(f).copied().unwrap_or(0.0) + 1.0) / (nb + 2.0);
-                    (pb / pa).ln()
+                    let ca = f64::from(ma.get(f).copied().unwrap_or(0));
+                    let cb = f64::from(mb.get(f).copied().unwrap_or(0));
+                    ((cb + 1.0) * (na + 2.0) / ((ca + 1.0) * (nb + 2.0))).ln()
                 })
                 .sum()
         };
-        for (x, is_b) in a
+        for x in a
             .iter()
             .enumerate()
             .filter(|(i, _)| i % 2 == half)
-            .map(|(_, x)| (x, false))
-            .chain(
-                b.iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % 2 == half)
-                    .map(|(_, x)| (x, true)),
-            )
+            .map(|(_, x)| x)
         {
             scores.push(score(x));
-            positive.push(is_b);
+            positive.push(false);
+        }
+        for x in b
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == half)
+            .map(|(_, x)| x)
+        {
+            scores.push(score(x));
+            positive.push(true);
         }
     }
     roc_auc(&scores, &positive)
@@ -507,7 +530,7 @@ impl ProfileReader {
             .map(|o| o.features.as_slice())
             .collect();
         if recent.len() >= 20 && self.sample.len() >= 20 {
-            let auc = domain_auc(&self.sample, &recent);
+            let auc = domain_auc(&self.sample, &self.sample_counts, &recent);
             let (n0, n1) = (self.sample.len() as f64, recent.len() as f64);
             let sd = ((n0 + n1 + 1.0) / (12.0 * n0 * n1)).sqrt();
             let line = (0.5 + Z_ALARM * sd).max(AUC_FLOOR);

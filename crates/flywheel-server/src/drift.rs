@@ -46,7 +46,7 @@ impl Default for DriftConfig {
             min_window: 200,
             alarm_log_rate: 0.25,
             webhook: None,
-            max_rate: 500.0,
+            max_rate: 250.0,
         }
     }
 }
