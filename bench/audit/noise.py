@@ -13,7 +13,8 @@ untouched test set (macro-F1).
     bench/.venv-audit/bin/python bench/audit/noise.py --datasets bbc-news,spam \
         --out bench/results/audit-noise.jsonl
 
-One JSON line per (dataset, kind, rate, seed, tool); bench/audit/summary.py makes the table.
+One JSON line per (dataset, kind, rate, seed, tool), flywheel's with the flipped rows (0-based
+data rows); bench/audit/summary.py makes the table.
 """
 
 import argparse
@@ -187,7 +188,7 @@ def main():
                     fw_flagged = [s["row"] for s in audit["suspects"]]
                     p, r, f1 = score(fw_flagged, flipped)
                     line = dict(base, tool="flywheel", flagged=len(fw_flagged), precision=p, recall=r,
-                                f1=f1, seconds=fw_secs)
+                                f1=f1, seconds=fw_secs, flipped_rows=flipped)
                     if not args.no_retrain:
                         model = train_csv + ".fw"
                         line["test_macro_f1_noisy"] = macro_f1(args.flywheel, train_csv, test_csv, model)
