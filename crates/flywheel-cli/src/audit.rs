@@ -2,7 +2,6 @@
 //! conflicting duplicates as a table, CSV, JSON and an HTML page; suspects can go to a model's
 //! review queue.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -278,21 +277,13 @@ fn shorten(text: &str, n: usize) -> String {
     }
 }
 
+/// Every suspect as CSV, through the store's writer (cells that a spreadsheet would run as a
+/// formula are quoted, as in the usage export).
 fn write_csv(a: &Audit, path: &PathBuf) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    w.write_record([
-        "row",
-        "line",
-        "given",
-        "suggested",
-        "given_probability",
-        "suggested_probability",
-        "text",
-    ])?;
-    for s in &a.suspects {
-        w.write_record([
+    let rows = a.suspects.iter().map(|s| {
+        [
             s.row.to_string(),
             s.line.to_string(),
             s.given.clone(),
@@ -300,12 +291,18 @@ fn write_csv(a: &Audit, path: &PathBuf) -> Result<()> {
             format!("{:.6}", s.given_probability),
             format!("{:.6}", s.suggested_probability),
             s.text.clone(),
-        ])?;
-    }
-    w.flush()?;
-    let mut inner = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    inner.flush()?;
+        ]
+    });
+    let header = [
+        "row",
+        "line",
+        "given",
+        "suggested",
+        "given_probability",
+        "suggested_probability",
+        "text",
+    ];
+    flywheel_store::write_csv(std::io::BufWriter::new(file), &header, rows)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -434,23 +434,13 @@ fn domain_auc(a: &[Vec<u32>], a_counts: &[Counts; 2], b: &[&[u32]]) -> f64 {
                 })
                 .sum()
         };
-        for x in a
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 == half)
-            .map(|(_, x)| x)
-        {
-            scores.push(score(x));
-            positive.push(false);
-        }
-        for x in b
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 == half)
-            .map(|(_, x)| x)
-        {
-            scores.push(score(x));
-            positive.push(true);
+        let held_a = a.iter().map(Vec::as_slice).map(|x| (x, false));
+        let held_b = b.iter().map(|&x| (x, true));
+        for (i, (x, is_b)) in held_a.enumerate().chain(held_b.enumerate()) {
+            if i % 2 == half {
+                scores.push(score(x));
+                positive.push(is_b);
+            }
         }
     }
     roc_auc(&scores, &positive)

@@ -325,14 +325,7 @@ pub(crate) async fn audit(
     headers: HeaderMap,
 ) -> PageResult {
     let here = format!("/models/{}", url_encode(&name));
-    let viewer = state.poster(&headers, &here).await?;
-    if !viewer.is_admin() {
-        return Err(PageError::forbidden("audit a model's base data"));
-    }
-    let store = store_of(&state)?;
-    let audit = crate::audit::audit_base_data(store, &name, state.retrain.threads)
-        .await
-        .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let (viewer, audit) = audit_as_admin(&state, &headers, &here, &name).await?;
     let content = html! {
         p { a href=(here) { "← " (name) } }
         (flywheel_report::audit::audit_section(&audit, 50))
@@ -350,6 +343,23 @@ pub(crate) async fn audit(
     ))
 }
 
+/// The poster, who must be the operator, and the audit of `name`'s base data.
+async fn audit_as_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+    name: &str,
+) -> Result<(crate::dashboard::Viewer, flywheel_model::Audit), PageError> {
+    let viewer = state.poster(headers, here).await?;
+    if !viewer.is_admin() {
+        return Err(PageError::forbidden("audit a model's base data"));
+    }
+    let audit = crate::audit::audit_base_data(store_of(state)?, name, state.retrain.threads)
+        .await
+        .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    Ok((viewer, audit))
+}
+
 /// `POST /models/{name}/audit/review` (admin): audits the base data again (the same folds and
 /// seed give the same suspects) and puts the suspects into the review queue.
 pub(crate) async fn audit_review(
@@ -358,16 +368,9 @@ pub(crate) async fn audit_review(
     headers: HeaderMap,
 ) -> PageResult {
     let here = format!("/models/{}", url_encode(&name));
-    let viewer = state.poster(&headers, &here).await?;
-    if !viewer.is_admin() {
-        return Err(PageError::forbidden("audit a model's base data"));
-    }
-    let store = store_of(&state)?;
-    let audit = crate::audit::audit_base_data(store, &name, state.retrain.threads)
-        .await
-        .map_err(|e| PageError::new(StatusCode::CONFLICT, e.to_string()))?;
+    let (_, audit) = audit_as_admin(&state, &headers, &here, &name).await?;
     crate::audit::push_audit(
-        store,
+        store_of(&state)?,
         &name,
         "",
         &audit,
