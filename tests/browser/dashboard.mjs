@@ -235,7 +235,7 @@ try {
     page.getByRole("link", { name: "Export CSV" }).click(),
   ]);
   const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
-  assert.equal(csv[0], "tenant,key_prefix,model,day,requests,texts,characters");
+  assert.equal(csv[0], "tenant,key_prefix,model,day,requests,texts,characters,training_seconds");
   assert.equal(csv.length - 1, usageRows, "the CSV holds the rows the page shows");
   assert.ok(csv.slice(1).some((l) => l.startsWith(`${TENANT},`)));
 

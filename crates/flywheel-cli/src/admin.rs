@@ -861,6 +861,7 @@ fn print_usage(rows: &[UsageRow], format: ReportFormat) -> Result<()> {
                     sum(|r| r.requests),
                     sum(|r| r.texts),
                     sum(|r| r.characters),
+                    sum(|r| r.training_seconds),
                 ]);
             }
             print_table(&header, &cells);

@@ -112,6 +112,18 @@ pub struct ServeArgs {
     /// Close a connection that neither reads nor writes for this many seconds.
     #[arg(long, default_value_t = defaults().idle_timeout.as_secs())]
     idle_timeout_s: u64,
+    /// Training and batch jobs (tenants' own, over the API) run at once by this process, each
+    /// on a thread of its own apart from inference; 0 leaves them to other replicas.
+    #[arg(long, default_value_t = defaults().train_workers)]
+    train_workers: usize,
+    /// A job whose worker stops renewing its lease for this many seconds (the process died)
+    /// is taken up again by any replica.
+    #[arg(long, default_value_t = defaults().job_lease.as_secs())]
+    job_lease_s: u64,
+    /// Rows a batch job classifies per committed chunk (its results and usage are one
+    /// transaction; a batch resumes after its last chunk).
+    #[arg(long, default_value_t = defaults().batch_chunk)]
+    batch_chunk: usize,
     /// Do not monitor drift (by default every model whose file holds a drift profile is).
     #[arg(long)]
     no_drift: bool,
@@ -157,6 +169,9 @@ pub fn cmd_serve(args: ServeArgs) -> Result<()> {
         log_predictions: args.log_predictions,
         max_connections: args.max_connections,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_s),
+        train_workers: args.train_workers,
+        job_lease: std::time::Duration::from_secs(args.job_lease_s),
+        batch_chunk: args.batch_chunk,
         redact: args.redact == RedactArg::Pii,
         retrain: flywheel_server::AutoRetrain {
             after: args.retrain_after,

@@ -322,7 +322,7 @@ fn usage_report_formats_and_dates() {
     let csv = db.stdout(&["usage", "report", "--format", "csv"]);
     assert_eq!(
         csv.trim(),
-        "tenant,key_prefix,model,day,requests,texts,characters"
+        "tenant,key_prefix,model,day,requests,texts,characters,training_seconds"
     );
     let json = db.stdout(&["usage", "report", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -342,6 +342,7 @@ fn usage_report_formats_and_dates() {
             characters: 30,
             at: 1_769_817_600, // 2026-01-31T00:00:00Z
             request_sha256: String::new(),
+            training_seconds: 0,
         };
         assert!(store.record_usage(&event).await.unwrap());
         store.close().await;
@@ -349,8 +350,8 @@ fn usage_report_formats_and_dates() {
     let csv = db.stdout(&["usage", "report", "--format", "csv"]);
     assert_eq!(
         csv,
-        "tenant,key_prefix,model,day,requests,texts,characters\n\
-         '-acme,fw_abcdefgh,\"'=m,1\",2026-01-31,1,2,30\n"
+        "tenant,key_prefix,model,day,requests,texts,characters,training_seconds\n\
+         '-acme,fw_abcdefgh,\"'=m,1\",2026-01-31,1,2,30,0\n"
     );
     let json = db.stdout(&["usage", "report", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -364,6 +365,7 @@ fn usage_report_formats_and_dates() {
             "requests": 1,
             "texts": 2,
             "characters": 30,
+            "training_seconds": 0,
         }])
     );
     let table = db.stdout(&[

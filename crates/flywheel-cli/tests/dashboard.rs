@@ -195,7 +195,7 @@ fn csv_texts(csv: &str) -> (Vec<String>, i64) {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("tenant,key_prefix,model,day,requests,texts,characters")
+        Some("tenant,key_prefix,model,day,requests,texts,characters,training_seconds")
     );
     let mut tenants = Vec::new();
     let mut texts = 0;

@@ -152,6 +152,18 @@ pub enum DataError {
         problem: &'static str,
     },
 
+    /// The consumer of a streamed read ([`crate::for_each_record`]) stopped it: the message
+    /// says why (for example, the data is over a size limit).
+    #[error("{}: line {line}: {message}", .path.display())]
+    Stopped {
+        /// The input.
+        path: PathBuf,
+        /// The line of the record that was refused.
+        line: u64,
+        /// Why.
+        message: String,
+    },
+
     /// A fastText line without any `__label__` token.
     #[error("{}: line {line}: no __label__ prefix; a fastText line starts with one or more `__label__NAME` tokens followed by the text", .path.display())]
     NoFastTextLabel {

@@ -12,6 +12,6 @@ pub mod read;
 
 pub use error::DataError;
 pub use read::{
-    read_labelled, read_labelled_from, read_texts, read_texts_from, Dataset, Format, ReadOptions,
-    Record,
+    for_each_record, read_labelled, read_labelled_from, read_texts, read_texts_from, Dataset,
+    Format, ReadOptions, Record,
 };

@@ -163,6 +163,32 @@ pub fn read_labelled_from(
     parse(reader, Path::new(source), format, opts, Mode::Labelled)
 }
 
+/// Reads records from any reader one at a time, handing each to `sink` as soon as it is parsed
+/// (nothing is held beyond the record at hand), and returns how many there were; an error from
+/// `sink` stops the reading and is returned. With `labelled`, every record needs a label (as
+/// [`read_labelled_from`]); without, only the text is read (labels are left empty). `source`
+/// names the input in errors. An empty input gives no records rather than an error.
+pub fn for_each_record(
+    reader: impl Read,
+    format: Format,
+    source: &str,
+    opts: &ReadOptions,
+    labelled: bool,
+    sink: &mut dyn FnMut(Record) -> Result<(), DataError>,
+) -> Result<u64, DataError> {
+    let mode = if labelled {
+        Mode::Labelled
+    } else {
+        Mode::Texts
+    };
+    let mut count = 0u64;
+    parse_into(reader, Path::new(source), format, opts, mode, &mut |r| {
+        count += 1;
+        sink(r)
+    })?;
+    Ok(count)
+}
+
 /// Reads texts to classify from a file, or from standard input when `path` is `-`.
 ///
 /// With a known format (given in `opts.format` or implied by the extension) it
@@ -233,11 +259,30 @@ fn parse(
     opts: &ReadOptions,
     mode: Mode,
 ) -> Result<Vec<Record>, DataError> {
+    let mut records = Vec::new();
+    parse_into(reader, path, format, opts, mode, &mut |r| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+/// A consumer of parsed records; an error from it stops the reading and is returned.
+type Sink<'a> = dyn FnMut(Record) -> Result<(), DataError> + 'a;
+
+fn parse_into(
+    reader: impl Read,
+    path: &Path,
+    format: Format,
+    opts: &ReadOptions,
+    mode: Mode,
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     match format {
-        Format::Csv => parse_delimited(reader, path, b',', "CSV", opts, mode),
-        Format::Tsv => parse_delimited(reader, path, b'\t', "TSV", opts, mode),
-        Format::Jsonl => parse_jsonl(BufReader::new(reader), path, opts, mode),
-        Format::FastText => parse_fasttext(BufReader::new(reader), path, mode),
+        Format::Csv => parse_delimited(reader, path, b',', "CSV", opts, mode, sink),
+        Format::Tsv => parse_delimited(reader, path, b'\t', "TSV", opts, mode, sink),
+        Format::Jsonl => parse_jsonl(BufReader::new(reader), path, opts, mode, sink),
+        Format::FastText => parse_fasttext(BufReader::new(reader), path, mode, sink),
     }
 }
 
@@ -273,7 +318,8 @@ fn parse_delimited(
     format_name: &'static str,
     opts: &ReadOptions,
     mode: Mode,
-) -> Result<Vec<Record>, DataError> {
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -297,7 +343,7 @@ fn parse_delimited(
         Err(e) => return Err(csv_err(e, rdr.get_mut())),
     };
     if !has_header {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let header_line = rdr
         .get_mut()
@@ -333,7 +379,6 @@ fn parse_delimited(
         Mode::Labelled => Some(find(&opts.label_column, "label")?),
         Mode::Texts => None,
     };
-    let mut records = Vec::new();
     loop {
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -366,9 +411,9 @@ fn parse_delimited(
             }
             None => Vec::new(),
         };
-        records.push(Record { text, labels, line });
+        sink(Record { text, labels, line })?;
     }
-    Ok(records)
+    Ok(())
 }
 
 /// A reader that notes where line feeds are, so that a byte offset can be
@@ -487,8 +532,12 @@ fn plain_lines(reader: impl Read, path: &Path) -> Result<Vec<String>, DataError>
     Ok(texts)
 }
 
-fn parse_fasttext(reader: impl BufRead, path: &Path, mode: Mode) -> Result<Vec<Record>, DataError> {
-    let mut records = Vec::new();
+fn parse_fasttext(
+    reader: impl BufRead,
+    path: &Path,
+    mode: Mode,
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     for_each_line(reader, path, |line_no, line| {
         if line.trim().is_empty() {
             return Ok(());
@@ -513,14 +562,12 @@ fn parse_fasttext(reader: impl BufRead, path: &Path, mode: Mode) -> Result<Vec<R
                 line: line_no,
             });
         }
-        records.push(Record {
+        sink(Record {
             text: rest.trim_end().to_string(),
             labels,
             line: line_no,
-        });
-        Ok(())
-    })?;
-    Ok(records)
+        })
+    })
 }
 
 fn parse_jsonl(
@@ -528,8 +575,8 @@ fn parse_jsonl(
     path: &Path,
     opts: &ReadOptions,
     mode: Mode,
-) -> Result<Vec<Record>, DataError> {
-    let mut records = Vec::new();
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     for_each_line(reader, path, |line_no, line| {
         if line.trim().is_empty() {
             return Ok(());
@@ -589,14 +636,12 @@ fn parse_jsonl(
                 labels
             }
         };
-        records.push(Record {
+        sink(Record {
             text,
             labels,
             line: line_no,
-        });
-        Ok(())
-    })?;
-    Ok(records)
+        })
+    })
 }
 
 const LABEL_TYPES: &str =

@@ -211,6 +211,7 @@ impl AppState {
             characters: usage.characters as i64,
             at: now_unix(),
             request_sha256: hex::encode(Sha256::digest(usage.body)),
+            training_seconds: 0,
         };
         let item = MeterItem {
             key_id: key.id,

@@ -51,6 +51,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Extra response headers (rate-limit state on a 429, for instance).
     pub headers: Vec<(&'static str, String)>,
+    /// The line of an uploaded file at fault, when there is one.
+    pub line: Option<u64>,
 }
 
 impl ApiError {
@@ -62,6 +64,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             headers: Vec::new(),
+            line: None,
         }
     }
 
@@ -74,6 +77,12 @@ impl ApiError {
     /// The same error, naming the request field at fault.
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    /// The same error, naming the line of an uploaded file at fault.
+    pub fn line(mut self, line: u64) -> Self {
+        self.line = Some(line);
         self
     }
 
@@ -99,7 +108,11 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"type": self.kind, "message": self.message, "param": self.param}})
+        let mut error = json!({"type": self.kind, "message": self.message, "param": self.param});
+        if let (Some(line), Some(map)) = (self.line, error.as_object_mut()) {
+            map.insert("line".into(), line.into());
+        }
+        json!({ "error": error })
     }
 }
 

@@ -24,9 +24,11 @@ pub mod audit;
 mod autoretrain;
 mod conn;
 mod dashboard;
+mod datasets;
 pub mod drift;
 mod error;
 mod feedback;
+mod jobs;
 mod metrics;
 mod models;
 mod registry;
@@ -34,6 +36,7 @@ pub mod retrain;
 mod service;
 mod state;
 mod wire;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -152,6 +155,15 @@ pub struct ServerConfig {
     /// A connection that neither reads nor writes for this long is closed (slow or idle
     /// clients); must exceed `timeout` [default: 60 s].
     pub idle_timeout: Duration,
+    /// Training and batch jobs this process runs at once, each on a thread of its own (with a
+    /// store; 0 runs none here, other replicas still do) [default: 1].
+    pub train_workers: usize,
+    /// How long a job's lease lasts without renewal: a job whose worker died is taken up again
+    /// after this [default: 30 s].
+    pub job_lease: Duration,
+    /// Rows a batch job classifies per committed chunk (results and usage in one transaction;
+    /// a batch resumes after its last chunk) [default: 500].
+    pub batch_chunk: usize,
 }
 
 /// When the server retrains a model by itself: after `after` new feedback items and/or every
@@ -212,6 +224,9 @@ impl Default for ServerConfig {
             drift: drift::DriftConfig::default(),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
+            train_workers: 1,
+            job_lease: Duration::from_secs(30),
+            batch_chunk: 500,
         }
     }
 }
@@ -251,6 +266,11 @@ impl ServerConfig {
                 "--retrain-after and --retrain-every must be positive".into(),
             ));
         }
+        if self.job_lease < Duration::from_secs(1) {
+            return Err(ServerError::Config(
+                "--job-lease-s must be at least 1".into(),
+            ));
+        }
         if self.registry_poll.is_zero() {
             return Err(ServerError::Config(
                 "--registry-poll-ms must be at least 1".into(),
@@ -277,6 +297,7 @@ impl ServerConfig {
             ("max-concurrency", self.max_concurrency),
             ("retrain-threads", self.retrain.threads),
             ("max-connections", self.max_connections),
+            ("batch-chunk", self.batch_chunk),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -395,6 +416,9 @@ impl Server {
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
             dashboard_meta: Default::default(),
+            jobs: config.database_url.is_some().then(|| {
+                worker::Jobs::new(config.train_workers, config.job_lease, config.batch_chunk)
+            }),
         });
         if let Some(store) = &state.store {
             let report = registry::sync(&state, store).await?;
@@ -442,6 +466,10 @@ impl Server {
             }
             _ => None,
         };
+        let runner = state
+            .store
+            .clone()
+            .and_then(|store| jobs::spawn_runner(Arc::clone(&state), store));
         let app = api::router(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let listener =
@@ -453,7 +481,7 @@ impl Server {
                 tracing::info!("shutting down: draining requests in flight");
             })
             .await;
-        for task in [hup, poller, access_poller, retrainer]
+        for task in [hup, poller, access_poller, retrainer, runner]
             .into_iter()
             .flatten()
         {

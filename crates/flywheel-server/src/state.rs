@@ -74,6 +74,8 @@ pub(crate) struct AppState {
     pub idle_timeout: Duration,
     /// Model metadata the dashboard has read from the registry.
     pub dashboard_meta: MetaCache,
+    /// With a store: the runner of training and batch jobs.
+    pub jobs: Option<crate::worker::Jobs>,
 }
 
 impl AppState {

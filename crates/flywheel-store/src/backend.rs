@@ -49,6 +49,7 @@ struct UsageRecord {
     requests: i64,
     texts: i64,
     characters: i64,
+    training_seconds: i64,
 }
 
 impl From<UsageRecord> for UsageRow {
@@ -61,6 +62,7 @@ impl From<UsageRecord> for UsageRow {
             requests: r.requests,
             texts: r.texts,
             characters: r.characters,
+            training_seconds: r.training_seconds,
         }
     }
 }
@@ -642,8 +644,8 @@ macro_rules! backend {
             /// The usage events themselves, oldest first (by time, then id).
             pub async fn usage_events(&self, filter: &UsageFilter) -> Result<Vec<UsageEvent>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, tenant, key_prefix, model, version, texts, characters, at, request_sha256 \
-                     FROM usage_events \
+                    "SELECT id, tenant, key_prefix, model, version, texts, characters, at, request_sha256, \
+                       training_seconds FROM usage_events \
                      WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
                      ORDER BY at, id",
                 )
@@ -658,7 +660,8 @@ macro_rules! backend {
             pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>> {
                 let rows: Vec<UsageRecord> = sqlx::query_as(
                     "SELECT tenant, key_prefix, model, at / 86400 AS day, COUNT(*) AS requests, \
-                       CAST(SUM(texts) AS BIGINT) AS texts, CAST(SUM(characters) AS BIGINT) AS characters \
+                       CAST(SUM(texts) AS BIGINT) AS texts, CAST(SUM(characters) AS BIGINT) AS characters, \
+                       CAST(SUM(training_seconds) AS BIGINT) AS training_seconds \
                      FROM usage_events \
                      WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
                      GROUP BY tenant, key_prefix, model, at / 86400 \
@@ -873,8 +876,9 @@ macro_rules! backend {
                 event: &UsageEvent,
             ) -> Result<bool> {
                 let done = sqlx::query(
-                    "INSERT INTO usage_events (id, tenant, key_prefix, model, version, texts, characters, at, request_sha256) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO usage_events (id, tenant, key_prefix, model, version, texts, characters, at, \
+                     request_sha256, training_seconds) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&event.id)
                 .bind(&event.tenant)
@@ -885,12 +889,14 @@ macro_rules! backend {
                 .bind(event.characters)
                 .bind(event.at)
                 .bind(&event.request_sha256)
+                .bind(event.training_seconds)
                 .execute(&mut **tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             crate::feedback::feedback_ops!($store, $db, $begin);
+            crate::jobs::jobs_ops!($store, $db, $begin);
             crate::metering::metering_ops!($store);
         }
     };

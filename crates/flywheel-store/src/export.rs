@@ -89,12 +89,13 @@ mod tests {
             requests: 2,
             texts: 3,
             characters: 40,
+            training_seconds: 7,
         };
         let bytes = write_csv(Vec::new(), &crate::UsageRow::COLUMNS, [row.cells()]).unwrap();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "tenant,key_prefix,model,day,requests,texts,characters\n\
-             acme,fw_abcdefgh,m,2026-01-31,2,3,40\n"
+            "tenant,key_prefix,model,day,requests,texts,characters,training_seconds\n\
+             acme,fw_abcdefgh,m,2026-01-31,2,3,40,7\n"
         );
     }
 }

@@ -49,8 +49,11 @@ pub(crate) fn join_labels(labels: &[String]) -> crate::Result<String> {
     Ok(out)
 }
 
-/// The labels of a stored row.
+/// The labels of a stored row (none for a text stored without labels).
 pub(crate) fn split_labels(joined: &str) -> Vec<String> {
+    if joined.is_empty() {
+        return Vec::new();
+    }
     joined.split(LABEL_JOIN).map(str::to_string).collect()
 }
 
@@ -179,6 +182,60 @@ macro_rules! feedback_ops {
             Ok(id)
         }
 
+        /// Inserts the next version of `name` with its base data and (at the model's first
+        /// push that gives one) its frozen holdout inside `tx`; returns the version.
+        async fn insert_model_with_data(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            name: &str,
+            bytes: &[u8],
+            sha256_hex: &str,
+            created_at: i64,
+            base: Option<&[DataRow]>,
+            holdout: Option<&[DataRow]>,
+        ) -> Result<i64> {
+            let version = insert_version(tx, name, bytes, sha256_hex, created_at).await?;
+            if let Some(rows) = base {
+                let id = insert_dataset(tx, name, DataRole::Base, rows, created_at).await?;
+                sqlx::query(
+                    "UPDATE model_versions SET base_dataset = $3 WHERE name = $1 AND version = $2",
+                )
+                .bind(name)
+                .bind(version)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            if let Some(rows) = holdout {
+                let frozen: Option<String> = sqlx::query_scalar(
+                    "SELECT d.sha256 FROM models m JOIN datasets d ON d.id = m.holdout_dataset \
+                     WHERE m.name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?;
+                match frozen {
+                    Some(sha) if sha == dataset_sha256(rows) => {}
+                    Some(_) => {
+                        return Err(Error::Invalid(format!(
+                            "holdout: model {name:?} already has a frozen holdout with other rows \
+                             (it is fixed at the first push so every challenger is compared on the same data)"
+                        )))
+                    }
+                    None => {
+                        let id =
+                            insert_dataset(tx, name, DataRole::Holdout, rows, created_at)
+                                .await?;
+                        sqlx::query("UPDATE models SET holdout_dataset = $2 WHERE name = $1")
+                            .bind(name)
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+            }
+            Ok(version)
+        }
+
         const PREDICTION_COLUMNS: &str = "p.id, p.tenant, p.model, p.version, p.request_id, p.idx, \
              p.text, p.label, p.score, p.uncertainty, p.created_at, p.given_label, \
              EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.id) AS labelled";
@@ -211,46 +268,9 @@ macro_rules! feedback_ops {
                     });
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
-                let version = insert_version(&mut tx, name, bytes, &actual, created_at).await?;
-                if let Some(rows) = base {
-                    let id = insert_dataset(&mut tx, name, DataRole::Base, rows, created_at).await?;
-                    sqlx::query(
-                        "UPDATE model_versions SET base_dataset = $3 WHERE name = $1 AND version = $2",
-                    )
-                    .bind(name)
-                    .bind(version)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some(rows) = holdout {
-                    let frozen: Option<String> = sqlx::query_scalar(
-                        "SELECT d.sha256 FROM models m JOIN datasets d ON d.id = m.holdout_dataset \
-                         WHERE m.name = $1",
-                    )
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match frozen {
-                        Some(sha) if sha == dataset_sha256(rows) => {}
-                        Some(_) => {
-                            return Err(Error::Invalid(format!(
-                                "holdout: model {name:?} already has a frozen holdout with other rows \
-                                 (it is fixed at the first push so every challenger is compared on the same data)"
-                            )))
-                        }
-                        None => {
-                            let id =
-                                insert_dataset(&mut tx, name, DataRole::Holdout, rows, created_at)
-                                    .await?;
-                            sqlx::query("UPDATE models SET holdout_dataset = $2 WHERE name = $1")
-                                .bind(name)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                    }
-                }
+                let version =
+                    insert_model_with_data(&mut tx, name, bytes, &actual, created_at, base, holdout)
+                        .await?;
                 tx.commit().await?;
                 Ok(version)
             }

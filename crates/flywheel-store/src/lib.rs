@@ -17,6 +17,7 @@ mod backend;
 mod export;
 mod feedback;
 mod group_commit;
+mod jobs;
 mod metering;
 pub mod testing;
 mod types;
@@ -38,8 +39,11 @@ pub use backend::{PostgresStore, SqliteStore};
 pub use export::{csv_cell, write_csv};
 pub use feedback::dataset_sha256;
 pub use group_commit::{MeterQueue, MeterStats};
+pub use jobs::{
+    BatchChunk, JobEvent, JobInfo, JobKind, JobState, NewJob, PlanQuotas, TrainedModel, UploadInfo,
+};
 pub use types::*;
-pub use util::{day_range, days_from_civil, format_day, format_time, parse_day};
+pub use util::{day_range, days_from_civil, format_day, format_time, month_bounds, parse_day};
 
 /// Every key starts with this.
 pub const KEY_SCHEME: &str = "fw_";
@@ -102,6 +106,10 @@ pub enum Error {
     /// request id is safe either way.
     #[error("the group commit failed: {0}")]
     Commit(String),
+    /// A plan limit on a tenant's own data or work (datasets kept, jobs at once, training time)
+    /// would be passed; nothing was written. The message says which (HTTP 429).
+    #[error("{0}")]
+    LimitReached(String),
     /// The metering queue has stopped (the server is shutting down); the request was not
     /// metered.
     #[error("metering has stopped")]
@@ -172,6 +180,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit items",
         include_str!("../migrations/sqlite/0006_audit_items.sql"),
     ),
+    (
+        7,
+        "self service",
+        include_str!("../migrations/sqlite/0007_self_service.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -203,6 +216,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit items",
         include_str!("../migrations/postgres/0006_audit_items.sql"),
+    ),
+    (
+        7,
+        "self service",
+        include_str!("../migrations/postgres/0007_self_service.sql"),
     ),
 ];
 
@@ -583,5 +601,187 @@ impl Store {
     /// Gives back the retrain lease of model `name` if `holder` has it (else does nothing).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         dispatch!(self, s => s.release_lease(name, holder).await)
+    }
+
+    // ---------------------------------------------------------------- self-service
+
+    /// The self-service limits of plan `plan` ([`Error::NotFound`] for an unknown plan).
+    pub async fn plan_quotas(&self, plan: &str) -> Result<PlanQuotas> {
+        dispatch!(self, s => s.plan_quotas(plan).await)
+    }
+    /// Changes plan `plan`'s self-service limits ([`Error::Invalid`] for a negative one).
+    pub async fn set_plan_quotas(&self, plan: &str, quotas: &PlanQuotas) -> Result<()> {
+        dispatch!(self, s => s.set_plan_quotas(plan, quotas).await)
+    }
+    /// Datasets tenant `tenant_id` keeps.
+    pub async fn count_uploads(&self, tenant_id: i64) -> Result<i64> {
+        dispatch!(self, s => s.count_uploads(tenant_id).await)
+    }
+    /// Starts an upload of dataset `name` (invisible until [`Store::finish_upload`]); returns
+    /// its id. [`Error::Invalid`] for a bad name.
+    pub async fn begin_upload(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        format: &str,
+        now: i64,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.begin_upload(tenant_id, name, format, now).await)
+    }
+    /// Adds `rows` to a staging upload from position `start`, in one transaction.
+    pub async fn append_upload_rows(
+        &self,
+        upload_id: i64,
+        start: i64,
+        rows: &[DataRow],
+    ) -> Result<()> {
+        dispatch!(self, s => s.append_upload_rows(upload_id, start, rows).await)
+    }
+    /// Makes a staging upload visible as the next version of its name and returns it.
+    pub async fn finish_upload(
+        &self,
+        upload_id: i64,
+        row_count: i64,
+        size_bytes: i64,
+        sha256: &str,
+        summary: &str,
+    ) -> Result<UploadInfo> {
+        dispatch!(self, s => s.finish_upload(upload_id, row_count, size_bytes, sha256, summary).await)
+    }
+    /// Removes a staging upload and its rows.
+    pub async fn discard_upload(&self, upload_id: i64) -> Result<()> {
+        dispatch!(self, s => s.discard_upload(upload_id).await)
+    }
+    /// Removes uploads still staging that began before `before` (Unix seconds); returns how
+    /// many.
+    pub async fn sweep_uploads(&self, before: i64) -> Result<u64> {
+        dispatch!(self, s => s.sweep_uploads(before).await)
+    }
+    /// A stored dataset, whoever owns it (the caller checks ownership).
+    pub async fn get_upload(&self, id: i64) -> Result<Option<UploadInfo>> {
+        dispatch!(self, s => s.get_upload(id).await)
+    }
+    /// Tenant `tenant_id`'s datasets (every tenant's for `None`), newest first.
+    pub async fn list_uploads(&self, tenant_id: Option<i64>) -> Result<Vec<UploadInfo>> {
+        dispatch!(self, s => s.list_uploads(tenant_id).await)
+    }
+    /// Deletes a dataset's rows and hides it; `false` if there was none.
+    pub async fn delete_upload(&self, id: i64, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.delete_upload(id, now).await)
+    }
+    /// At most `limit` rows of a dataset from position `offset`, in order.
+    pub async fn upload_rows(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<DataRow>> {
+        dispatch!(self, s => s.upload_rows(id, offset, limit).await)
+    }
+    /// Queues a job unless its tenant has `max_active` jobs queued or running
+    /// ([`Error::LimitReached`]).
+    pub async fn create_job(&self, job: &NewJob, max_active: i64) -> Result<JobInfo> {
+        dispatch!(self, s => s.create_job(job, max_active).await)
+    }
+    /// A job, whoever owns it (the caller checks ownership).
+    pub async fn get_job(&self, id: &str) -> Result<Option<JobInfo>> {
+        dispatch!(self, s => s.get_job(id).await)
+    }
+    /// Tenant `tenant_id`'s jobs (every tenant's for `None`) of `kind` (both for `None`),
+    /// newest first, at most `limit`.
+    pub async fn list_jobs(
+        &self,
+        tenant_id: Option<i64>,
+        kind: Option<JobKind>,
+        limit: i64,
+    ) -> Result<Vec<JobInfo>> {
+        dispatch!(self, s => s.list_jobs(tenant_id, kind, limit).await)
+    }
+    /// Claims the oldest queued job, or one whose lease expired, for `holder` until
+    /// `now + ttl`.
+    pub async fn claim_job(&self, holder: &str, now: i64, ttl: i64) -> Result<Option<JobInfo>> {
+        dispatch!(self, s => s.claim_job(holder, now, ttl).await)
+    }
+    /// Renews `holder`'s lease on a running job and records its progress and events;
+    /// `false` when the job is not `holder`'s to run any more (cancelled or taken over).
+    pub async fn renew_job(
+        &self,
+        id: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+        progress: Option<&str>,
+        events: &[String],
+    ) -> Result<bool> {
+        dispatch!(self, s => s.renew_job(id, holder, now, ttl, progress, events).await)
+    }
+    /// A job's events after sequence number `after`, in order.
+    pub async fn job_events(&self, id: &str, after: i64) -> Result<Vec<JobEvent>> {
+        dispatch!(self, s => s.job_events(id, after).await)
+    }
+    /// Marks `holder`'s running job failed with `error`; `false` if it was not `holder`'s.
+    pub async fn fail_job(&self, id: &str, holder: &str, error: &str, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.fail_job(id, holder, error, now).await)
+    }
+    /// Marks `holder`'s running job succeeded with `result`; `false` if it was not `holder`'s.
+    pub async fn succeed_job(
+        &self,
+        id: &str,
+        holder: &str,
+        result: &str,
+        now: i64,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.succeed_job(id, holder, result, now).await)
+    }
+    /// Cancels a queued or running job; the job as it now stands (`None`: unknown id).
+    pub async fn cancel_job(&self, id: &str, now: i64) -> Result<Option<JobInfo>> {
+        dispatch!(self, s => s.cancel_job(id, now).await)
+    }
+    /// Commits a training job's model version, data, report, usage and success in one
+    /// transaction if `holder` still runs it; the version, or `None` (nothing written).
+    /// [`Error::AlreadyExists`] when the model belongs to another owner.
+    pub async fn finish_training(
+        &self,
+        id: &str,
+        holder: &str,
+        trained: &TrainedModel<'_>,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        dispatch!(self, s => s.finish_training(id, holder, trained, now).await)
+    }
+    /// The report of a succeeded training job.
+    pub async fn job_report(&self, id: &str) -> Result<Option<String>> {
+        dispatch!(self, s => s.job_report(id).await)
+    }
+    /// The tenant that owns model `name` (`None`: the operator's, or no such model).
+    pub async fn model_owner(&self, name: &str) -> Result<Option<i64>> {
+        dispatch!(self, s => s.model_owner(name).await)
+    }
+    /// Whether model `name` exists.
+    pub async fn model_exists(&self, name: &str) -> Result<bool> {
+        dispatch!(self, s => s.model_exists(name).await)
+    }
+    /// Seconds of training metered to `tenant` since `since` (Unix seconds).
+    pub async fn training_seconds_since(&self, tenant: &str, since: i64) -> Result<i64> {
+        dispatch!(self, s => s.training_seconds_since(tenant, since).await)
+    }
+    /// Commits a chunk of a batch job's results with its usage and progress if `holder` still
+    /// runs the job and the chunk starts where the stored results end; `false` otherwise.
+    pub async fn commit_batch_chunk(
+        &self,
+        id: &str,
+        holder: &str,
+        chunk: &BatchChunk<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.commit_batch_chunk(id, holder, chunk, now).await)
+    }
+    /// Results a batch job has stored.
+    pub async fn count_batch_results(&self, id: &str) -> Result<i64> {
+        dispatch!(self, s => s.count_batch_results(id).await)
+    }
+    /// At most `limit` results (position, JSON) of a batch job from position `offset`.
+    pub async fn batch_results(
+        &self,
+        id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        dispatch!(self, s => s.batch_results(id, offset, limit).await)
     }
 }

@@ -246,6 +246,8 @@ pub struct UsageEvent {
     /// Hex SHA-256 of the request body (may be empty): the same id with another digest is an
     /// [`crate::Error::IdempotencyConflict`], not a retry.
     pub request_sha256: String,
+    /// Seconds of training metered by a training job (0 for a classification request).
+    pub training_seconds: i64,
 }
 
 /// A plan's per-key limits.
@@ -310,12 +312,14 @@ pub struct UsageRow {
     pub texts: i64,
     /// Characters, summed.
     pub characters: i64,
+    /// Seconds of training (training jobs), summed.
+    pub training_seconds: i64,
 }
 
 impl UsageRow {
     /// Column names in the order of [`UsageRow::cells`]: the CSV header of usage exports and
     /// the JSON keys.
-    pub const COLUMNS: [&'static str; 7] = [
+    pub const COLUMNS: [&'static str; 8] = [
         "tenant",
         "key_prefix",
         "model",
@@ -323,10 +327,11 @@ impl UsageRow {
         "requests",
         "texts",
         "characters",
+        "training_seconds",
     ];
 
     /// The values as text, in the order of [`UsageRow::COLUMNS`].
-    pub fn cells(&self) -> [String; 7] {
+    pub fn cells(&self) -> [String; 8] {
         [
             self.tenant.clone(),
             self.key_prefix.clone(),
@@ -335,6 +340,7 @@ impl UsageRow {
             self.requests.to_string(),
             self.texts.to_string(),
             self.characters.to_string(),
+            self.training_seconds.to_string(),
         ]
     }
 }

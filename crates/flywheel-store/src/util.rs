@@ -126,7 +126,7 @@ pub fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<i64>, O
 }
 
 /// Start (inclusive) and end (exclusive) of the UTC calendar month containing `now`, Unix seconds.
-pub(crate) fn month_bounds(now: i64) -> (i64, i64) {
+pub fn month_bounds(now: i64) -> (i64, i64) {
     let (y, m, _) = civil_from_days(now.div_euclid(86_400));
     let start = days_from_civil(y, m, 1) * 86_400;
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };

@@ -30,6 +30,7 @@ fn event(id: &str, tenant: &str, prefix: &str, texts: i64, at: i64) -> UsageEven
         characters: texts * 7,
         at,
         request_sha256: format!("digest-of-{id}"),
+        training_seconds: 0,
     }
 }
 

@@ -579,6 +579,7 @@ fn event(id: &str, tenant: &str, prefix: &str, model: &str, texts: i64, at: i64)
         characters: texts * 10,
         at,
         request_sha256: format!("digest-of-{id}"),
+        training_seconds: 0,
     }
 }
 
@@ -634,6 +635,7 @@ async fn usage_report_sums(store: Store, _url: String) {
             requests,
             texts,
             characters: texts * 10,
+            training_seconds: 0,
         };
     let all = store.usage_report(&UsageFilter::default()).await.unwrap();
     assert_eq!(

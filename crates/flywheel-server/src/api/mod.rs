@@ -5,6 +5,7 @@ mod accounts;
 mod inference;
 mod observe;
 mod review;
+mod selfserve;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,6 +43,40 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(accounts::list_models))
         .route("/v1/models/{name}/drift", get(accounts::drift))
         .route("/v1/usage", get(accounts::usage))
+        .route(
+            "/v1/datasets",
+            post(selfserve::upload).get(selfserve::list_datasets),
+        )
+        .route(
+            "/v1/datasets/{id}",
+            get(selfserve::get_dataset).delete(selfserve::delete_dataset),
+        )
+        .route(
+            "/v1/training-jobs",
+            post(selfserve::create_training_job).get(selfserve::list_training_jobs),
+        )
+        .route("/v1/training-jobs/{id}", get(selfserve::get_training_job))
+        .route(
+            "/v1/training-jobs/{id}/cancel",
+            post(selfserve::cancel_training_job),
+        )
+        .route(
+            "/v1/training-jobs/{id}/events",
+            get(selfserve::training_job_events),
+        )
+        .route(
+            "/v1/training-jobs/{id}/report",
+            get(selfserve::training_job_report),
+        )
+        .route("/v1/models/{name}/deploy", post(selfserve::deploy))
+        .route(
+            "/v1/batches",
+            post(selfserve::create_batch_job).get(selfserve::list_batches),
+        )
+        .route("/v1/batches/{id}", get(selfserve::get_batch))
+        .route("/v1/batches/{id}/cancel", post(selfserve::cancel_batch))
+        .route("/v1/batches/{id}/events", get(selfserve::batch_events))
+        .route("/v1/batches/{id}/results", get(selfserve::batch_results))
         .route("/v1/admin/models/{name}/reload", post(accounts::reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
