@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const ADMIN: &str = "dashboard-admin-token-0123";
@@ -476,38 +476,11 @@ fn the_dashboard_over_http() {
     on_both(pages_over_http);
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn browser_missing(script_dir: &Path) -> Option<String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Some(format!(
-            "no Chromium at {chromium} (apt-get install chromium)"
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("no Node.js".into());
-    }
-    if !script_dir.join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
-    }
-    None
-}
-
 #[test]
 fn the_dashboard_in_a_browser() {
-    let script_dir = repo_root().join("tests/browser");
-    if let Some(why) = browser_missing(&script_dir) {
-        assert!(
-            std::env::var("FLYWHEEL_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "FLYWHEEL_REQUIRE_BROWSER=1 but the browser test cannot run: {why}"
-        );
-        eprintln!("skipping the browser test: {why}");
+    let Some(script_dir) = browser_scripts() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("flywheel.db").display());
     let (server, acme, _) = setup(&url, dir.path());

@@ -637,3 +637,36 @@ fn jobs_of_a_killed_replica_complete_elsewhere_exactly_once() {
         }
     });
 }
+
+#[test]
+fn a_tenant_makes_a_model_in_the_browser() {
+    let Some(script_dir) = browser_scripts() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flywheel.db").display());
+    let (key, _) = seed_tenants(&url, dir.path());
+    let csv = dir.path().join("reviews.csv");
+    std::fs::write(&csv, dataset_csv(600)).unwrap();
+    let replica = Replica::start(&url, dir.path(), free_port());
+    replica.wait_ready();
+    let mut node = std::process::Command::new("node");
+    node.arg(script_dir.join("new-model.mjs"))
+        .current_dir(&script_dir)
+        .env("BASE_URL", format!("http://127.0.0.1:{}", replica.port))
+        .env("TENANT_KEY", &key)
+        .env("TENANT", "a")
+        .env("CSV", &csv)
+        .env("BUDGET", "10");
+    let out = node.output().expect("node runs");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the browser walk-through failed:\n{log}"
+    );
+    assert!(log.contains("new model: all checks passed"), "{log}");
+}

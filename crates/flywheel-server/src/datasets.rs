@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::access::{now_unix, store_unavailable};
+use crate::access::{now_unix, store_unavailable, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -44,6 +44,27 @@ pub(crate) struct Owner {
     pub key_prefix: String,
     /// The key's plan.
     pub plan: String,
+}
+
+impl Owner {
+    /// The tenant a request acts for: its API key's (the admin token and an open server act
+    /// for no tenant: 403).
+    pub(crate) fn of(caller: &Caller) -> Result<Owner, ApiError> {
+        match caller {
+            Caller::Key(key) => Ok(Owner {
+                tenant_id: key.tenant_id,
+                tenant: key.tenant.clone(),
+                key_prefix: key.prefix.clone(),
+                plan: key.plan.clone(),
+            }),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_required",
+                "datasets, training jobs and batches belong to a tenant: call with the \
+                 tenant's API key",
+            )),
+        }
+    }
 }
 
 /// How to read an upload.

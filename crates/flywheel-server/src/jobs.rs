@@ -335,6 +335,54 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
     })
 }
 
+/// Makes version `version` of model `name` its champion, for the admin or the tenant that owns
+/// the model (404 for anyone else: another tenant's model is not told apart from none), and
+/// serves it here at once (other replicas follow within their registry poll).
+pub(crate) async fn deploy(
+    state: &AppState,
+    store: &Store,
+    caller: &crate::access::Caller,
+    name: &str,
+    version: i64,
+) -> Result<(), ApiError> {
+    let owner = store
+        .model_owner(name)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    let allowed = match caller {
+        crate::access::Caller::Admin => true,
+        crate::access::Caller::Key(key) => owner == Some(key.tenant_id),
+        crate::access::Caller::Open => false,
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("no model {name:?} of yours; a training job creates one"),
+        ));
+    }
+    match store
+        .set_alias(name, flywheel_store::Alias::Champion, version)
+        .await
+    {
+        Ok(()) => {}
+        Err(flywheel_store::Error::NotFound(m)) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "version_not_found",
+                format!("{m} not found"),
+            )
+            .param("version"))
+        }
+        Err(e) => return Err(store_unavailable(&e)),
+    }
+    if let Err(e) = crate::registry::sync(state, store).await {
+        tracing::warn!(error = %e, "registry sync after deploy failed; the poller retries");
+    }
+    state.access_changed().await;
+    Ok(())
+}
+
 /// Starts the runner: claims jobs while a worker slot is free, sweeps abandoned uploads.
 pub(crate) fn spawn_runner(
     state: Arc<AppState>,

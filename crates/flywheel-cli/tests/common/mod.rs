@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,4 +192,40 @@ pub fn http_with(
         headers,
         body: body.to_string(),
     })
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn browser_missing(script_dir: &Path) -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Some(format!(
+            "no Chromium at {chromium} (apt-get install chromium)"
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("no Node.js".into());
+    }
+    if !script_dir.join("node_modules/playwright-core").exists() {
+        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
+    }
+    None
+}
+
+/// The browser tests' folder, or `None` (with the reason printed) when they cannot run here;
+/// with `FLYWHEEL_REQUIRE_BROWSER=1` (as CI sets) that is a failure instead.
+pub fn browser_scripts() -> Option<PathBuf> {
+    let script_dir = repo_root().join("tests/browser");
+    if let Some(why) = browser_missing(&script_dir) {
+        assert!(
+            std::env::var("FLYWHEEL_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "FLYWHEEL_REQUIRE_BROWSER=1 but the browser test cannot run: {why}"
+        );
+        eprintln!("skipping the browser test: {why}");
+        return None;
+    }
+    Some(script_dir)
 }

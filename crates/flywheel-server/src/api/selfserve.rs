@@ -12,7 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flywheel_data::{Format, ReadOptions};
-use flywheel_store::{Alias, JobKind, Store};
+use flywheel_store::{JobKind, Store};
 use serde_json::{json, Map, Value};
 
 use crate::access::{now_unix, store_unavailable, Caller};
@@ -39,27 +39,10 @@ fn need_store(state: &AppState) -> Result<&Store, ApiError> {
     })
 }
 
-/// The tenant a request acts for: its API key's (the admin token acts for no tenant).
-pub(crate) fn owner_of(caller: &Caller) -> Result<Owner, ApiError> {
-    match caller {
-        Caller::Key(key) => Ok(Owner {
-            tenant_id: key.tenant_id,
-            tenant: key.tenant.clone(),
-            key_prefix: key.prefix.clone(),
-            plan: key.plan.clone(),
-        }),
-        _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "tenant_required",
-            "datasets, training jobs and batches belong to a tenant: call with the tenant's API key",
-        )),
-    }
-}
-
 async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<(Caller, Owner), ApiError> {
     need_store(state)?;
     let caller = state.caller(headers).await?;
-    let owner = owner_of(&caller)?;
+    let owner = Owner::of(&caller)?;
     Ok((caller, owner))
 }
 
@@ -565,39 +548,7 @@ pub(crate) async fn deploy(
         .get("version")
         .and_then(Value::as_i64)
         .ok_or_else(|| ApiError::invalid("version (a number) is required").param("version"))?;
-    let owner = store
-        .model_owner(&name)
-        .await
-        .map_err(|e| store_unavailable(&e))?;
-    let allowed = match &caller {
-        Caller::Admin => true,
-        Caller::Key(key) => owner == Some(key.tenant_id),
-        Caller::Open => false,
-    };
-    if !allowed {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            format!("no model {name:?} of yours; a training job creates one"),
-        ));
-    }
-    match store.set_alias(&name, Alias::Champion, version).await {
-        Ok(()) => {}
-        Err(flywheel_store::Error::NotFound(m)) => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "version_not_found",
-                format!("{m} not found"),
-            )
-            .param("version"))
-        }
-        Err(e) => return Err(store_unavailable(&e)),
-    }
-    // Served here at once; the other replicas' registry pollers follow.
-    if let Err(e) = crate::registry::sync(&state, store).await {
-        tracing::warn!(error = %e, "registry sync after deploy failed; the poller retries");
-    }
-    state.access_changed().await;
+    crate::jobs::deploy(&state, store, &caller, &name, version).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"model": name, "champion": version, "deployed": true}),

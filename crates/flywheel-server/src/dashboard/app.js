@@ -1,5 +1,7 @@
-// flywheel dashboard: the only script. Pages work without it; it adds keyboard labelling on the
-// review queue, copying a new key, and model pickers that switch at once.
+// flywheel dashboard: the only script. Pages work without it, except two parts of the New model
+// page that need it: uploading a file (sent as the request body) and the live progress bar. It
+// also adds keyboard labelling on the review queue, copying a new key, and model pickers that
+// switch at once.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -19,7 +21,76 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const queue = document.getElementById("queue");
   if (queue) reviewQueue(queue);
+  const upload = document.getElementById("upload");
+  if (upload) uploadForm(upload);
+  const job = document.getElementById("job");
+  if (job && !job.dataset.final) followJob(job);
 });
+
+// Sends the chosen file as the body of POST /new/datasets, then reloads to show its preview.
+function uploadForm(form) {
+  const status = document.getElementById("upload-status");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = form.querySelector("input[type=file]").files[0];
+    if (!file) return;
+    const query = new URLSearchParams({ filename: file.name });
+    const name = form.querySelector("input[name=name]").value.trim();
+    if (name) query.set("name", name);
+    if (form.querySelector("input[name=labelled]").checked) query.set("labelled", "false");
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      const response = await fetch(`${form.action}?${query}`, {
+        method: "POST",
+        body: file,
+        headers: { "content-type": "application/octet-stream" },
+        credentials: "same-origin",
+      });
+      const answer = await response.json();
+      if (!response.ok) {
+        status.textContent = answer.error?.message ?? `${response.status} ${response.statusText}`;
+        status.className = "error";
+        return;
+      }
+      status.textContent = `Stored ${answer.name} v${answer.version}: ${answer.rows} rows.`;
+      window.location.reload();
+    } catch (error) {
+      status.textContent = `Not uploaded: ${error.message}`;
+      status.className = "error";
+    }
+  });
+}
+
+// Polls the job's state every second and moves the progress bar; reloads when the job ends.
+function followJob(job) {
+  const bar = document.getElementById("job-progress");
+  const detail = document.getElementById("job-detail");
+  const tick = async () => {
+    try {
+      const response = await fetch(job.dataset.status, { credentials: "same-origin" });
+      if (response.ok) {
+        const j = await response.json();
+        const p = j.progress ?? {};
+        if (typeof p.fraction === "number") bar.value = p.fraction;
+        const parts = [j.state];
+        if (p.phase) parts.push(p.phase);
+        if (p.epoch) parts.push(`epoch ${p.epoch}/${p.epochs}`);
+        if (p.trials) parts.push(`${p.trials} trials`);
+        if (typeof p.best_score === "number") parts.push(`best ${p.best_score.toFixed(4)}`);
+        if (typeof p.eta_seconds === "number") parts.push(`about ${Math.ceil(p.eta_seconds)} s left`);
+        detail.textContent = parts.join(" · ");
+        if (["succeeded", "failed", "cancelled"].includes(j.state)) {
+          window.location.reload();
+          return;
+        }
+      }
+    } catch {
+      // The next tick tries again.
+    }
+    setTimeout(tick, 1000);
+  };
+  tick();
+}
 
 function reviewQueue(queue) {
   const items = () => Array.from(queue.querySelectorAll("li.item"));

@@ -1,6 +1,7 @@
 //! The dashboard: server-rendered pages at `/` for the whole loop — models (versions, curves,
 //! confusion matrix, promotion history, promote/rollback), try-it with token highlights, the
-//! review queue with keyboard labelling, usage with a chart and CSV export, keys and tenants.
+//! review queue with keyboard labelling, usage with a chart and CSV export, keys and tenants,
+//! and a tenant's "New model" page (upload, train with a live progress bar, report, deploy).
 //!
 //! Sign-in takes the admin token or a tenant's API key; the session cookie carries that
 //! credential (HttpOnly, SameSite=Strict, 12 hours), so every page load is authorised exactly
@@ -55,6 +56,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(pages::keys::keys).post(pages::keys::create_key),
         )
         .route("/keys/revoke", post(pages::keys::revoke_key))
+        .route("/new", get(pages::build::new_model))
+        .route("/new/datasets", post(pages::build::upload))
+        .route("/new/train", post(pages::build::train))
+        .route("/jobs/{id}", get(pages::build::job_page))
+        .route("/jobs/{id}/status", get(pages::build::job_status))
+        .route("/jobs/{id}/report", get(pages::build::job_report))
+        .route("/jobs/{id}/deploy", post(pages::build::job_deploy))
+        .route("/jobs/{id}/cancel", post(pages::build::job_cancel))
         .route("/tenants", post(pages::keys::create_tenant))
         .route(
             "/login",

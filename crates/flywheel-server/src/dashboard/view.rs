@@ -13,6 +13,7 @@ pub(super) enum Tab {
     Review,
     Usage,
     Keys,
+    New,
     None,
 }
 
@@ -24,6 +25,7 @@ pub(super) fn layout(title: &str, tab: Tab, viewer: Option<&Viewer>, content: Ma
         (Tab::Review, "/review", "Review"),
         (Tab::Usage, "/usage", "Usage"),
         (Tab::Keys, "/keys", "Keys"),
+        (Tab::New, "/new", "New model"),
     ];
     html! {
         (DOCTYPE)

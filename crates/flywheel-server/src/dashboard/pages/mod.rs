@@ -1,6 +1,7 @@
 //! The dashboard's pages, one per file, and what they share: reading forms, the models a
 //! viewer may see, the model picker.
 
+pub(super) mod build;
 pub(super) mod keys;
 pub(super) mod model;
 pub(super) mod models;

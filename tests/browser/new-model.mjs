@@ -1,0 +1,143 @@
+// A tenant, with only its API key and a browser, makes its own model: signs in, uploads a
+// labelled CSV on the New model page, reads the preview, trains with autotune, follows the
+// progress bar, reads the report, deploys, and then classifies through the API with its key.
+// Started by crates/flywheel-cli/tests/selfserve.rs, which starts the server on a store with a
+// tenant and its key.
+//
+// Environment: BASE_URL, TENANT_KEY, TENANT, CSV (the file to upload), BUDGET (seconds),
+// CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (a folder: save a picture of each page).
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env("BASE_URL");
+const KEY = env("TENANT_KEY");
+const TENANT = env("TENANT");
+const CSV = env("CSV");
+const BUDGET = env("BUDGET", "10");
+const SHOTS = process.env.SCREENSHOTS;
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM", "/usr/bin/chromium"),
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+  ],
+});
+const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+page.setDefaultTimeout(30_000);
+const errors = [];
+page.on("pageerror", (e) => errors.push(String(e)));
+page.on("response", (r) => r.status() >= 500 && errors.push(`${r.status()} ${r.url()}`));
+const step = (name) => console.log(`- ${name}`);
+const shot = async (name) => {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `new-model-${name}.png`), fullPage: true });
+};
+const text = async (selector) => (await page.locator(selector).first().textContent()).trim();
+
+try {
+  step("sign in with the tenant's key and open New model");
+  await page.goto(`${BASE}/new`);
+  assert.match(page.url(), /\/login\?next=/);
+  await page.getByLabel("Admin token or API key").fill(KEY);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${BASE}/new`);
+  assert.equal(await text("h1"), "New model");
+  assert.match(await text(".who span"), new RegExp(`tenant ${TENANT}`));
+
+  step("upload a CSV and read its preview");
+  await page.getByLabel("File").setInputFiles(CSV);
+  await page.getByLabel("Name", { exact: true }).fill("reviews");
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.locator("#datasets tbody tr").first().waitFor();
+  const row = page.locator("#datasets tbody tr").first();
+  assert.match(await row.textContent(), /reviews v1/);
+  assert.match(await row.textContent(), /multiclass/);
+  assert.equal(await row.locator(".tag").count(), 3, "three labels counted");
+  await shot("uploaded");
+
+  step("a bad file is refused with its line, and nothing is stored");
+  await page.getByLabel("File").setInputFiles({
+    name: "broken.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from("text,label\nfine,pos\nbroken,neg,extra\n"),
+  });
+  await page.getByLabel("Name", { exact: true }).fill("broken");
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.locator("#upload-status.error").waitFor();
+  assert.match(await text("#upload-status"), /line 3/);
+  assert.equal(await page.locator("#datasets tbody tr").count(), 1);
+
+  step(`train with autotune for ${BUDGET} s and follow the progress bar`);
+  await page.getByLabel("Model", { exact: true }).selectOption("autotune");
+  await page.getByLabel("Budget (seconds)").fill(BUDGET);
+  await page.getByLabel("Model name").fill("my-reviews");
+  await page.getByRole("button", { name: "Train" }).click();
+  await page.waitForURL(/\/jobs\/job_/);
+  const moved = await page.waitForFunction(
+    () => Number(document.getElementById("job-progress")?.value ?? 0) > 0,
+    null,
+    { timeout: 60_000 },
+  );
+  assert.ok(moved, "the progress bar moves");
+  await shot("training");
+  await page.locator("#job-result").waitFor({ timeout: 180_000 });
+  assert.match(await text("#job-state"), /succeeded/);
+  const f1 = Number((await text("#job-result strong")).trim());
+  assert.ok(f1 > 0.8, `held-out macro-F1 ${f1}`);
+  await shot("trained");
+
+  step("read the report");
+  const [report] = await Promise.all([
+    page.waitForEvent("popup").catch(() => null),
+    page.getByRole("link", { name: "Read the evaluation report" }).click(),
+  ]);
+  const reportPage = report ?? page;
+  await reportPage.waitForLoadState();
+  assert.match(await reportPage.title(), /flywheel report/);
+  assert.ok((await reportPage.locator("svg").count()) > 0, "the report has charts");
+  if (!report) await page.goBack();
+
+  step("deploy, then classify through the API with the key");
+  await page.getByRole("button", { name: /Deploy version 1/ }).click();
+  await page.waitForURL(/\/models\/my-reviews/);
+  assert.match(await text("main"), /champion/i);
+  const answer = await page.evaluate(
+    async ({ key }) => {
+      const r = await fetch("/v1/classify", {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "my-reviews", inputs: ["w1 great w2", "awful w3 w4"] }),
+      });
+      return { status: r.status, body: await r.json() };
+    },
+    { key: KEY },
+  );
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.deepEqual(answer.body.predictions.map((p) => p.label), ["pos", "neg"]);
+
+  step("the job is listed with its state");
+  await page.goto(`${BASE}/new`);
+  assert.match(await text("#jobs tbody tr"), /succeeded/);
+  await shot("jobs");
+
+  assert.deepEqual(errors, [], "no script or server errors");
+  console.log("new model: all checks passed");
+} finally {
+  await browser.close();
+}
