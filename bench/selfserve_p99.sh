@@ -93,5 +93,5 @@ out = {
             "running_during_load": after["state"] == "running"},
 }
 os.makedirs("bench/results", exist_ok=True)
-json.dump(out, open("bench/results/selfserve-p99.json", "w"), indent=1)
+json.dump(out, open(os.environ.get("OUT", "bench/results/selfserve-p99.json"), "w"), indent=1)
 PY

@@ -5,6 +5,7 @@
 // tenant and its key.
 //
 // Environment: BASE_URL, TENANT_KEY, TENANT, CSV (the file to upload), BUDGET (seconds),
+// MIN_F1, INPUTS, EXPECTED,
 // CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (a folder: save a picture of each page).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -21,6 +22,11 @@ const KEY = env("TENANT_KEY");
 const TENANT = env("TENANT");
 const CSV = env("CSV");
 const BUDGET = env("BUDGET", "10");
+// The held-out macro-F1 the model must reach, and texts to classify with their expected labels
+// (JSON; no labels: only the answer's shape is checked).
+const MIN_F1 = Number(env("MIN_F1", "0.8"));
+const INPUTS = JSON.parse(env("INPUTS", '["w1 great w2", "awful w3 w4"]'));
+const EXPECTED = JSON.parse(env("EXPECTED", '["pos", "neg"]'));
 const SHOTS = process.env.SCREENSHOTS;
 
 const browser = await chromium.launch({
@@ -67,8 +73,8 @@ try {
   await page.locator("#datasets tbody tr").first().waitFor();
   const row = page.locator("#datasets tbody tr").first();
   assert.match(await row.textContent(), /reviews v1/);
-  assert.match(await row.textContent(), /multiclass/);
-  assert.equal(await row.locator(".tag").count(), 3, "three labels counted");
+  assert.match(await row.textContent(), /binary|multiclass/);
+  assert.ok((await row.locator(".tag").count()) >= 2, "the labels are counted");
   await shot("uploaded");
 
   step("a bad file is refused with its line, and nothing is stored");
@@ -99,7 +105,8 @@ try {
   await page.locator("#job-result").waitFor({ timeout: 180_000 });
   assert.match(await text("#job-state"), /succeeded/);
   const f1 = Number((await text("#job-result strong")).trim());
-  assert.ok(f1 > 0.8, `held-out macro-F1 ${f1}`);
+  assert.ok(f1 > MIN_F1, `held-out macro-F1 ${f1}`);
+  console.log(`  held-out macro-F1 ${f1}: ${await text("#job-result")}`);
   await shot("trained");
 
   step("read the report");
@@ -118,18 +125,20 @@ try {
   await page.waitForURL(/\/models\/my-reviews/);
   assert.match(await text("main"), /champion/i);
   const answer = await page.evaluate(
-    async ({ key }) => {
+    async ({ key, inputs }) => {
       const r = await fetch("/v1/classify", {
         method: "POST",
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-        body: JSON.stringify({ model: "my-reviews", inputs: ["w1 great w2", "awful w3 w4"] }),
+        body: JSON.stringify({ model: "my-reviews", inputs }),
       });
       return { status: r.status, body: await r.json() };
     },
-    { key: KEY },
+    { key: KEY, inputs: INPUTS },
   );
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
-  assert.deepEqual(answer.body.predictions.map((p) => p.label), ["pos", "neg"]);
+  const labels = answer.body.predictions.map((p) => p.label);
+  console.log(`  classified through the API: ${JSON.stringify(labels)}`);
+  if (EXPECTED.length) assert.deepEqual(labels, EXPECTED);
 
   step("the job is listed with its state");
   await page.goto(`${BASE}/new`);

@@ -161,6 +161,23 @@ enum PlansCommand {
     },
     /// List plans.
     List,
+    /// Show a plan's limits on tenants' own data and work, and change those given.
+    Quotas {
+        /// Plan name.
+        name: String,
+        /// Datasets a tenant may keep.
+        #[arg(long)]
+        max_datasets: Option<u32>,
+        /// Largest upload, in bytes.
+        #[arg(long)]
+        max_upload_bytes: Option<u64>,
+        /// Training and batch jobs queued or running at once.
+        #[arg(long)]
+        max_active_jobs: Option<u32>,
+        /// Seconds of training per calendar month (UTC).
+        #[arg(long)]
+        training_seconds_per_month: Option<u64>,
+    },
 }
 
 /// A plan's per-key limits, as `plans create` and `plans update` take them.
@@ -721,6 +738,42 @@ pub fn plans(args: PlansArgs) -> Result<()> {
             println!(
                 "Plan {}: {} requests/minute, {} texts/month per key",
                 p.name, p.requests_per_minute, p.texts_per_month
+            );
+            Ok(())
+        }),
+        PlansCommand::Quotas {
+            name,
+            max_datasets,
+            max_upload_bytes,
+            max_active_jobs,
+            training_seconds_per_month,
+        } => with_store(&args.db, |store| async move {
+            let mut q = store.plan_quotas(&name).await?;
+            let big = |flag: &str, v: u64| {
+                i64::try_from(v).map_err(|_| anyhow::anyhow!("{flag} {v} is too large"))
+            };
+            let changed = max_datasets.is_some()
+                || max_upload_bytes.is_some()
+                || max_active_jobs.is_some()
+                || training_seconds_per_month.is_some();
+            if let Some(v) = max_datasets {
+                q.max_datasets = i64::from(v);
+            }
+            if let Some(v) = max_upload_bytes {
+                q.max_upload_bytes = big("--max-upload-bytes", v)?;
+            }
+            if let Some(v) = max_active_jobs {
+                q.max_active_jobs = i64::from(v);
+            }
+            if let Some(v) = training_seconds_per_month {
+                q.training_seconds_per_month = big("--training-seconds-per-month", v)?;
+            }
+            if changed {
+                store.set_plan_quotas(&name, &q).await?;
+            }
+            println!(
+                "Plan {name}: {} datasets, {} bytes per upload, {} jobs at once, {} training seconds/month per tenant",
+                q.max_datasets, q.max_upload_bytes, q.max_active_jobs, q.training_seconds_per_month
             );
             Ok(())
         }),

@@ -151,6 +151,14 @@ pub fn cmd_serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let serves_store = args.models.is_empty();
+    if serves_store && args.train_workers > 0 {
+        // Training jobs free large buffers all the time; returned to the system each time, the
+        // unmapping takes the process's memory-map lock and stalls the inference threads' page
+        // faults: p99.9 at 1,000 req/s went from 7 ms to 28 ms while a job trained
+        // (docs/benchmarks.md). Kept in the heap, they are reused.
+        crate::keep_large_blocks();
+    }
     let config = flywheel_server::ServerConfig {
         models: args.models,
         threads: args.threads.count(),

@@ -262,6 +262,32 @@ fn tenants_plans_and_keys() {
         "1",
     ]);
     assert!(err.contains("plan") && err.contains("not found"), "{err}");
+    // The limits on tenants' own data and work: shown with their defaults, changed in part.
+    let out = db.stdout(&["plans", "quotas", "free"]);
+    assert!(
+        out.contains("20 datasets") && out.contains("1 jobs at once"),
+        "{out}"
+    );
+    let out = db.stdout(&[
+        "plans",
+        "quotas",
+        "free",
+        "--max-active-jobs",
+        "3",
+        "--training-seconds-per-month",
+        "600",
+    ]);
+    assert!(
+        out.contains("20 datasets")
+            && out.contains("3 jobs at once")
+            && out.contains("600 training seconds"),
+        "{out}"
+    );
+    assert!(db
+        .stdout(&["plans", "quotas", "free"])
+        .contains("3 jobs at once"));
+    let err = db.fails(&["plans", "quotas", "gold", "--max-datasets", "1"]);
+    assert!(err.contains("plan") && err.contains("not found"), "{err}");
     db.ok(&[
         "plans",
         "create",

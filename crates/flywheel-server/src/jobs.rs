@@ -36,7 +36,7 @@ use crate::access::{now_unix, store_unavailable};
 use crate::datasets::{owned, quotas, Owner};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::worker::Jobs;
+use crate::worker::{idle_priority, Jobs};
 
 /// How often an idle runner looks for work (a job created on this replica wakes it at once).
 const POLL: Duration = Duration::from_secs(1);
@@ -509,6 +509,7 @@ async fn supervise<T: Send + 'static>(
     let spawned = std::thread::Builder::new()
         .name(format!("flywheel-job-{}", job.kind.as_str()))
         .spawn(move || {
+            idle_priority();
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
             let _ = tx.send(outcome);
         });
@@ -667,6 +668,7 @@ fn train(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .thread_name(|_| "flywheel-job-train".into())
+        .start_handler(|_| idle_priority())
         .build()
         .map_err(|e| e.to_string())?;
     pool.install(|| train_on_pool(rows, settings, model, data_name, shared))
@@ -881,6 +883,7 @@ async fn run_batch(
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "flywheel-job-batch".into())
+            .start_handler(|_| idle_priority())
             .build()
             .map_err(|e| Stop::Failed(e.to_string()))?,
     );

@@ -45,3 +45,23 @@ impl Jobs {
         (self.lease / 3).clamp(Duration::from_millis(200), Duration::from_secs(2))
     }
 }
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on a core that no
+/// normal thread wants, so a job's training or batch thread takes what serving leaves idle and
+/// never delays an inference or I/O thread that wakes up (measured: `bench/selfserve_p99.sh`).
+/// Elsewhere it does nothing. A failure (a container that forbids it) is logged once per thread.
+pub(crate) fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` with pid 0 changes only the calling thread's policy; the
+        // pointer is to a live, initialised `sched_param`.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower a job thread's priority; it competes with serving as an equal"
+            );
+        }
+    }
+}
