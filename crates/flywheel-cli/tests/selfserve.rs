@@ -238,10 +238,17 @@ fn a_tenant_trains_deploys_classifies_and_batches_and_another_sees_none_of_it() 
         assert_eq!(labels, ["pos", "neg"]);
 
         // A batch over texts uploaded without labels.
-        let texts = "text\nw1 great\nawful w9\nw4 okay w5\n";
+        let texts = "text\nw1 great\nawful w9 mail jane.doe@example.com\nw4 okay w5\n";
         let r = upload(port, &key_a, "name=inbox&labelled=false", "text/csv", texts);
         assert_eq!(r.status, 201, "{}", r.body);
-        let texts_id = json(&r)["id"].as_i64().unwrap();
+        let inbox = json(&r);
+        let texts_id = inbox["id"].as_i64().unwrap();
+        // Stored redacted, as feedback is.
+        assert_eq!(
+            inbox["preview"]["sample"][1]["text"], "awful w9 mail [EMAIL]",
+            "{inbox}"
+        );
+        assert_eq!(inbox["preview"]["labelled"], false);
         let r = post(
             port,
             &key_a,

@@ -290,7 +290,7 @@ pub(crate) async fn upload(
     };
     let outcome = stream_rows(state, store, upload_id, &req, &mut body, limit).await;
     let finished = match outcome {
-        Ok((summary, size, digest)) if summary.rows == 0 => Err(ApiError::unprocessable(
+        Ok((summary, ..)) if summary.rows == 0 => Err(ApiError::unprocessable(
             "empty",
             format!(
                 "{}: the upload has no rows{}; send a file with at least one example",
@@ -300,8 +300,7 @@ pub(crate) async fn upload(
                     _ => "",
                 }
             ),
-        ))
-        .map(|()| (summary, size, digest)),
+        )),
         other => other,
     };
     match finished {

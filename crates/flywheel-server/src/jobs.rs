@@ -608,18 +608,18 @@ async fn run_training(jobs: &Jobs, store: &Store, job: &JobInfo) -> Result<(), S
     let shared = Shared::default();
     let thread_shared = shared.clone();
     let (model, data_name) = (job.model.clone(), format!("dataset-{}", job.upload_id));
+    let (tenant, key_prefix) = (settings.tenant.clone(), settings.key_prefix.clone());
     let started = Instant::now();
     let trained = supervise(jobs, store, job, &shared, move || {
         train(&rows, &settings, &model, &data_name, &thread_shared)
     })
     .await?;
+    // The job's wall-clock seconds on its worker, which it holds alone.
     let seconds = started.elapsed().as_secs_f64().ceil() as i64;
-    let settings: TrainSettings = serde_json::from_str(&job.settings)
-        .map_err(|e| Stop::Failed(format!("unreadable job settings: {e}")))?;
     let usage = UsageEvent {
         id: format!("{}:training", job.id),
-        tenant: settings.tenant,
-        key_prefix: settings.key_prefix,
+        tenant,
+        key_prefix,
         model: job.model.clone(),
         version: 0,
         texts: 0,

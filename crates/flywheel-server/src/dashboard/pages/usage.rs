@@ -208,7 +208,8 @@ pub(crate) async fn usage(
         p.stats-line {
             strong { (view::count(total(|r| r.requests))) } " requests · "
             strong { (view::count(total(|r| r.texts))) } " texts · "
-            strong { (view::count(total(|r| r.characters))) } " characters from " (from) " to " (to)
+            strong { (view::count(total(|r| r.characters))) } " characters · "
+            strong { (view::count(total(|r| r.training_seconds))) } " training seconds from " (from) " to " (to)
         }
         (charts::stacked_bars(
             &format!("{metric_name} per day by {by}"),
@@ -263,6 +264,7 @@ pub(crate) async fn usage(
                                 th scope="col" class="num" { "Requests" }
                                 th scope="col" class="num" { "Texts" }
                                 th scope="col" class="num" { "Characters" }
+                                th scope="col" class="num" { "Training s" }
                             }
                         }
                         tbody {
@@ -275,6 +277,7 @@ pub(crate) async fn usage(
                                     td.num { (view::count(r.requests)) }
                                     td.num { (view::count(r.texts)) }
                                     td.num { (view::count(r.characters)) }
+                                    td.num { (view::count(r.training_seconds)) }
                                 }
                             }
                         }
