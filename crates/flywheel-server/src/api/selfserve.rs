@@ -26,6 +26,8 @@ use crate::wire::{json_response, parse_object, read_json_body};
 const MAX_LISTED: i64 = 200;
 /// How often an event stream looks for new events.
 const EVENT_POLL: Duration = Duration::from_millis(500);
+/// Longest silence on an event stream: a comment line is sent after it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Results read per page of a download.
 const RESULTS_PAGE: i64 = 1_000;
 
@@ -455,6 +457,7 @@ async fn job_events(
             if ended {
                 return None;
             }
+            let quiet_since = tokio::time::Instant::now();
             loop {
                 let events = match store.job_events(&id, after).await {
                     Ok(e) => e,
@@ -489,6 +492,14 @@ async fn job_events(
                             ))
                         }
                     }
+                }
+                // A comment now and then: a long epoch must not look like an idle connection
+                // (to `--idle-timeout-s` or a proxy).
+                if quiet_since.elapsed() >= KEEP_ALIVE {
+                    return Some((
+                        Ok(Bytes::from_static(b": keep-alive\n\n")),
+                        (store, id, after, false),
+                    ));
                 }
                 tokio::time::sleep(EVENT_POLL).await;
             }
