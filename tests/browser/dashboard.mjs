@@ -7,13 +7,8 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { env, launch } from "./chromium.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("BASE_URL");
 const ADMIN = env("ADMIN_TOKEN");
 const TENANT_KEY = env("TENANT_KEY");
@@ -24,21 +19,7 @@ const MODEL = env("MODEL");
 const SHOTS = process.env.SCREENSHOTS;
 const MAX_PAGE_BYTES = 200 * 1024;
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  // The flags that keep Chromium off the network: nothing but loopback is reachable.
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launch();
 const context = await browser.newContext({
   viewport: { width: 1280, height: 800 },
   acceptDownloads: true,

@@ -10,13 +10,8 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { env, launch } from "./chromium.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("BASE_URL");
 const KEY = env("TENANT_KEY");
 const TENANT = env("TENANT");
@@ -29,20 +24,7 @@ const INPUTS = JSON.parse(env("INPUTS", '["w1 great w2", "awful w3 w4"]'));
 const EXPECTED = JSON.parse(env("EXPECTED", '["pos", "neg"]'));
 const SHOTS = process.env.SCREENSHOTS;
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launch();
 const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
 page.setDefaultTimeout(30_000);
 const errors = [];

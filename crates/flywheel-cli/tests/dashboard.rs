@@ -10,7 +10,6 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
 
 const ADMIN: &str = "dashboard-admin-token-0123";
 const ORIGIN: &str = "http://127.0.0.1";
@@ -484,25 +483,19 @@ fn the_dashboard_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("flywheel.db").display());
     let (server, acme, _) = setup(&url, dir.path());
-    let mut node = Command::new("node");
-    node.arg(script_dir.join("dashboard.mjs"))
-        .current_dir(&script_dir)
-        .env("BASE_URL", format!("http://127.0.0.1:{}", server.port))
-        .env("ADMIN_TOKEN", ADMIN)
-        .env("TENANT_KEY", &acme)
-        .env("TENANT", "acme")
-        .env("OTHER_TENANT", "globex")
-        .env("PLAN", "pro")
-        .env("MODEL", "m");
-    let out = node.output().expect("node runs");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let base = format!("http://127.0.0.1:{}", server.port);
+    run_browser_script(
+        &script_dir,
+        "dashboard.mjs",
+        &[
+            ("BASE_URL", &base),
+            ("ADMIN_TOKEN", ADMIN),
+            ("TENANT_KEY", &acme),
+            ("TENANT", "acme"),
+            ("OTHER_TENANT", "globex"),
+            ("PLAN", "pro"),
+            ("MODEL", "m"),
+        ],
+        "dashboard: all checks passed",
     );
-    assert!(
-        out.status.success(),
-        "the browser walk-through failed:\n{log}"
-    );
-    assert!(log.contains("dashboard: all checks passed"), "{log}");
 }

@@ -657,23 +657,17 @@ fn a_tenant_makes_a_model_in_the_browser() {
     std::fs::write(&csv, dataset_csv(600)).unwrap();
     let replica = Replica::start(&url, dir.path(), free_port());
     replica.wait_ready();
-    let mut node = std::process::Command::new("node");
-    node.arg(script_dir.join("new-model.mjs"))
-        .current_dir(&script_dir)
-        .env("BASE_URL", format!("http://127.0.0.1:{}", replica.port))
-        .env("TENANT_KEY", &key)
-        .env("TENANT", "a")
-        .env("CSV", &csv)
-        .env("BUDGET", "10");
-    let out = node.output().expect("node runs");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let base = format!("http://127.0.0.1:{}", replica.port);
+    run_browser_script(
+        &script_dir,
+        "new-model.mjs",
+        &[
+            ("BASE_URL", &base),
+            ("TENANT_KEY", &key),
+            ("TENANT", "a"),
+            ("CSV", csv.to_str().unwrap()),
+            ("BUDGET", "10"),
+        ],
+        "new model: all checks passed",
     );
-    assert!(
-        out.status.success(),
-        "the browser walk-through failed:\n{log}"
-    );
-    assert!(log.contains("new model: all checks passed"), "{log}");
 }

@@ -226,17 +226,8 @@ fn too_large(limit: i64) -> ApiError {
 
 /// Reads what is left of a refused upload's body (up to `limit` bytes, for at most
 /// [`DRAIN_TIME`]) so that the client can read the answer.
-async fn drain(mut body: Body, limit: u64) {
-    let work = async {
-        let mut read = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |b| b.len() as u64);
-            if read > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, work).await;
+async fn drain(body: Body, limit: u64) {
+    crate::wire::discard_body(body, limit, DRAIN_TIME).await;
 }
 
 /// The plan's limits of `owner`, or 503.

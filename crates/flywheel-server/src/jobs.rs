@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 use crate::access::{now_unix, store_unavailable};
 use crate::datasets::{owned, quotas, Owner};
 use crate::error::ApiError;
+use crate::retrain::records;
 use crate::state::AppState;
 use crate::worker::{idle_priority, Jobs};
 
@@ -237,8 +238,19 @@ pub(crate) async fn create_training(
             .map_err(|e| ApiError::internal(e.to_string()))?,
         now,
     };
+    enqueue(state, store, &job, quotas.max_active_jobs).await
+}
+
+/// Queues `job` unless its tenant has `max_active` jobs already (429), and wakes this
+/// process's runner.
+async fn enqueue(
+    state: &AppState,
+    store: &Store,
+    job: &NewJob,
+    max_active: i64,
+) -> Result<JobInfo, ApiError> {
     let info = store
-        .create_job(&job, quotas.max_active_jobs)
+        .create_job(job, max_active)
         .await
         .map_err(create_error)?;
     if let Some(jobs) = &state.jobs {
@@ -274,14 +286,7 @@ pub(crate) async fn create_batch(
             .map_err(|e| ApiError::internal(e.to_string()))?,
         now: now_unix(),
     };
-    let info = store
-        .create_job(&job, quotas.max_active_jobs)
-        .await
-        .map_err(create_error)?;
-    if let Some(jobs) = &state.jobs {
-        jobs.wake.notify_one();
-    }
-    Ok(info)
+    enqueue(state, store, &job, quotas.max_active_jobs).await
 }
 
 /// `owner`'s job `id` of `kind`: 404 when it does not exist, is another tenant's or of the
@@ -308,6 +313,22 @@ pub(crate) async fn owned_job(
         )),
         Err(e) => Err(store_unavailable(&e)),
     }
+}
+
+/// The evaluation report (HTML) of `owner`'s training job `id`: 404 while it has none.
+pub(crate) async fn report(store: &Store, owner: &Owner, id: &str) -> Result<String, ApiError> {
+    owned_job(store, owner, id, JobKind::Training).await?;
+    store
+        .job_report(id)
+        .await
+        .map_err(|e| store_unavailable(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "report_not_ready",
+                format!("job {id:?} has no report yet: it is written when the job succeeds"),
+            )
+        })
 }
 
 /// A job as the API answers it.
@@ -570,17 +591,6 @@ async fn run(state: &AppState, store: &Store, job: JobInfo) {
             }
         }
     }
-}
-
-fn records(rows: &[DataRow]) -> Vec<Record> {
-    rows.iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            text: r.text.clone(),
-            labels: r.labels.clone(),
-            line: i as u64 + 1,
-        })
-        .collect()
 }
 
 /// What a training job's thread hands back.

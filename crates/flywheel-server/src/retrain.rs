@@ -87,7 +87,8 @@ pub fn latest_feedback(all: Vec<Feedback>) -> Vec<Feedback> {
     out
 }
 
-fn records(rows: &[DataRow]) -> Vec<Record> {
+/// Stored rows as records, numbered from line 1.
+pub(crate) fn records(rows: &[DataRow]) -> Vec<Record> {
     rows.iter()
         .enumerate()
         .map(|(i, r)| Record {

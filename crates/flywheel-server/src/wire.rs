@@ -34,6 +34,16 @@ pub(crate) fn bytes_response(status: StatusCode, body: Bytes) -> Response {
     response
 }
 
+/// A whole HTML page (an evaluation report) as a 200 response.
+pub(crate) fn html_response(html: String) -> Response {
+    let mut response = (StatusCode::OK, html).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
 /// Adds `(name, value)` headers to a response (values that are not valid headers are left out).
 pub(crate) fn add_headers(response: &mut Response, headers: &[(&'static str, String)]) {
     for (name, value) in headers {
@@ -56,6 +66,21 @@ impl IntoResponse for ApiError {
         add_headers(&mut response, &self.headers);
         response
     }
+}
+
+/// Reads and throws away what is left of a refused request's body, at most `max_bytes` for at
+/// most `max_time`, so that a client still writing it reads the answer instead of a reset.
+pub(crate) async fn discard_body(mut body: Body, max_bytes: u64, max_time: std::time::Duration) {
+    let drain = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |b| b.len() as u64);
+            if read > max_bytes {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(max_time, drain).await;
 }
 
 /// Checks the content type and reads at most `max_body_bytes` of body.

@@ -215,6 +215,33 @@ fn browser_missing(script_dir: &Path) -> Option<String> {
     None
 }
 
+/// Runs `node SCRIPT` in the browser tests' folder with `env`; it must succeed and print
+/// `passed` (its last line of checks). Returns its output.
+pub fn run_browser_script(
+    script_dir: &Path,
+    script: &str,
+    env: &[(&str, &str)],
+    passed: &str,
+) -> String {
+    let mut node = Command::new("node");
+    node.arg(script_dir.join(script)).current_dir(script_dir);
+    for (k, v) in env {
+        node.env(k, v);
+    }
+    let out = node.output().expect("node runs");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the browser walk-through failed:\n{log}"
+    );
+    assert!(log.contains(passed), "{log}");
+    log
+}
+
 /// The browser tests' folder, or `None` (with the reason printed) when they cannot run here;
 /// with `FLYWHEEL_REQUIRE_BROWSER=1` (as CI sets) that is a failure instead.
 pub fn browser_scripts() -> Option<PathBuf> {

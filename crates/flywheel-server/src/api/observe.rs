@@ -12,7 +12,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use crate::state::AppState;
@@ -99,17 +98,8 @@ pub(crate) async fn observe(
 
 /// Reads and throws away the rest of a refused request's body, at most [`LINGER_BYTES`] for at
 /// most [`LINGER_TIME`]. The connection closes once the body is read or dropped.
-async fn linger(mut body: Body) {
-    let drain = async {
-        let mut read = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, Bytes::len);
-            if read > LINGER_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+async fn linger(body: Body) {
+    crate::wire::discard_body(body, LINGER_BYTES as u64, LINGER_TIME).await;
 }
 
 /// A request body that records when it has been read to the end, and hands what is left of

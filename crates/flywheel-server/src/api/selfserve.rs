@@ -20,7 +20,7 @@ use crate::datasets::{dataset_json, owned, Owner, UploadRequest};
 use crate::error::ApiError;
 use crate::jobs::{create_batch, create_training, job_json, owned_job, TrainingRequest};
 use crate::state::AppState;
-use crate::wire::{json_response, parse_object, read_json_body};
+use crate::wire::{html_response, json_response, parse_object, read_json_body};
 
 /// Jobs one listing returns.
 const MAX_LISTED: i64 = 200;
@@ -523,24 +523,8 @@ pub(crate) async fn training_job_report(
 ) -> Result<Response, ApiError> {
     let (_, owner) = tenant(&state, &headers).await?;
     let store = need_store(&state)?;
-    owned_job(store, &owner, &id, JobKind::Training).await?;
-    let html = store
-        .job_report(&id)
-        .await
-        .map_err(|e| store_unavailable(&e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "report_not_ready",
-                format!("job {id:?} has no report yet: it is written when the job succeeds"),
-            )
-        })?;
-    let mut response = (StatusCode::OK, html).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    Ok(response)
+    let html = crate::jobs::report(store, &owner, &id).await?;
+    Ok(html_response(html))
 }
 
 /// `POST /v1/models/{name}/deploy` with `{"version": N}`: makes version N of a model the caller

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flywheel_data::{Format, ReadOptions};
 use flywheel_store::{JobInfo, JobKind, JobState, UploadInfo};
@@ -21,7 +21,7 @@ use crate::datasets::{owned, Owner, UploadRequest};
 use crate::error::ApiError;
 use crate::jobs::{create_training, deploy, job_json, owned_job, TrainingRequest};
 use crate::state::AppState;
-use crate::wire::json_response;
+use crate::wire::{html_response, json_response};
 
 /// Jobs listed on the page.
 const LISTED: i64 = 50;
@@ -34,6 +34,24 @@ fn tenant_of(viewer: &Viewer) -> Result<Owner, PageError> {
             "new models belong to a tenant: sign in with the tenant's API key",
         )
     })
+}
+
+/// The signed-in tenant of a page (`post`: a form post, which must come from the dashboard),
+/// with the store.
+async fn tenant_view<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    here: &str,
+    post: bool,
+) -> Result<(Viewer, &'s flywheel_store::Store, Owner), PageError> {
+    let viewer = if post {
+        state.poster(headers, here).await?
+    } else {
+        state.viewer(headers, here).await?
+    };
+    let store = store_of(state)?;
+    let owner = tenant_of(&viewer)?;
+    Ok((viewer, store, owner))
 }
 
 fn summary(info: &UploadInfo) -> Value {
@@ -58,9 +76,7 @@ pub(crate) async fn new_model(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> PageResult {
-    let viewer = state.viewer(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (viewer, store, owner) = tenant_view(&state, &headers, "/new", false).await?;
     let datasets = store
         .list_uploads(Some(owner.tenant_id))
         .await
@@ -249,9 +265,7 @@ pub(crate) async fn train(
     headers: HeaderMap,
     body: Body,
 ) -> PageResult {
-    let viewer = state.poster(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (_, store, owner) = tenant_view(&state, &headers, "/new", true).await?;
     let (_, fields) = read_form(&state, &headers, body).await?;
     let back = |message: String| Ok(redirect(&format!("/new?error={}", url_encode(&message))));
     let Some(dataset) = field(&fields, "dataset").and_then(|d| d.parse::<i64>().ok()) else {
@@ -285,9 +299,7 @@ pub(crate) async fn job_page(
     headers: HeaderMap,
 ) -> PageResult {
     let here = format!("/jobs/{}", url_encode(&id));
-    let viewer = state.viewer(&headers, &here).await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (viewer, store, owner) = tenant_view(&state, &headers, &here, false).await?;
     let job = owned_job(store, &owner, &id, JobKind::Training).await?;
     let dataset = owned(store, &owner, job.upload_id).await.ok();
     let result: Value = job
@@ -345,9 +357,7 @@ pub(crate) async fn job_status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PageResult {
-    let viewer = state.viewer(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (_, store, owner) = tenant_view(&state, &headers, "/new", false).await?;
     let job = owned_job(store, &owner, &id, JobKind::Training).await?;
     Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
@@ -358,26 +368,10 @@ pub(crate) async fn job_report(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PageResult {
-    let viewer = state.viewer(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
-    owned_job(store, &owner, &id, JobKind::Training).await?;
-    let html = store
-        .job_report(&id)
-        .await
-        .map_err(|e| PageError::store(&e))?
-        .ok_or_else(|| {
-            PageError::new(
-                StatusCode::NOT_FOUND,
-                "the report is written when the job succeeds",
-            )
-        })?;
-    let mut response = (StatusCode::OK, html).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    Ok(response)
+    let (_, store, owner) = tenant_view(&state, &headers, "/new", false).await?;
+    Ok(html_response(
+        crate::jobs::report(store, &owner, &id).await?,
+    ))
 }
 
 /// `POST /jobs/{id}/deploy` (form): makes the job's version the champion.
@@ -386,9 +380,7 @@ pub(crate) async fn job_deploy(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PageResult {
-    let viewer = state.poster(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (viewer, store, owner) = tenant_view(&state, &headers, "/new", true).await?;
     let job = owned_job(store, &owner, &id, JobKind::Training).await?;
     let version = job
         .result
@@ -409,9 +401,7 @@ pub(crate) async fn job_cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PageResult {
-    let viewer = state.poster(&headers, "/new").await?;
-    let store = store_of(&state)?;
-    let owner = tenant_of(&viewer)?;
+    let (_, store, owner) = tenant_view(&state, &headers, "/new", true).await?;
     owned_job(store, &owner, &id, JobKind::Training).await?;
     store
         .cancel_job(&id, crate::access::now_unix())
