@@ -10,6 +10,7 @@
 #
 #   bash bench/store_overhead.sh [MODEL.fw] [SECONDS=10] [CONNECTIONS=16] [RATE=1000]
 #
+# FLYWHEEL names the binary (default target/release/flywheel, built when missing).
 # PostgreSQL: a private cluster with PostgreSQL's default durability is started by
 # .ci/postgres-setup (FLYWHEEL_PG_DURABLE=1, in BENCH_PG_DIR=/tmp/flywheel-bench-pg on
 # BENCH_PG_PORT=55433) unless PG_URL names a server; a scratch database is created there and
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 SECS=${2:-10}
 CONN=${3:-16}
 RATE=${4:-1000}
-BIN=target/release/flywheel
+BIN=${FLYWHEEL:-target/release/flywheel}
 [ -x "$BIN" ] || cargo build --release -p flywheel-cli
 command -v oha >/dev/null || { echo "needs oha on the PATH (cargo install oha --locked)" >&2; exit 1; }
 WORK=$(mktemp -d)

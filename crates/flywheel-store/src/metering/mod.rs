@@ -4,17 +4,17 @@
 //! A batch is written together when that provably gives what metering its requests one by one
 //! ([`crate::Store::meter`]) would: every event is new, each key's requests fall in one minute
 //! and one month, the plan limits the caller gave are the database's, and each key's totals fit
-//! under its limits — then every request is admitted in any order, and the batch costs four
-//! statements and one commit however many requests it holds. The database checks the last two
+//! under its limits — then every request is admitted in any order, and the batch costs one
+//! commit however many requests it holds. The database checks the last two
 //! conditions itself, in the same statements that count (`WHERE` clauses that compare with the
 //! plan's row and the counters as they stand, under their row locks), so concurrent replicas
 //! stay exact. When any condition fails the transaction is rolled back and the batch's requests
 //! are metered one by one, which decides each exactly as before.
 //!
 //! SQLite batches run on a connection of their own opened with `rusqlite` ([`sqlite`]), on the
-//! committing thread: the statements are plain calls, with none of the hand-overs to a
-//! connection thread that an async driver makes per statement and per row. PostgreSQL batches
-//! are one statement ([`postgres`]).
+//! committing thread: the statements are plain calls (a prepared insert per event), with none
+//! of the hand-overs to a connection thread that an async driver makes per statement and per
+//! row. PostgreSQL batches are one statement over JSON arrays ([`postgres`]): one round trip.
 
 mod postgres;
 mod sqlite;

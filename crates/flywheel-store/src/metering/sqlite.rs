@@ -1,6 +1,9 @@
 //! SQLite's batch, on a connection of its own opened with `rusqlite` and used from one thread:
-//! `BEGIN IMMEDIATE`, four statements and `COMMIT` as plain calls into the same SQLite library
+//! `BEGIN IMMEDIATE`, the statements and `COMMIT` as plain calls into the same SQLite library
 //! the pool uses (one copy, so its file locks are shared), with the counts checked between them.
+//! Events and kept predictions are inserted a row at a time through prepared statements with
+//! bound values (in-process calls, cheaper than building and parsing a JSON array per batch);
+//! each key's counters are raised by the shared counting statements.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{events_json, predictions_json, quotas_json, windows_json, BatchPlan, Counted};
+use super::{quotas_json, windows_json, BatchPlan, Counted};
 use crate::types::{MeterItem, Metered};
 use crate::{Error, Result};
 
@@ -19,6 +22,17 @@ const STATEMENTS: [&str; 4] = super::batch_statements!(
     "json_each($1) AS j",
     "json_each($1) AS j"
 );
+
+/// One usage event (a retry's, already recorded, is left as it is).
+const INSERT_EVENT: &str = "INSERT INTO usage_events \
+      (id, tenant, key_prefix, model, version, texts, characters, at, request_sha256) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING";
+
+/// One prediction kept for review (one already logged, by a retry, stays).
+const INSERT_PREDICTION: &str = "INSERT INTO predictions \
+      (tenant, model, version, request_id, idx, text, label, score, uncertainty, created_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+    ON CONFLICT (tenant, request_id, idx) DO NOTHING";
 
 /// The counting statements with the counters they leave.
 static WINDOWS: LazyLock<String> =
@@ -82,9 +96,24 @@ fn run(
 ) -> rusqlite::Result<Option<Vec<Metered>>> {
     // Dropped without a commit, the transaction rolls back.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let inserted = tx
-        .prepare_cached(STATEMENTS[0])?
-        .execute([events_json(items)])?;
+    let mut inserted = 0;
+    {
+        let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+        for item in items {
+            let e = &item.event;
+            inserted += insert.execute(rusqlite::params![
+                e.id,
+                e.tenant,
+                e.key_prefix,
+                e.model,
+                e.version,
+                e.texts,
+                e.characters,
+                e.at,
+                e.request_sha256
+            ])?;
+        }
+    }
     if inserted != items.len() {
         // A retry among them: its texts must not count again.
         return Ok(None);
@@ -115,8 +144,23 @@ fn run(
     let Some(metered) = counted.metered(items, plan) else {
         return Ok(None);
     };
-    tx.prepare_cached(STATEMENTS[3])?
-        .execute([predictions_json(items)])?;
+    if items.iter().any(|i| !i.predictions.is_empty()) {
+        let mut insert = tx.prepare_cached(INSERT_PREDICTION)?;
+        for p in items.iter().flat_map(|i| &i.predictions) {
+            insert.execute(rusqlite::params![
+                p.tenant,
+                p.model,
+                p.version,
+                p.request_id,
+                p.index,
+                p.text,
+                p.label,
+                p.score,
+                p.uncertainty,
+                p.created_at
+            ])?;
+        }
+    }
     tx.commit()?;
     Ok(Some(metered))
 }
