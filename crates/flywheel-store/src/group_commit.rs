@@ -84,7 +84,11 @@ impl MeterQueue {
                     .name("flywheel-meter".into())
                     .spawn(move || {
                         if let Some(queue) = for_thread.lock().ok().and_then(|mut q| q.take()) {
-                            thread_committer.run_sqlite(queue, Batcher::new(path), runtime);
+                            thread_committer.run_sqlite(
+                                queue,
+                                Batcher::with_background_checkpoints(path),
+                                runtime,
+                            );
                         }
                     });
                 if spawned.is_err() {
@@ -202,6 +206,7 @@ impl Committer {
             let together = matches!(outcome, Ok(Some(_)));
             let results = runtime.block_on(metering::settle(&self.store, &items, outcome));
             self.finish(&items, replies, results, together);
+            batcher.after_commit();
         }
     }
 
