@@ -84,11 +84,7 @@ impl MeterQueue {
                     .name("flywheel-meter".into())
                     .spawn(move || {
                         if let Some(queue) = for_thread.lock().ok().and_then(|mut q| q.take()) {
-                            thread_committer.run_sqlite(
-                                queue,
-                                Batcher::with_background_checkpoints(path),
-                                runtime,
-                            );
+                            thread_committer.run_sqlite(queue, Batcher::new(path), runtime);
                         }
                     });
                 if spawned.is_err() {
@@ -206,7 +202,6 @@ impl Committer {
             let together = matches!(outcome, Ok(Some(_)));
             let results = runtime.block_on(metering::settle(&self.store, &items, outcome));
             self.finish(&items, replies, results, together);
-            batcher.after_commit();
         }
     }
 

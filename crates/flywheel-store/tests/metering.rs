@@ -19,48 +19,6 @@ on_both!(
     epoch_moves_with_every_access_change,
 );
 
-/// SQLite only: the group commit's connection never checkpoints inline; a thread of its own
-/// copies the log into the database file, so the log stops growing (were nothing
-/// checkpointing, 2,000 commits would leave it tens of megabytes long).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_is_checkpointed_beside_the_commits() {
-    common::on_sqlite(|store, url| async move {
-        let wal = std::path::PathBuf::from(format!("{}-wal", url.trim_start_matches("sqlite://")));
-        store
-            .create_plan("big", 1_000_000, 1_000_000)
-            .await
-            .unwrap();
-        store.create_tenant("t").await.unwrap();
-        let key = store.create_key("t", "big").await.unwrap();
-        let queue = MeterQueue::start(store.clone(), 16);
-        let at = T0 + 7 * 86_400;
-        let mut largest = 0;
-        for i in 0..2000 {
-            let item = MeterItem {
-                key_id: key.id,
-                limits: limits(1_000_000, 1_000_000),
-                // One minute per 500 requests keeps every batch under the per-minute count.
-                event: event(&format!("w{i:05}"), "t", &key.prefix, 1, at + i / 500 * 60),
-                predictions: Vec::new(),
-            };
-            assert!(queue.meter(item).await.unwrap().decision.allowed);
-            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-        }
-        let written = queue
-            .stats()
-            .batches
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(written, 2000, "one commit per request, sent one at a time");
-        assert!(
-            largest < 16 << 20,
-            "the log reached {largest} bytes: nothing checkpointed it"
-        );
-        let events = store.usage_events(&UsageFilter::default()).await.unwrap();
-        assert_eq!(events.len(), 2000);
-    })
-    .await;
-}
-
 fn event(id: &str, tenant: &str, prefix: &str, texts: i64, at: i64) -> UsageEvent {
     UsageEvent {
         id: id.to_string(),

@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -41,61 +40,17 @@ static WINDOWS: LazyLock<String> =
 static QUOTAS: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING key_id, texts", STATEMENTS[2]));
 
-/// How often the background checkpointer copies the log into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
 /// A connection to the store's SQLite file for group commits, opened on first use and again
 /// after an error.
 pub(crate) struct Batcher {
     path: PathBuf,
     conn: Option<Connection>,
-    /// Set by the checkpointer thread after each pass (it holds a weak reference and stops
-    /// when the batcher is dropped); `None` when commits checkpoint inline, SQLite's default.
-    copied: Option<Arc<AtomicBool>>,
 }
 
 impl Batcher {
-    /// A batcher for the database file at `path` (nothing is opened yet) whose commits
-    /// checkpoint the log inline, as SQLite does by default (every 1,000 pages).
+    /// A batcher for the database file at `path` (nothing is opened yet).
     pub(crate) fn new(path: PathBuf) -> Batcher {
-        Batcher {
-            path,
-            conn: None,
-            copied: None,
-        }
-    }
-
-    /// A batcher whose log is checkpointed beside its commits: a thread of its own copies the
-    /// log into the database file (a passive checkpoint every 100 ms on another connection,
-    /// which never blocks a commit), and the batcher then copies the few pages written
-    /// meanwhile ([`Batcher::after_commit`]) so that the log starts again from its beginning.
-    /// No commit waits for a thousand pages to be copied and synced — milliseconds every few
-    /// hundred commits, which a request's tail latency would otherwise show. When the thread
-    /// cannot start, commits checkpoint inline.
-    pub(crate) fn with_background_checkpoints(path: PathBuf) -> Batcher {
-        let copied = Arc::new(AtomicBool::new(false));
-        let flag = Arc::downgrade(&copied);
-        let db = path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("flywheel-checkpoint".into())
-            .spawn(move || checkpoint_while(&db, &flag));
-        Batcher {
-            path,
-            conn: None,
-            copied: spawned.is_ok().then_some(copied),
-        }
-    }
-
-    /// Between batches (their requests answered): once the checkpointer has made a pass, a
-    /// passive checkpoint on the committing connection copies what was written since, so the
-    /// next commit restarts the log. A failure is left to the next pass.
-    pub(crate) fn after_commit(&mut self) {
-        let (Some(copied), Some(conn)) = (&self.copied, &self.conn) else {
-            return;
-        };
-        if copied.swap(false, Ordering::AcqRel) {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        }
+        Batcher { path, conn: None }
     }
 
     /// The batch in one transaction; `Ok(None)`, rolled back, when the database does not
@@ -108,14 +63,7 @@ impl Batcher {
     ) -> Result<Option<Vec<Metered>>> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            slot => {
-                let conn = open(&self.path).map_err(commit_error)?;
-                if self.copied.is_some() {
-                    conn.pragma_update(None, "wal_autocheckpoint", 0)
-                        .map_err(commit_error)?;
-                }
-                slot.insert(conn)
-            }
+            slot => slot.insert(open(&self.path).map_err(commit_error)?),
         };
         let outcome = run(conn, items, plan);
         if outcome.is_err() {
@@ -139,32 +87,6 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -512)?;
     Ok(conn)
-}
-
-/// The checkpointer's loop: a passive checkpoint (it never blocks the writer, and copies what
-/// it can) every [`CHECKPOINT_EVERY`] while the batcher lives, each success flagged in
-/// `copied`; a failed one drops the connection, opened again at the next tick.
-fn checkpoint_while(path: &Path, copied: &Weak<AtomicBool>) {
-    let mut conn: Option<Connection> = None;
-    loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let Some(flag) = copied.upgrade() else {
-            return;
-        };
-        let c = match conn.take() {
-            Some(c) => c,
-            None => match open(path) {
-                Ok(c) => c,
-                Err(_) => continue,
-            },
-        };
-        if c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .is_ok()
-        {
-            flag.store(true, Ordering::Release);
-            conn = Some(c);
-        }
-    }
 }
 
 fn run(
