@@ -47,16 +47,26 @@ impl ScratchDatabase {
     }
 
     /// Drops the database, disconnecting whoever is still connected.
+    ///
+    /// `WITH (FORCE)` ends the sessions still on it; one it may not end (an autovacuum worker,
+    /// when the test role is not in `pg_signal_backend`) fails the drop, which is tried again
+    /// for up to 5 s while that session finishes.
     pub async fn drop_now(self) -> Result<()> {
         let admin = sqlx::PgPool::connect(&self.base).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&admin)
-        .await?;
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let mut tries = 0;
+        let outcome = loop {
+            match sqlx::query(&drop).execute(&admin).await {
+                Ok(_) => break Ok(()),
+                Err(e) if tries < 50 && e.as_database_error().is_some() => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
         admin.close().await;
-        Ok(())
+        outcome
     }
 }
 
