@@ -426,23 +426,12 @@ macro_rules! metering_ops {
 }
 pub(crate) use metering_ops;
 
-/// The batch's four statements: events, each key's minute, each key's month, the predictions
-/// kept. Each reads its rows from one JSON array parameter through the back end's table
-/// function (`$events` etc.), aliased `j` with each element in `j.value`.
-macro_rules! batch_statements {
-    ($events:literal, $windows:literal, $quotas:literal, $predictions:literal) => {
+/// The batch's two counting statements, shared by both back ends: each key's minute, then each
+/// key's month. Each reads its rows from one JSON array parameter through the back end's table
+/// function (`$windows`, `$quotas`), aliased `j` with each element in `j.value`.
+macro_rules! counting_statements {
+    ($windows:literal, $quotas:literal) => {
         [
-            concat!(
-                "INSERT INTO usage_events \
-                   (id, tenant, key_prefix, model, version, texts, characters, at, request_sha256) \
-                 SELECT j.value ->> 'id', j.value ->> 'tenant', j.value ->> 'key_prefix', \
-                   j.value ->> 'model', CAST(j.value ->> 'version' AS BIGINT), \
-                   CAST(j.value ->> 'texts' AS BIGINT), CAST(j.value ->> 'characters' AS BIGINT), \
-                   CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'request_sha256' \
-                 FROM ",
-                $events,
-                " WHERE true ON CONFLICT (id) DO NOTHING"
-            ),
             // Each key's minute, raised by its request count only if the plan is the one
             // assumed and the count stays within it (a later minute restarts the count).
             concat!(
@@ -481,24 +470,10 @@ macro_rules! batch_statements {
                    (SELECT p2.texts_per_month FROM api_keys k2 \
                       JOIN plans p2 ON p2.name = k2.plan WHERE k2.id = excluded.key_id)"
             ),
-            // The predictions kept for review (one already logged, by a retry, stays).
-            concat!(
-                "INSERT INTO predictions (tenant, model, version, request_id, idx, text, label, \
-                   score, uncertainty, created_at) \
-                 SELECT j.value ->> 'tenant', j.value ->> 'model', \
-                   CAST(j.value ->> 'version' AS BIGINT), j.value ->> 'request_id', \
-                   CAST(j.value ->> 'idx' AS BIGINT), j.value ->> 'text', j.value ->> 'label', \
-                   CAST(j.value ->> 'score' AS DOUBLE PRECISION), \
-                   CAST(j.value ->> 'uncertainty' AS DOUBLE PRECISION), \
-                   CAST(j.value ->> 'created_at' AS BIGINT) \
-                 FROM ",
-                $predictions,
-                " WHERE true ON CONFLICT (tenant, request_id, idx) DO NOTHING"
-            ),
         ]
     };
 }
-pub(crate) use batch_statements;
+pub(crate) use counting_statements;
 
 /// Each key's counters after a batch's counting statements (the events were checked all new
 /// before).

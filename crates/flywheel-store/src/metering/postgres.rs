@@ -8,11 +8,39 @@ use super::{events_json, predictions_json, quotas_json, windows_json, BatchPlan,
 use crate::types::{MeterItem, Metered};
 use crate::{Error, Result};
 
-const POSTGRES_BATCH: [&str; 4] = super::batch_statements!(
+/// The events, each read from the JSON array `$1`.
+const EVENTS: &str = concat!(
+    "INSERT INTO usage_events \
+           (id, tenant, key_prefix, model, version, texts, characters, at, request_sha256) \
+         SELECT j.value ->> 'id', j.value ->> 'tenant', j.value ->> 'key_prefix', \
+           j.value ->> 'model', CAST(j.value ->> 'version' AS BIGINT), \
+           CAST(j.value ->> 'texts' AS BIGINT), CAST(j.value ->> 'characters' AS BIGINT), \
+           CAST(j.value ->> 'at' AS BIGINT), j.value ->> 'request_sha256' \
+         FROM ",
     "jsonb_array_elements($1::jsonb) AS j(value)",
+    " WHERE true ON CONFLICT (id) DO NOTHING"
+);
+
+/// The counting statements over the JSON arrays `$2` (minutes) and `$3` (months).
+const COUNTING: [&str; 2] = super::counting_statements!(
     "jsonb_array_elements($2::jsonb) AS j(value)",
-    "jsonb_array_elements($3::jsonb) AS j(value)",
-    "jsonb_array_elements($4::jsonb) AS j(value)"
+    "jsonb_array_elements($3::jsonb) AS j(value)"
+);
+
+/// The predictions kept for review, each read from the JSON array `$4` (one already logged, by
+/// a retry, stays).
+const PREDICTIONS: &str = concat!(
+    "INSERT INTO predictions (tenant, model, version, request_id, idx, text, label, \
+           score, uncertainty, created_at) \
+         SELECT j.value ->> 'tenant', j.value ->> 'model', \
+           CAST(j.value ->> 'version' AS BIGINT), j.value ->> 'request_id', \
+           CAST(j.value ->> 'idx' AS BIGINT), j.value ->> 'text', j.value ->> 'label', \
+           CAST(j.value ->> 'score' AS DOUBLE PRECISION), \
+           CAST(j.value ->> 'uncertainty' AS DOUBLE PRECISION), \
+           CAST(j.value ->> 'created_at' AS BIGINT) \
+         FROM ",
+    "jsonb_array_elements($4::jsonb) AS j(value)",
+    " WHERE true ON CONFLICT (tenant, request_id, idx) DO NOTHING"
 );
 
 /// PostgreSQL's batch: one statement; `flywheel_require` (migration 5) raises unless every
@@ -27,7 +55,7 @@ static POSTGRES_TOGETHER: LazyLock<String> = LazyLock::new(|| {
              AND (SELECT count(*) FROM win) = $6 AND (SELECT count(*) FROM quo) = $6) AS ok) \
          SELECT w.key_id, w.window_start, w.requests, q.texts \
          FROM ok LEFT JOIN (win w JOIN quo q ON q.key_id = w.key_id) ON ok.ok",
-        POSTGRES_BATCH[0], POSTGRES_BATCH[1], POSTGRES_BATCH[2], POSTGRES_BATCH[3]
+        EVENTS, COUNTING[0], COUNTING[1], PREDICTIONS
     )
 });
 

@@ -16,12 +16,8 @@ use super::{quotas_json, windows_json, BatchPlan, Counted};
 use crate::types::{MeterItem, Metered};
 use crate::{Error, Result};
 
-const STATEMENTS: [&str; 4] = super::batch_statements!(
-    "json_each($1) AS j",
-    "json_each($1) AS j",
-    "json_each($1) AS j",
-    "json_each($1) AS j"
-);
+/// The counting statements, each over the JSON array `$1`.
+const COUNTING: [&str; 2] = super::counting_statements!("json_each($1) AS j", "json_each($1) AS j");
 
 /// One usage event (a retry's, already recorded, is left as it is).
 const INSERT_EVENT: &str = "INSERT INTO usage_events \
@@ -36,9 +32,9 @@ const INSERT_PREDICTION: &str = "INSERT INTO predictions \
 
 /// The counting statements with the counters they leave.
 static WINDOWS: LazyLock<String> =
-    LazyLock::new(|| format!("{} RETURNING key_id, window_start, requests", STATEMENTS[1]));
+    LazyLock::new(|| format!("{} RETURNING key_id, window_start, requests", COUNTING[0]));
 static QUOTAS: LazyLock<String> =
-    LazyLock::new(|| format!("{} RETURNING key_id, texts", STATEMENTS[2]));
+    LazyLock::new(|| format!("{} RETURNING key_id, texts", COUNTING[1]));
 
 /// A connection to the store's SQLite file for group commits, opened on first use and again
 /// after an error.
